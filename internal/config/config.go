@@ -1,0 +1,467 @@
+// Package config loads velohunt's YAML configuration: defaults, a strict
+// decode that refuses unknown keys, secrets from files or the environment, and
+// a validation that names the offending key.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/robfig/cron/v3"
+	"gopkg.in/yaml.v3"
+
+	"github.com/velohunt/velohunt/internal/ioc"
+)
+
+// Environment variables that override secrets in the file.
+const (
+	EnvIRISAPIKey    = "VELOHUNT_IRIS_API_KEY"
+	EnvWebhookSecret = "VELOHUNT_WEBHOOK_SECRET"
+)
+
+// Config is the whole configuration. See configs/velohunt.example.yaml.
+type Config struct {
+	Database     string       `yaml:"database"`
+	Listen       string       `yaml:"listen"`
+	Log          Log          `yaml:"log"`
+	IRIS         IRIS         `yaml:"iris"`
+	Webhook      Webhook      `yaml:"webhook"`
+	Velociraptor Velociraptor `yaml:"velociraptor"`
+	Hunting      Hunting      `yaml:"hunting"`
+	Intake       Intake       `yaml:"intake"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // text or json
+}
+
+// IRIS configures the DFIR-IRIS REST client.
+type IRIS struct {
+	URL                string   `yaml:"url"`
+	APIKey             Secret   `yaml:"api_key"`
+	APIKeyFile         string   `yaml:"api_key_file"`
+	CAFile             string   `yaml:"ca_file"`
+	InsecureSkipVerify bool     `yaml:"insecure_skip_verify"`
+	Timeout            Duration `yaml:"timeout"`
+	// ServiceUserID is velohunt's own IRIS user id; events caused by it are
+	// ignored. 0 means: ask IRIS at start-up.
+	ServiceUserID int64 `yaml:"service_user_id"`
+}
+
+// Webhook configures the endpoint that IRIS's webhooks module calls.
+type Webhook struct {
+	Path         string `yaml:"path"`
+	Secret       Secret `yaml:"secret"`
+	SecretFile   string `yaml:"secret_file"`
+	MaxBodyBytes int64  `yaml:"max_body_bytes"`
+}
+
+// Velociraptor lists the servers and the routing of cases to them.
+type Velociraptor struct {
+	Servers []Server `yaml:"servers"`
+	Routes  []Route  `yaml:"routes"`
+	Default Target   `yaml:"default"`
+}
+
+// Server is one Velociraptor server reached through its gRPC API.
+type Server struct {
+	Name string `yaml:"name"`
+	// APIConfig is the path of the file written by
+	// `velociraptor config api_client --name velohunt api.config.yaml`.
+	APIConfig string   `yaml:"api_config"`
+	GUIURL    string   `yaml:"gui_url"`
+	Timeout   Duration `yaml:"timeout"`
+}
+
+// Target is a server and an org.
+type Target struct {
+	Server string `yaml:"server"`
+	Org    string `yaml:"org"`
+}
+
+// Route sends the cases it matches to a server and org. Exactly one of
+// Customer, Tag and CaseID is set; the first matching route wins.
+type Route struct {
+	Customer string `yaml:"customer"`
+	Tag      string `yaml:"tag"`
+	CaseID   int64  `yaml:"case_id"`
+	Server   string `yaml:"server"`
+	Org      string `yaml:"org"`
+}
+
+// Hunting configures how IOCs become hunts.
+type Hunting struct {
+	// BatchWindow is how long IOCs of one kind are gathered into one hunt.
+	BatchWindow    Duration `yaml:"batch_window"`
+	MaxIOCsPerHunt int      `yaml:"max_iocs_per_hunt"`
+	Expiry         Duration `yaml:"expiry"`
+	// ClientTimeout bounds the artifact's run on each endpoint.
+	ClientTimeout Duration `yaml:"client_timeout"`
+	CPULimit      float64  `yaml:"cpu_limit"`
+	OpsPerSecond  float64  `yaml:"ops_per_second"`
+	// UploadArtifacts uploads templates/artifacts at start-up when they changed.
+	UploadArtifacts bool               `yaml:"upload_artifacts"`
+	ArtifactsDir    string             `yaml:"artifacts_dir"`
+	Kinds           map[string]KindArt `yaml:"kinds"`
+}
+
+// KindArt names the artifact a kind is hunted with.
+type KindArt struct {
+	Artifact string `yaml:"artifact"`
+	// Parameter receives the list of hunt values.
+	Parameter string `yaml:"parameter"`
+	// Format of that list: json (a JSON array), lines (one per line),
+	// csv (comma separated) or regex (escaped values joined with "|").
+	Format string `yaml:"format"`
+	// Parameters are extra artifact parameters, passed as given.
+	Parameters map[string]string `yaml:"parameters"`
+}
+
+// Intake configures how IOCs are learned.
+type Intake struct {
+	// Reconcile is a cron spec for the full sync of open cases' IOCs.
+	Reconcile string `yaml:"reconcile"`
+	TimeZone  string `yaml:"time_zone"`
+	// SyncDelay gathers webhook events before one sync runs.
+	SyncDelay Duration `yaml:"sync_delay"`
+}
+
+// Default returns the configuration with every default filled in.
+func Default() Config {
+	return Config{
+		Database: "velohunt.db",
+		Listen:   "127.0.0.1:8080",
+		Log:      Log{Level: "info", Format: "text"},
+		IRIS:     IRIS{Timeout: Duration(30 * time.Second)},
+		Webhook:  Webhook{Path: "/iris/webhook", MaxBodyBytes: 4 << 20},
+		Hunting: Hunting{
+			BatchWindow:     Duration(5 * time.Second),
+			MaxIOCsPerHunt:  500,
+			Expiry:          Duration(7 * 24 * time.Hour),
+			ClientTimeout:   Duration(10 * time.Minute),
+			UploadArtifacts: true,
+			ArtifactsDir:    "templates/artifacts",
+			Kinds:           DefaultKinds(),
+		},
+		Intake: Intake{Reconcile: "*/5 * * * *", TimeZone: "UTC", SyncDelay: Duration(2 * time.Second)},
+	}
+}
+
+// DefaultKinds maps each hunt kind to velohunt's own artifact.
+func DefaultKinds() map[string]KindArt {
+	return map[string]KindArt{
+		string(ioc.KindHash):   {Artifact: "Custom.Velohunt.Hash", Parameter: "IOCs", Format: "json"},
+		string(ioc.KindIP):     {Artifact: "Custom.Velohunt.Network", Parameter: "IOCs", Format: "json"},
+		string(ioc.KindDomain): {Artifact: "Custom.Velohunt.Domain", Parameter: "IOCs", Format: "json"},
+		string(ioc.KindFile):   {Artifact: "Custom.Velohunt.File", Parameter: "IOCs", Format: "json"},
+	}
+}
+
+// Load reads the file at path, applies environment overrides and validates.
+func Load(path string) (Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("open config: %w", err)
+	}
+	defer f.Close()
+	c, err := Parse(f)
+	if err != nil {
+		return Config{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse decodes YAML onto the defaults, refusing unknown keys, then reads
+// secrets from files and the environment and validates the result.
+func Parse(r io.Reader) (Config, error) {
+	c := Default()
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return Config{}, fmt.Errorf("read config: %w", err)
+	}
+	kinds := c.Hunting.Kinds
+	c.Hunting.Kinds = nil
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return Config{}, fmt.Errorf("decode config: %w", err)
+	}
+	// Kinds the file leaves out keep their default artifact.
+	for k, v := range kinds {
+		if _, ok := c.Hunting.Kinds[k]; !ok {
+			if c.Hunting.Kinds == nil {
+				c.Hunting.Kinds = map[string]KindArt{}
+			}
+			c.Hunting.Kinds[k] = v
+		}
+	}
+	if err := c.loadSecrets(); err != nil {
+		return Config{}, err
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+func (c *Config) loadSecrets() error {
+	if err := loadSecret(&c.IRIS.APIKey, c.IRIS.APIKeyFile, EnvIRISAPIKey, "iris.api_key_file"); err != nil {
+		return err
+	}
+	return loadSecret(&c.Webhook.Secret, c.Webhook.SecretFile, EnvWebhookSecret, "webhook.secret_file")
+}
+
+// loadSecret fills s from the environment variable (first) or the file.
+func loadSecret(s *Secret, file, env, field string) error {
+	if v := os.Getenv(env); v != "" {
+		*s = Secret(strings.TrimSpace(v))
+		return nil
+	}
+	if file == "" {
+		return nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return &FieldError{Field: field, Err: fmt.Errorf("read secret: %w", err)}
+	}
+	*s = Secret(strings.TrimSpace(string(b)))
+	return nil
+}
+
+// FieldError is a validation error that names the configuration key.
+type FieldError struct {
+	Field string
+	Err   error
+}
+
+func (e *FieldError) Error() string { return fmt.Sprintf("config key %s: %v", e.Field, e.Err) }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// ErrMissing is the reason given for a required key that is empty.
+var ErrMissing = errors.New("required value is missing")
+
+func fieldErr(field, format string, args ...any) error {
+	return &FieldError{Field: field, Err: fmt.Errorf(format, args...)}
+}
+
+// Validate checks every value and returns the first problem found.
+func (c *Config) Validate() error {
+	if c.Database == "" {
+		return &FieldError{Field: "database", Err: ErrMissing}
+	}
+	if c.Listen == "" {
+		return &FieldError{Field: "listen", Err: ErrMissing}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return fieldErr("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		return fieldErr("log.format", "%q is not text or json", c.Log.Format)
+	}
+	if err := c.validateIRIS(); err != nil {
+		return err
+	}
+	if !strings.HasPrefix(c.Webhook.Path, "/") {
+		return fieldErr("webhook.path", "%q must start with /", c.Webhook.Path)
+	}
+	if c.Webhook.Secret == "" {
+		return &FieldError{Field: "webhook.secret", Err: fmt.Errorf("%w (set %s or webhook.secret_file)", ErrMissing, EnvWebhookSecret)}
+	}
+	if len(c.Webhook.Secret) < 16 {
+		return fieldErr("webhook.secret", "must be at least 16 characters")
+	}
+	if c.Webhook.MaxBodyBytes < 1024 {
+		return fieldErr("webhook.max_body_bytes", "must be at least 1024")
+	}
+	if err := c.validateVelociraptor(); err != nil {
+		return err
+	}
+	if err := c.validateHunting(); err != nil {
+		return err
+	}
+	loc, err := time.LoadLocation(c.Intake.TimeZone)
+	if err != nil {
+		return fieldErr("intake.time_zone", "unknown time zone %q", c.Intake.TimeZone)
+	}
+	if _, err := cron.ParseStandard("CRON_TZ=" + loc.String() + " " + c.Intake.Reconcile); err != nil {
+		return fieldErr("intake.reconcile", "bad cron spec %q: %v", c.Intake.Reconcile, err)
+	}
+	if c.Intake.SyncDelay < 0 {
+		return fieldErr("intake.sync_delay", "must not be negative")
+	}
+	return nil
+}
+
+func (c *Config) validateIRIS() error {
+	if c.IRIS.URL == "" {
+		return &FieldError{Field: "iris.url", Err: ErrMissing}
+	}
+	u, err := url.Parse(c.IRIS.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fieldErr("iris.url", "%q is not an http(s) URL", c.IRIS.URL)
+	}
+	if c.IRIS.APIKey == "" {
+		return &FieldError{Field: "iris.api_key", Err: fmt.Errorf("%w (set %s or iris.api_key_file)", ErrMissing, EnvIRISAPIKey)}
+	}
+	if c.IRIS.Timeout <= 0 {
+		return fieldErr("iris.timeout", "must be positive")
+	}
+	if c.IRIS.ServiceUserID < 0 {
+		return fieldErr("iris.service_user_id", "must not be negative")
+	}
+	return nil
+}
+
+func (c *Config) validateVelociraptor() error {
+	v := c.Velociraptor
+	if len(v.Servers) == 0 {
+		return &FieldError{Field: "velociraptor.servers", Err: ErrMissing}
+	}
+	names := map[string]bool{}
+	for i, s := range v.Servers {
+		f := fmt.Sprintf("velociraptor.servers[%d]", i)
+		if s.Name == "" {
+			return &FieldError{Field: f + ".name", Err: ErrMissing}
+		}
+		if names[s.Name] {
+			return fieldErr(f+".name", "duplicate server name %q", s.Name)
+		}
+		names[s.Name] = true
+		if s.APIConfig == "" {
+			return &FieldError{Field: f + ".api_config", Err: ErrMissing}
+		}
+		if s.Timeout < 0 {
+			return fieldErr(f+".timeout", "must not be negative")
+		}
+		if s.GUIURL != "" {
+			if u, err := url.Parse(s.GUIURL); err != nil || u.Host == "" {
+				return fieldErr(f+".gui_url", "%q is not a URL", s.GUIURL)
+			}
+		}
+	}
+	if v.Default.Server == "" {
+		if len(v.Servers) > 1 {
+			return fieldErr("velociraptor.default.server", "required when more than one server is configured")
+		}
+		c.Velociraptor.Default.Server = v.Servers[0].Name
+	} else if !names[v.Default.Server] {
+		return fieldErr("velociraptor.default.server", "unknown server %q", v.Default.Server)
+	}
+	for i, r := range v.Routes {
+		f := fmt.Sprintf("velociraptor.routes[%d]", i)
+		set := 0
+		for _, ok := range []bool{r.Customer != "", r.Tag != "", r.CaseID != 0} {
+			if ok {
+				set++
+			}
+		}
+		if set != 1 {
+			return fieldErr(f, "set exactly one of customer, tag, case_id")
+		}
+		if !names[r.Server] {
+			return fieldErr(f+".server", "unknown server %q", r.Server)
+		}
+	}
+	return nil
+}
+
+func (c *Config) validateHunting() error {
+	h := c.Hunting
+	if h.BatchWindow < 0 || h.BatchWindow > Duration(time.Hour) {
+		return fieldErr("hunting.batch_window", "must be between 0s and 1h")
+	}
+	if h.MaxIOCsPerHunt < 1 || h.MaxIOCsPerHunt > 100000 {
+		return fieldErr("hunting.max_iocs_per_hunt", "must be between 1 and 100000")
+	}
+	if h.Expiry < Duration(time.Minute) {
+		return fieldErr("hunting.expiry", "must be at least 1m")
+	}
+	if h.ClientTimeout < Duration(time.Second) {
+		return fieldErr("hunting.client_timeout", "must be at least 1s")
+	}
+	if h.CPULimit < 0 || h.CPULimit > 100 {
+		return fieldErr("hunting.cpu_limit", "must be between 0 and 100 (percent)")
+	}
+	if h.OpsPerSecond < 0 {
+		return fieldErr("hunting.ops_per_second", "must not be negative")
+	}
+	for name, k := range h.Kinds {
+		f := "hunting.kinds." + name
+		if !ioc.Kind(name).Valid() {
+			return fieldErr(f, "unknown kind %q (known: hash, ip, domain, file)", name)
+		}
+		if k.Artifact == "" {
+			return &FieldError{Field: f + ".artifact", Err: ErrMissing}
+		}
+		if k.Parameter == "" {
+			return &FieldError{Field: f + ".parameter", Err: ErrMissing}
+		}
+		switch k.Format {
+		case "json", "lines", "csv", "regex":
+		default:
+			return fieldErr(f+".format", "%q is not one of json, lines, csv, regex", k.Format)
+		}
+	}
+	return nil
+}
+
+// Server returns the server with the given name.
+func (c *Config) Server(name string) (Server, bool) {
+	for _, s := range c.Velociraptor.Servers {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return Server{}, false
+}
+
+// Duration is a time.Duration written as "5s", "10m", "168h" in YAML.
+type Duration time.Duration
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return fmt.Errorf("line %d: duration must be a string like \"30s\"", n.Line)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// Secret is a string that never prints its value.
+type Secret string
+
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "<redacted>"
+}
+
+// GoString keeps %#v from printing the value.
+func (s Secret) GoString() string { return s.String() }
+
+// MarshalYAML prints the redacted form.
+func (s Secret) MarshalYAML() (any, error) { return s.String(), nil }
+
+// Reveal returns the secret value, for the one place that sends it.
+func (s Secret) Reveal() string { return string(s) }
