@@ -1,0 +1,270 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/velohunt/velohunt/internal/ioc"
+)
+
+// Hunt states.
+const (
+	HuntPlanned  = "planned"
+	HuntCreated  = "created"
+	HuntRunning  = "running"
+	HuntFinished = "finished"
+	HuntStopped  = "stopped"
+	HuntExpired  = "expired"
+)
+
+// Group is a set of queued IOCs that can share hunts.
+type Group struct {
+	Server string
+	Org    string
+	Kind   ioc.Kind
+	Count  int
+	Oldest time.Time // queue time of its oldest IOC
+}
+
+// Hunt is a stored hunt.
+type Hunt struct {
+	ID            int64
+	Marker        string
+	Server        string
+	Org           string
+	Kind          ioc.Kind
+	Artifact      string
+	VRHuntID      string
+	State         string
+	Attempts      int
+	LastError     string
+	NextAttemptAt time.Time
+	ExpiresAt     time.Time
+	CreatedAt     time.Time
+	StartedAt     time.Time
+	EndedAt       time.Time
+}
+
+// HuntIOC is one IOC row a hunt covers.
+type HuntIOC struct {
+	IOCID     int64
+	CaseID    int64
+	IRISID    int64
+	HuntValue string
+}
+
+// QueuedGroups returns the queued IOCs of open cases grouped by server, org
+// and kind.
+func (db *DB) QueuedGroups(ctx context.Context) ([]Group, error) {
+	rows, err := db.db.QueryContext(ctx, `
+		SELECT c.server, c.org, i.kind, COUNT(*), MIN(i.queued_at)
+		FROM iocs i JOIN cases c ON c.case_id = i.case_id
+		WHERE i.state = 'queued' AND c.is_open = 1
+		GROUP BY c.server, c.org, i.kind ORDER BY MIN(i.queued_at)`)
+	if err != nil {
+		return nil, fmt.Errorf("queued groups: %w", err)
+	}
+	defer rows.Close()
+	var out []Group
+	for rows.Next() {
+		var g Group
+		var kind string
+		var oldest sql.NullInt64
+		if err := rows.Scan(&g.Server, &g.Org, &kind, &g.Count, &oldest); err != nil {
+			return nil, fmt.Errorf("queued groups: %w", err)
+		}
+		g.Kind = ioc.Kind(kind)
+		g.Oldest = msToTime(oldest)
+		out = append(out, g)
+	}
+	return out, rows.Err()
+}
+
+// PlanHunt takes up to max queued IOCs of the group, oldest first, and
+// records one planned hunt covering them, all in one transaction: the IOCs
+// move to "hunting", so no other hunt takes them. It returns the hunt, or
+// ENOTFOUND when the group has nothing queued.
+func (db *DB) PlanHunt(ctx context.Context, g Group, max int, artifact string, expiry time.Duration) (Hunt, error) {
+	var h Hunt
+	err := db.tx(ctx, func(tx *Tx) error {
+		rows, err := tx.QueryContext(ctx, `
+			SELECT i.id FROM iocs i JOIN cases c ON c.case_id = i.case_id
+			WHERE i.state = 'queued' AND c.is_open = 1 AND c.server = ? AND c.org = ? AND i.kind = ?
+			ORDER BY i.queued_at, i.id LIMIT ?`, g.Server, g.Org, string(g.Kind), max)
+		if err != nil {
+			return fmt.Errorf("plan hunt: %w", err)
+		}
+		var ids []int64
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return fmt.Errorf("plan hunt: %w", err)
+			}
+			ids = append(ids, id)
+		}
+		rows.Close()
+		if len(ids) == 0 {
+			return ioc.Errorf(ioc.ENOTFOUND, "nothing queued for %s/%s/%s", g.Server, g.Org, g.Kind)
+		}
+		marker, err := newMarker()
+		if err != nil {
+			return err
+		}
+		h = Hunt{Marker: marker, Server: g.Server, Org: g.Org, Kind: g.Kind, Artifact: artifact, State: HuntPlanned,
+			CreatedAt: tx.now, ExpiresAt: tx.now.Add(expiry)}
+		res, err := tx.ExecContext(ctx, `
+			INSERT INTO hunts (marker, server, org, kind, artifact, state, expires_at, created_at)
+			VALUES (?, ?, ?, ?, ?, 'planned', ?, ?)`,
+			marker, g.Server, g.Org, string(g.Kind), artifact, h.ExpiresAt.UnixMilli(), tx.nowMS())
+		if err != nil {
+			return fmt.Errorf("plan hunt: %w", err)
+		}
+		if h.ID, err = res.LastInsertId(); err != nil {
+			return fmt.Errorf("plan hunt: %w", err)
+		}
+		for _, id := range ids {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO hunt_iocs (hunt_id, ioc_id) VALUES (?, ?)`, h.ID, id); err != nil {
+				return fmt.Errorf("plan hunt: %w", err)
+			}
+		}
+		_, err = tx.ExecContext(ctx, `
+			UPDATE iocs SET state = 'hunting', queued_at = NULL, last_hunt_at = ?, updated_at = ?
+			WHERE id IN (SELECT ioc_id FROM hunt_iocs WHERE hunt_id = ?)`, tx.nowMS(), tx.nowMS(), h.ID)
+		if err != nil {
+			return fmt.Errorf("plan hunt: %w", err)
+		}
+		return nil
+	})
+	return h, err
+}
+
+// newMarker returns a random tag that identifies one velohunt hunt.
+func newMarker() (string, error) {
+	b := make([]byte, 10)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("marker: %w", err)
+	}
+	return "velohunt-" + hex.EncodeToString(b), nil
+}
+
+const huntColumns = `id, marker, server, org, kind, artifact, COALESCE(vr_hunt_id, ''), state, attempts, last_error,
+	next_attempt_at, expires_at, created_at, started_at, ended_at`
+
+func scanHunt(s interface{ Scan(...any) error }) (Hunt, error) {
+	var h Hunt
+	var kind string
+	var next, expires, created int64
+	var started, ended sql.NullInt64
+	err := s.Scan(&h.ID, &h.Marker, &h.Server, &h.Org, &kind, &h.Artifact, &h.VRHuntID, &h.State, &h.Attempts,
+		&h.LastError, &next, &expires, &created, &started, &ended)
+	h.Kind = ioc.Kind(kind)
+	h.NextAttemptAt = time.UnixMilli(next).UTC()
+	h.ExpiresAt = time.UnixMilli(expires).UTC()
+	h.CreatedAt = time.UnixMilli(created).UTC()
+	h.StartedAt = msToTime(started)
+	h.EndedAt = msToTime(ended)
+	return h, err
+}
+
+func (db *DB) queryHunts(ctx context.Context, where string, args ...any) ([]Hunt, error) {
+	rows, err := db.db.QueryContext(ctx, `SELECT `+huntColumns+` FROM hunts `+where, args...)
+	if err != nil {
+		return nil, fmt.Errorf("query hunts: %w", err)
+	}
+	defer rows.Close()
+	var out []Hunt
+	for rows.Next() {
+		h, err := scanHunt(rows)
+		if err != nil {
+			return nil, fmt.Errorf("query hunts: %w", err)
+		}
+		out = append(out, h)
+	}
+	return out, rows.Err()
+}
+
+// DueLaunches returns hunts not yet started whose next attempt is due.
+func (db *DB) DueLaunches(ctx context.Context, limit int) ([]Hunt, error) {
+	return db.queryHunts(ctx, `WHERE state IN ('planned','created') AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?`,
+		db.Now().UnixMilli(), limit)
+}
+
+// FindHunt returns a hunt by its row id. Returns ENOTFOUND when absent.
+func (db *DB) FindHunt(ctx context.Context, id int64) (Hunt, error) {
+	h, err := scanHunt(db.db.QueryRowContext(ctx, `SELECT `+huntColumns+` FROM hunts WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Hunt{}, ioc.Errorf(ioc.ENOTFOUND, "hunt %d not found", id)
+	}
+	return h, err
+}
+
+// RecentHunts returns the newest hunts, up to limit.
+func (db *DB) RecentHunts(ctx context.Context, limit int) ([]Hunt, error) {
+	return db.queryHunts(ctx, `ORDER BY id DESC LIMIT ?`, limit)
+}
+
+// HuntIOCs returns the IOC rows a hunt covers, with distinct hunt values
+// first by value.
+func (db *DB) HuntIOCs(ctx context.Context, huntID int64) ([]HuntIOC, error) {
+	rows, err := db.db.QueryContext(ctx, `
+		SELECT i.id, i.case_id, i.iris_id, i.hunt_value FROM hunt_iocs h JOIN iocs i ON i.id = h.ioc_id
+		WHERE h.hunt_id = ? ORDER BY i.hunt_value, i.id`, huntID)
+	if err != nil {
+		return nil, fmt.Errorf("hunt iocs: %w", err)
+	}
+	defer rows.Close()
+	var out []HuntIOC
+	for rows.Next() {
+		var h HuntIOC
+		if err := rows.Scan(&h.IOCID, &h.CaseID, &h.IRISID, &h.HuntValue); err != nil {
+			return nil, fmt.Errorf("hunt iocs: %w", err)
+		}
+		out = append(out, h)
+	}
+	return out, rows.Err()
+}
+
+// BeginLaunch counts a launch attempt before the Velociraptor call, so a
+// crash during the call is known at restart: the hunt may exist and must be
+// looked up by its marker before it is created again.
+func (db *DB) BeginLaunch(ctx context.Context, id int64) error {
+	return db.exec(ctx, `UPDATE hunts SET attempts = attempts + 1 WHERE id = ?`, id)
+}
+
+// SetHuntCreated records the Velociraptor hunt id of a created (paused) hunt.
+func (db *DB) SetHuntCreated(ctx context.Context, id int64, vrHuntID string) error {
+	return db.exec(ctx, `UPDATE hunts SET vr_hunt_id = ?, state = 'created', last_error = '' WHERE id = ? AND state = 'planned'`, vrHuntID, id)
+}
+
+// SetHuntRunning records that a hunt was started.
+func (db *DB) SetHuntRunning(ctx context.Context, id int64) error {
+	return db.exec(ctx, `UPDATE hunts SET state = 'running', started_at = ?, last_error = '' WHERE id = ? AND state IN ('planned','created')`,
+		db.Now().UnixMilli(), id)
+}
+
+// SetLaunchError records a failed launch attempt and when to try again.
+func (db *DB) SetLaunchError(ctx context.Context, id int64, msg string, next time.Time) error {
+	return db.exec(ctx, `UPDATE hunts SET last_error = ?, next_attempt_at = ? WHERE id = ?`, clipText(msg, 1000), next.UnixMilli(), id)
+}
+
+func (db *DB) exec(ctx context.Context, q string, args ...any) error {
+	return db.tx(ctx, func(tx *Tx) error {
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+		return nil
+	})
+}
+
+func clipText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

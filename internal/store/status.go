@@ -1,0 +1,55 @@
+package store
+
+import (
+	"context"
+	"fmt"
+)
+
+// Stats is a summary of the store for `velohunt status`.
+type Stats struct {
+	OpenCases  int
+	IOCs       map[string]int // by state
+	Hunts      map[string]int // by state
+	InboxDepth int
+}
+
+// Stats counts cases, IOCs by state, hunts by state and pending events.
+func (db *DB) Stats(ctx context.Context) (Stats, error) {
+	s := Stats{IOCs: map[string]int{}, Hunts: map[string]int{}}
+	if err := db.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM cases WHERE is_open = 1`).Scan(&s.OpenCases); err != nil {
+		return s, fmt.Errorf("stats: %w", err)
+	}
+	if err := db.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM inbox`).Scan(&s.InboxDepth); err != nil {
+		return s, fmt.Errorf("stats: %w", err)
+	}
+	if err := db.countBy(ctx, `SELECT state, COUNT(*) FROM iocs GROUP BY state`, s.IOCs); err != nil {
+		return s, err
+	}
+	if err := db.countBy(ctx, `SELECT state, COUNT(*) FROM hunts GROUP BY state`, s.Hunts); err != nil {
+		return s, err
+	}
+	return s, nil
+}
+
+func (db *DB) countBy(ctx context.Context, q string, into map[string]int) error {
+	rows, err := db.db.QueryContext(ctx, q)
+	if err != nil {
+		return fmt.Errorf("stats: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k string
+		var n int
+		if err := rows.Scan(&k, &n); err != nil {
+			return fmt.Errorf("stats: %w", err)
+		}
+		into[k] = n
+	}
+	return rows.Err()
+}
+
+// FailingLaunches returns hunts whose launch failed at least once and that
+// have not started yet.
+func (db *DB) FailingLaunches(ctx context.Context, limit int) ([]Hunt, error) {
+	return db.queryHunts(ctx, `WHERE state IN ('planned','created') AND last_error != '' ORDER BY id LIMIT ?`, limit)
+}

@@ -1,0 +1,183 @@
+// Package store keeps velohunt's state in SQLite: cases, IOCs, hunts and the
+// IOCs each hunt covers, webhook events and the intake cursor. It owns all of
+// velohunt's SQL. Every change that must survive a crash is one transaction,
+// so a process killed at any moment restarts where it stopped.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/mattn/go-sqlite3"
+
+	"github.com/velohunt/velohunt/internal/ioc"
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// DB is the store.
+type DB struct {
+	db *sql.DB
+	// Now returns the current time; tests replace it.
+	Now func() time.Time
+}
+
+// Open opens (creating if needed) the database file at path, enables WAL and
+// foreign keys and applies pending migrations. It refuses a database written
+// by a newer velohunt.
+func Open(ctx context.Context, path string) (*DB, error) {
+	if path == "" {
+		return nil, errors.New("open store: empty path")
+	}
+	// _txlock=immediate makes every transaction take the write lock at BEGIN,
+	// so none has to upgrade half-way and fail with SQLITE_BUSY.
+	dsn := "file:" + url.PathEscape(path) + "?_foreign_keys=on&_busy_timeout=10000&_journal_mode=WAL&_synchronous=NORMAL&_txlock=immediate"
+	sdb, err := sql.Open("sqlite3", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	// One connection: SQLite has one writer anyway, and a single connection
+	// means no SQLITE_BUSY between our own goroutines.
+	sdb.SetMaxOpenConns(1)
+	db := &DB{db: sdb, Now: time.Now}
+	var mode string
+	if err := sdb.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		sdb.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	if mode != "wal" {
+		sdb.Close()
+		return nil, fmt.Errorf("open store %s: journal_mode is %q, want wal", path, mode)
+	}
+	if err := db.migrate(ctx); err != nil {
+		sdb.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// Close closes the database.
+func (db *DB) Close() error { return db.db.Close() }
+
+// Ping checks that the database answers.
+func (db *DB) Ping(ctx context.Context) error { return db.db.PingContext(ctx) }
+
+func (db *DB) migrate(ctx context.Context) error {
+	if _, err := db.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("create schema_migrations: %w", err)
+	}
+	names, err := fs.Glob(migrationFS, "migrations/*.sql")
+	if err != nil {
+		return fmt.Errorf("list migrations: %w", err)
+	}
+	sort.Strings(names)
+	known := map[string]bool{}
+	for _, n := range names {
+		known[strings.TrimPrefix(n, "migrations/")] = true
+	}
+	rows, err := db.db.QueryContext(ctx, `SELECT name FROM schema_migrations`)
+	if err != nil {
+		return fmt.Errorf("read schema_migrations: %w", err)
+	}
+	applied := map[string]bool{}
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			rows.Close()
+			return fmt.Errorf("read schema_migrations: %w", err)
+		}
+		applied[n] = true
+	}
+	rows.Close()
+	for n := range applied {
+		if !known[n] {
+			return fmt.Errorf("database has migration %s that this velohunt does not know: it was written by a newer version", n)
+		}
+	}
+	for _, path := range names {
+		name := strings.TrimPrefix(path, "migrations/")
+		if applied[name] {
+			continue
+		}
+		if err := db.applyMigration(ctx, path, name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (db *DB) applyMigration(ctx context.Context, path, name string) error {
+	body, err := migrationFS.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read migration %s: %w", name, err)
+	}
+	tx, err := db.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("migration %s: %w", name, err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+		return fmt.Errorf("migration %s: %w", name, err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)`, name, db.Now().UnixMilli()); err != nil {
+		return fmt.Errorf("migration %s: %w", name, err)
+	}
+	return tx.Commit()
+}
+
+// tx runs fn in one write transaction that carries the current time.
+func (db *DB) tx(ctx context.Context, fn func(tx *Tx) error) error {
+	stx, err := db.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer stx.Rollback()
+	if err := fn(&Tx{Tx: stx, now: db.Now().UTC()}); err != nil {
+		return err
+	}
+	if err := stx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// Tx is a transaction with a fixed "now".
+type Tx struct {
+	*sql.Tx
+	now time.Time
+}
+
+func (tx *Tx) nowMS() int64 { return tx.now.UnixMilli() }
+
+// mapErr turns SQLite constraint errors into ECONFLICT.
+func mapErr(err error) error {
+	var se sqlite3.Error
+	if errors.As(err, &se) && (se.ExtendedCode == sqlite3.ErrConstraintUnique || se.ExtendedCode == sqlite3.ErrConstraintPrimaryKey) {
+		return &ioc.Error{Code: ioc.ECONFLICT, Message: "already exists"}
+	}
+	return err
+}
+
+func msToTime(ms sql.NullInt64) time.Time {
+	if !ms.Valid || ms.Int64 == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms.Int64).UTC()
+}
+
+// placeholders returns "?,?,…" for n values.
+func placeholders(n int) string {
+	if n <= 0 {
+		return ""
+	}
+	return strings.Repeat("?,", n-1) + "?"
+}
