@@ -105,8 +105,8 @@ type Hunting struct {
 	Expiry         Duration `yaml:"expiry"`
 	// ClientTimeout bounds the artifact's run on each endpoint.
 	ClientTimeout Duration `yaml:"client_timeout"`
-	CPULimit      float64  `yaml:"cpu_limit"`
-	OpsPerSecond  float64  `yaml:"ops_per_second"`
+	CPULimit      int      `yaml:"cpu_limit"`
+	OpsPerSecond  int      `yaml:"ops_per_second"`
 	// UploadArtifacts uploads templates/artifacts at start-up when they changed.
 	UploadArtifacts bool               `yaml:"upload_artifacts"`
 	ArtifactsDir    string             `yaml:"artifacts_dir"`

@@ -1,0 +1,156 @@
+package velociraptor
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/velohunt/velohunt/internal/ioc"
+)
+
+// HuntInfo is the progress of a hunt, from hunts().
+type HuntInfo struct {
+	ID              string
+	State           string // PAUSED, RUNNING, STOPPED, ARCHIVED, DELETED
+	Expires         time.Time
+	Scheduled       int64
+	Finished        int64
+	WithErrors      int64
+	Rows            int64
+	ArtifactSources []string
+}
+
+// HuntInfo reads a hunt's state and stats. Returns ENOTFOUND when the server
+// does not know the hunt.
+func (c *Client) HuntInfo(ctx context.Context, org, huntID string) (HuntInfo, error) {
+	rows, err := c.rows(ctx, call{name: "hunt-info", text: vqlHuntInfo, env: map[string]string{"VhHuntId": huntID}, org: org})
+	if err != nil {
+		return HuntInfo{}, err
+	}
+	if len(rows) == 0 {
+		return HuntInfo{}, ioc.Errorf(ioc.ENOTFOUND, "hunt %s not found", huntID)
+	}
+	var v struct {
+		HuntID  string `json:"hunt_id"`
+		State   string `json:"state"`
+		Expires jsonInt `json:"expires"` // µs
+		Stats   struct {
+			Scheduled  jsonInt `json:"total_clients_scheduled"`
+			Finished   jsonInt `json:"total_finished_clients"`
+			WithErrors jsonInt `json:"total_clients_with_errors"`
+			Rows       jsonInt `json:"total_collected_rows"`
+		} `json:"stats"`
+		Sources []string `json:"artifact_sources"`
+	}
+	if err := json.Unmarshal(rows[0], &v); err != nil {
+		return HuntInfo{}, fmt.Errorf("hunt info %s: %w", huntID, err)
+	}
+	return HuntInfo{ID: v.HuntID, State: v.State, Expires: time.UnixMicro(int64(v.Expires)).UTC(),
+		Scheduled: int64(v.Stats.Scheduled), Finished: int64(v.Stats.Finished), WithErrors: int64(v.Stats.WithErrors),
+		Rows: int64(v.Stats.Rows), ArtifactSources: v.Sources}, nil
+}
+
+// HuntResults streams the rows of one artifact source of a hunt, starting at
+// row startRow, and calls fn with each. Memory stays bounded whatever the
+// number of rows.
+func (c *Client) HuntResults(ctx context.Context, org, huntID, source string, startRow int64, fn func(json.RawMessage) error) error {
+	env := map[string]string{"VhHuntId": huntID, "VhArtifactSource": source, "VhStartRow": strconv.FormatInt(startRow, 10)}
+	return c.run(ctx, call{name: "hunt-results", text: vqlHuntResults, env: env, org: org, stream: true}, fn)
+}
+
+// ClientInfo describes an endpoint.
+type ClientInfo struct {
+	ClientID string
+	Hostname string
+	FQDN     string
+	OS       string // windows, linux, darwin
+	Release  string
+	LastIP   string // address the server saw, without port
+}
+
+// ClientInfo looks up one client. Returns ENOTFOUND for an unknown client.
+func (c *Client) ClientInfo(ctx context.Context, org, clientID string) (ClientInfo, error) {
+	rows, err := c.rows(ctx, call{name: "client-info", text: vqlClientInfo, env: map[string]string{"VhClientId": clientID}, org: org})
+	if err != nil {
+		return ClientInfo{}, err
+	}
+	var v struct {
+		Info *struct {
+			ClientID string `json:"client_id"`
+			OSInfo   struct {
+				System   string `json:"system"`
+				Hostname string `json:"hostname"`
+				Release  string `json:"release"`
+				FQDN     string `json:"fqdn"`
+			} `json:"os_info"`
+			LastIP string `json:"last_ip"`
+		}
+	}
+	if len(rows) == 0 || json.Unmarshal(rows[0], &v) != nil || v.Info == nil || v.Info.ClientID == "" {
+		return ClientInfo{}, ioc.Errorf(ioc.ENOTFOUND, "client %s not found", clientID)
+	}
+	i := v.Info
+	return ClientInfo{ClientID: i.ClientID, Hostname: i.OSInfo.Hostname, FQDN: i.OSInfo.FQDN, OS: i.OSInfo.System,
+		Release: i.OSInfo.Release, LastIP: stripPort(i.LastIP)}, nil
+}
+
+// WatchHuntFlows streams the ids of completed hunt flows until ctx ends; fn
+// gets the hunt id ("F.X.H" → "H.X") and the client id.
+func (c *Client) WatchHuntFlows(ctx context.Context, org string, fn func(huntID, clientID string) error) error {
+	return c.run(ctx, call{name: "watch-flows", text: vqlWatchFlowCompletion, org: org, stream: true}, func(r json.RawMessage) error {
+		var v struct{ FlowId, ClientId string }
+		if json.Unmarshal(r, &v) != nil {
+			return nil
+		}
+		if id, ok := HuntIDOfFlow(v.FlowId); ok {
+			return fn(id, v.ClientId)
+		}
+		return nil
+	})
+}
+
+// HuntIDOfFlow maps a hunt flow id "F.X.H" to its hunt id "H.X".
+func HuntIDOfFlow(flowID string) (string, bool) {
+	if !strings.HasPrefix(flowID, "F.") || !strings.HasSuffix(flowID, ".H") || len(flowID) < 5 {
+		return "", false
+	}
+	return "H." + flowID[2:len(flowID)-2], true
+}
+
+// stripPort turns "203.0.113.9:56222" or "[2001:db8::1]:443" into the address.
+func stripPort(s string) string {
+	if strings.HasPrefix(s, "[") {
+		if i := strings.Index(s, "]"); i > 0 {
+			return s[1:i]
+		}
+	}
+	if strings.Count(s, ":") == 1 {
+		return s[:strings.IndexByte(s, ':')]
+	}
+	return s
+}
+
+// jsonInt accepts a JSON number or a string holding one: protojson encodes
+// uint64 as strings in some places, plain JSON as numbers in others.
+type jsonInt int64
+
+func (j *jsonInt) UnmarshalJSON(b []byte) error {
+	s := strings.Trim(string(b), `"`)
+	if s == "" || s == "null" {
+		*j = 0
+		return nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		f, ferr := strconv.ParseFloat(s, 64)
+		if ferr != nil {
+			return fmt.Errorf("not an integer: %s", s)
+		}
+		n = int64(f)
+	}
+	*j = jsonInt(n)
+	return nil
+}

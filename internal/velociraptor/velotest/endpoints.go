@@ -1,0 +1,209 @@
+package velotest
+
+import (
+	"encoding/json"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Endpoint is a simulated Velociraptor client and what is on it.
+type Endpoint struct {
+	ClientID string
+	Hostname string
+	FQDN     string
+	OS       string // windows, linux, darwin
+	Release  string
+	LastIP   string
+	Org      string // "root" when empty
+	Online   bool
+	Files    []File
+	Conns    []Conn
+	DNS      []DNSEntry
+}
+
+// File is a file on an endpoint; Process marks a running process image.
+type File struct {
+	Path              string
+	Size              int64
+	MD5, SHA1, SHA256 string
+	Mtime             time.Time
+	Process           bool
+	Pid               int
+}
+
+// Conn is a network connection.
+type Conn struct {
+	Pid               int
+	Process           string
+	LocalIP, RemoteIP string
+	LocalPort         int
+	RemotePort        int
+	Status            string
+	Time              time.Time
+}
+
+// DNSEntry is a DNS cache entry.
+type DNSEntry struct {
+	Name   string
+	Record string // the resolved address
+}
+
+// AddEndpoint adds or replaces an endpoint. An online endpoint joins every
+// running, unexpired hunt of its org, as a late client does when it comes
+// online.
+func (s *Server) AddEndpoint(ep Endpoint) {
+	if ep.Org == "" {
+		ep.Org = "root"
+	}
+	if ep.FQDN == "" {
+		ep.FQDN = ep.Hostname
+	}
+	e := ep
+	var done []flowDone
+	s.mu.Lock()
+	s.endpoints[e.ClientID] = &e
+	if e.Online {
+		now := time.Now()
+		for _, id := range s.order {
+			h := s.hunts[id]
+			if h.State == "RUNNING" && h.Org == e.Org && now.Before(h.Expires) && !h.Scheduled[e.ClientID] {
+				done = append(done, s.runOn(h, &e))
+			}
+		}
+	}
+	s.mu.Unlock()
+	s.notify(done)
+}
+
+// sortedEndpoints returns endpoints by client id; s.mu is held.
+func (s *Server) sortedEndpoints() []*Endpoint {
+	out := make([]*Endpoint, 0, len(s.endpoints))
+	for _, ep := range s.endpoints {
+		out = append(out, ep)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ClientID < out[j].ClientID })
+	return out
+}
+
+// iocList reads the IOCs parameter (a JSON array of strings).
+func iocList(params map[string]string) map[string]bool {
+	var list []string
+	json.Unmarshal([]byte(params["IOCs"]), &list)
+	m := make(map[string]bool, len(list))
+	for _, v := range list {
+		m[v] = true
+	}
+	return m
+}
+
+func ts(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+// defaultBehaviours mirror templates/artifacts: every row has IOC, Source,
+// Evidence and EventTime columns, plus the kind's own columns.
+func defaultBehaviours() map[string]Behaviour {
+	return map[string]Behaviour{
+		"Custom.Velohunt.Hash":    hashBehaviour,
+		"Custom.Velohunt.Network": networkBehaviour,
+		"Custom.Velohunt.Domain":  domainBehaviour,
+		"Custom.Velohunt.File":    fileBehaviour,
+	}
+}
+
+func hashBehaviour(ep *Endpoint, params map[string]string) []map[string]any {
+	want := iocList(params)
+	var rows []map[string]any
+	for _, f := range ep.Files {
+		for _, h := range []string{f.MD5, f.SHA1, f.SHA256} {
+			if h == "" || !want[strings.ToLower(h)] {
+				continue
+			}
+			src := "file"
+			if f.Process {
+				src = "process"
+			}
+			rows = append(rows, map[string]any{"IOC": strings.ToLower(h), "Source": src, "Evidence": f.Path,
+				"EventTime": ts(f.Mtime), "OSPath": f.Path, "Size": f.Size, "Pid": f.Pid,
+				"MD5": f.MD5, "SHA1": f.SHA1, "SHA256": f.SHA256})
+		}
+	}
+	return rows
+}
+
+func networkBehaviour(ep *Endpoint, params map[string]string) []map[string]any {
+	want := iocList(params)
+	var rows []map[string]any
+	for _, c := range ep.Conns {
+		for _, cand := range []string{c.RemoteIP + "|" + strconv.Itoa(c.RemotePort), c.RemoteIP, c.LocalIP + "|" + strconv.Itoa(c.LocalPort), c.LocalIP} {
+			if want[cand] {
+				rows = append(rows, map[string]any{"IOC": cand, "Source": "connection",
+					"Evidence":  c.LocalIP + ":" + strconv.Itoa(c.LocalPort) + " -> " + c.RemoteIP + ":" + strconv.Itoa(c.RemotePort) + " (" + c.Status + ", pid " + strconv.Itoa(c.Pid) + " " + c.Process + ")",
+					"EventTime": ts(c.Time), "Pid": c.Pid, "ProcessName": c.Process, "LocalIP": c.LocalIP, "LocalPort": c.LocalPort,
+					"RemoteIP": c.RemoteIP, "RemotePort": c.RemotePort, "Status": c.Status})
+				break
+			}
+		}
+	}
+	if ep.OS == "windows" {
+		for _, d := range ep.DNS {
+			if want[d.Record] {
+				rows = append(rows, map[string]any{"IOC": d.Record, "Source": "dns_cache", "Evidence": d.Name + " -> " + d.Record,
+					"EventTime": nil, "Name": d.Name, "Record": d.Record})
+			}
+		}
+	}
+	return rows
+}
+
+func domainBehaviour(ep *Endpoint, params map[string]string) []map[string]any {
+	want := iocList(params)
+	var rows []map[string]any
+	if ep.OS != "windows" {
+		return nil // the DNS cache and Sysmon DNS events exist on Windows only
+	}
+	for _, d := range ep.DNS {
+		name := strings.TrimSuffix(strings.ToLower(d.Name), ".")
+		for cand := name; cand != ""; {
+			if want[cand] {
+				rows = append(rows, map[string]any{"IOC": cand, "Source": "dns_cache", "Evidence": d.Name + " -> " + d.Record,
+					"EventTime": nil, "Name": d.Name, "Record": d.Record})
+				break
+			}
+			i := strings.IndexByte(cand, '.')
+			if i < 0 {
+				break
+			}
+			cand = cand[i+1:]
+		}
+	}
+	return rows
+}
+
+func fileBehaviour(ep *Endpoint, params map[string]string) []map[string]any {
+	want := iocList(params)
+	lower := map[string]string{}
+	for v := range want {
+		lower[strings.ToLower(v)] = v
+	}
+	var rows []map[string]any
+	for _, f := range ep.Files {
+		p := f.Path
+		base := path.Base(strings.ReplaceAll(p, `\`, "/"))
+		match, ok := lower[strings.ToLower(p)]
+		if !ok {
+			match, ok = lower[strings.ToLower(base)]
+		}
+		if ok {
+			rows = append(rows, map[string]any{"IOC": match, "Source": "file", "Evidence": p, "EventTime": ts(f.Mtime),
+				"OSPath": p, "Size": f.Size})
+		}
+	}
+	return rows
+}

@@ -1,0 +1,395 @@
+package velotest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// builtinArtifacts exist on every server without an upload.
+var builtinArtifacts = map[string]bool{"Generic.Client.Info": true, "Generic.Detection.HashHunter": true, "Windows.System.DNSCache": true}
+
+// Hunt is a simulated hunt.
+type Hunt struct {
+	ID          string
+	Org         string
+	Artifact    string
+	Description string
+	Tags        []string
+	Params      map[string]string
+	State       string // PAUSED, RUNNING, STOPPED
+	Created     time.Time
+	Expires     time.Time
+	Timeout     int64
+	CPULimit    int64
+	OpsPerSec   int64
+	Scheduled   map[string]bool // client ids
+	Finished    map[string]bool
+	Rows        []json.RawMessage
+}
+
+func newHuntID() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return "H." + base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b)[:13]
+}
+
+func (s *Server) createHunt(user string, env map[string]string, org string, out *responder) error {
+	null := func() error { return out.rows([]json.RawMessage{json.RawMessage(`{"HuntId":null}`)}) }
+	vals, ok := need(out, env, "VhArtifact", "VhDescription", "VhTags", "VhSpec", "VhExpirySeconds", "VhTimeout", "VhCPULimit", "VhOpsPerSec")
+	if !ok {
+		return null()
+	}
+	if !s.can(user, PermStartHunt) {
+		out.log("hunt: PermissionDenied: Permission denied: [START_HUNT]")
+		return null()
+	}
+	s.mu.Lock()
+	failure := s.logOnHunt
+	s.mu.Unlock()
+	if failure != "" {
+		out.log("%s", failure)
+		return null()
+	}
+	artifact := vals[0]
+	if !s.knownArtifact(artifact) {
+		out.log("hunt: Unknown artifact %s", artifact)
+		return null()
+	}
+	var tags []string
+	if err := json.Unmarshal([]byte(vals[2]), &tags); err != nil {
+		out.log("parse_json_array: %v", err)
+		return null()
+	}
+	var spec map[string]map[string]any
+	if err := json.Unmarshal([]byte(vals[3]), &spec); err != nil {
+		out.log("parse_json: %v", err)
+		return null()
+	}
+	params := map[string]string{}
+	for name, p := range spec {
+		if name != artifact {
+			out.log("hunt: Parameter refers to an unknown artifact %s", name)
+			return null()
+		}
+		for k, v := range p {
+			str, ok := v.(string)
+			if !ok {
+				// Velociraptor turns every spec value into a string.
+				b, _ := json.Marshal(v)
+				str = string(b)
+			}
+			params[k] = str
+		}
+	}
+	ints := make([]int64, 4)
+	for i, v := range vals[4:] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			out.log("int: %q is not an integer", v)
+			return null()
+		}
+		ints[i] = n
+	}
+	if ints[0] <= 0 {
+		out.log("hunt: expiry time in the past")
+		return null()
+	}
+	s.mu.Lock()
+	h := &Hunt{ID: newHuntID(), Org: org, Artifact: artifact, Description: vals[1], Tags: tags, Params: params,
+		State: "PAUSED", Created: time.Now(), Expires: time.Now().Add(time.Duration(ints[0]) * time.Second),
+		Timeout: ints[1], CPULimit: ints[2], OpsPerSec: ints[3], Scheduled: map[string]bool{}, Finished: map[string]bool{}}
+	s.hunts[h.ID] = h
+	s.order = append(s.order, h.ID)
+	s.mu.Unlock()
+	return out.rows([]json.RawMessage{mustRow(map[string]string{"HuntId": h.ID})})
+}
+
+func (s *Server) knownArtifact(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, up := s.artifacts[name]
+	return up || builtinArtifacts[name]
+}
+
+func (s *Server) updateHunt(user string, env map[string]string, org string, start bool, out *responder) error {
+	vals, ok := need(out, env, "VhHuntId")
+	if !ok || !s.can(user, PermStartHunt) {
+		if ok {
+			out.log("hunt_update: PermissionDenied: Permission denied: [START_HUNT]")
+		}
+		return out.rows([]json.RawMessage{json.RawMessage(`{"HuntId":null}`)})
+	}
+	s.mu.Lock()
+	h, found := s.hunts[vals[0]]
+	if found && h.Org != org {
+		found = false
+	}
+	var done []flowDone
+	if found {
+		if start && h.State == "PAUSED" {
+			h.State = "RUNNING"
+			// PAUSED→RUNNING makes every connected client join at once.
+			for _, ep := range s.sortedEndpoints() {
+				if ep.Online && ep.Org == h.Org {
+					done = append(done, s.runOn(h, ep))
+				}
+			}
+		} else if !start {
+			h.State = "STOPPED"
+		}
+	}
+	s.mu.Unlock()
+	s.notify(done)
+	if !found {
+		out.log("hunt_update: hunt %s not found", vals[0])
+		return out.rows([]json.RawMessage{json.RawMessage(`{"HuntId":null}`)})
+	}
+	return out.rows([]json.RawMessage{mustRow(map[string]string{"HuntId": vals[0]})})
+}
+
+// runOn runs a hunt's artifact on one endpoint; s.mu is held.
+func (s *Server) runOn(h *Hunt, ep *Endpoint) flowDone {
+	flowID := "F." + strings.TrimPrefix(h.ID, "H.") + ".H"
+	h.Scheduled[ep.ClientID] = true
+	if b, ok := s.behaviours[h.Artifact]; ok && ep.OS != "" {
+		for _, row := range b(ep, h.Params) {
+			row["FlowId"] = flowID
+			row["ClientId"] = ep.ClientID
+			row["_OrgId"] = h.Org
+			row["Fqdn"] = ep.FQDN
+			h.Rows = append(h.Rows, mustRow(row))
+		}
+	}
+	h.Finished[ep.ClientID] = true
+	return flowDone{flowID: flowID, clientID: ep.ClientID}
+}
+
+func (s *Server) findHunts(user string, env map[string]string, org string, out *responder) error {
+	vals, ok := need(out, env, "VhMarker")
+	if !ok {
+		return out.rows(nil)
+	}
+	if !s.can(user, PermReadResults) {
+		out.log("hunts: PermissionDenied: Permission denied: [READ_RESULTS]")
+		return out.rows(nil)
+	}
+	s.mu.Lock()
+	var rows []json.RawMessage
+	for _, id := range s.order {
+		h := s.hunts[id]
+		for _, t := range h.Tags {
+			if t == vals[0] && h.Org == org {
+				rows = append(rows, mustRow(map[string]any{"hunt_id": h.ID, "state": h.State}))
+			}
+		}
+	}
+	s.mu.Unlock()
+	return out.rows(rows)
+}
+
+func (s *Server) huntInfo(user string, env map[string]string, org string, out *responder) error {
+	vals, ok := need(out, env, "VhHuntId")
+	if !ok {
+		return out.rows(nil)
+	}
+	if !s.can(user, PermReadResults) {
+		out.log("hunts: PermissionDenied: Permission denied: [READ_RESULTS]")
+		return out.rows(nil)
+	}
+	s.mu.Lock()
+	h, found := s.hunts[vals[0]]
+	var rows []json.RawMessage
+	if found && h.Org == org {
+		rows = append(rows, mustRow(map[string]any{
+			"hunt_id": h.ID, "state": h.State, "create_time": h.Created.UnixMicro(), "start_time": h.Created.UnixMicro(),
+			"expires": h.Expires.UnixMicro(),
+			"stats": map[string]any{"total_clients_scheduled": len(h.Scheduled), "total_finished_clients": len(h.Finished),
+				"total_clients_with_results": len(h.Finished), "total_clients_with_errors": 0, "total_collected_rows": len(h.Rows),
+				"stopped": h.State == "STOPPED"},
+			"artifact_sources": []string{h.Artifact},
+		}))
+	}
+	s.mu.Unlock()
+	return out.rows(rows)
+}
+
+func (s *Server) huntResults(user string, env map[string]string, org string, out *responder) error {
+	vals, ok := need(out, env, "VhHuntId", "VhArtifactSource", "VhStartRow")
+	if !ok {
+		return out.rows(nil)
+	}
+	if !s.can(user, PermReadResults) {
+		out.log("source: PermissionDenied: Permission denied: [READ_RESULTS]")
+		return out.rows(nil)
+	}
+	start, _ := strconv.Atoi(vals[2])
+	s.mu.Lock()
+	h, found := s.hunts[vals[0]]
+	var rows []json.RawMessage
+	if found && h.Org == org {
+		if h.Artifact != vals[1] {
+			s.mu.Unlock()
+			out.log("source: artifact %s not available in hunt. Available artifacts are %s", vals[1], h.Artifact)
+			return out.rows(nil)
+		}
+		if start < len(h.Rows) {
+			rows = append(rows, h.Rows[start:]...)
+		}
+	}
+	s.mu.Unlock()
+	return out.rows(rows)
+}
+
+func (s *Server) clientInfo(user string, env map[string]string, org string, out *responder) error {
+	vals, ok := need(out, env, "VhClientId")
+	if !ok {
+		return out.rows(nil)
+	}
+	s.mu.Lock()
+	ep, found := s.endpoints[vals[0]]
+	var info any
+	if found && ep.Org == org {
+		info = map[string]any{
+			"client_id": ep.ClientID,
+			"os_info": map[string]any{"system": ep.OS, "hostname": ep.Hostname, "release": ep.Release, "fqdn": ep.FQDN,
+				"machine": "amd64"},
+			"last_ip":      ep.LastIP + ":51234",
+			"last_seen_at": time.Now().UnixMicro(),
+		}
+	}
+	s.mu.Unlock()
+	return out.rows([]json.RawMessage{mustRow(map[string]any{"Info": info})})
+}
+
+func (s *Server) setArtifact(user string, env map[string]string, out *responder) error {
+	vals, ok := need(out, env, "VhDefinition")
+	if !ok {
+		return out.rows([]json.RawMessage{json.RawMessage(`{"Name":null}`)})
+	}
+	if !s.can(user, PermArtifactWriter) {
+		out.log("artifact_set: PermissionDenied: Permission denied: [ARTIFACT_WRITER]")
+		return out.rows([]json.RawMessage{json.RawMessage(`{"Name":null}`)})
+	}
+	var def struct {
+		Name string `yaml:"name"`
+		Type string `yaml:"type"`
+	}
+	if err := yaml.Unmarshal([]byte(vals[0]), &def); err != nil || def.Name == "" {
+		out.log("artifact_set: invalid artifact definition")
+		return out.rows([]json.RawMessage{json.RawMessage(`{"Name":null}`)})
+	}
+	s.mu.Lock()
+	s.artifacts[def.Name] = vals[0]
+	s.mu.Unlock()
+	return out.rows([]json.RawMessage{mustRow(map[string]string{"Name": def.Name})})
+}
+
+func (s *Server) getArtifacts(user string, env map[string]string, out *responder) error {
+	vals, ok := need(out, env, "VhNames")
+	if !ok {
+		return out.rows(nil)
+	}
+	var names []string
+	if err := json.Unmarshal([]byte(vals[0]), &names); err != nil {
+		out.log("parse_json_array: %v", err)
+		return out.rows(nil)
+	}
+	var rows []json.RawMessage
+	s.mu.Lock()
+	for _, n := range names {
+		if y, ok := s.artifacts[n]; ok {
+			rows = append(rows, mustRow(map[string]string{"name": n, "raw": y}))
+		}
+	}
+	s.mu.Unlock()
+	return out.rows(rows)
+}
+
+// watch streams completed hunt flows until the caller goes away.
+func (s *Server) watch(ctx context.Context, user string, out *responder) error {
+	if !s.can(user, PermReadResults) {
+		out.log("watch_monitoring: PermissionDenied: Permission denied: [READ_RESULTS]")
+		return out.rows(nil)
+	}
+	ch := make(chan flowDone, 1024)
+	s.mu.Lock()
+	s.watchers[ch] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.watchers, ch)
+		s.mu.Unlock()
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case f := <-ch:
+			row := mustRow(map[string]any{"FlowId": f.flowID, "ClientId": f.clientID})
+			if err := out.send([]json.RawMessage{row}); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (s *Server) notify(done []flowDone) {
+	if len(done) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for ch := range s.watchers {
+		for _, f := range done {
+			select {
+			case ch <- f:
+			default: // a slow watcher misses wake-ups, never blocks the server
+			}
+		}
+	}
+}
+
+// Hunts returns copies of every hunt, in creation order.
+func (s *Server) Hunts() []Hunt {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Hunt, 0, len(s.order))
+	for _, id := range s.order {
+		h := *s.hunts[id]
+		h.Rows = append([]json.RawMessage(nil), h.Rows...)
+		out = append(out, h)
+	}
+	return out
+}
+
+// HuntByID returns a copy of one hunt.
+func (s *Server) HuntByID(id string) (Hunt, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h, ok := s.hunts[id]
+	if !ok {
+		return Hunt{}, false
+	}
+	c := *h
+	c.Rows = append([]json.RawMessage(nil), h.Rows...)
+	return c, true
+}
+
+// CreateHuntDirect creates a hunt as another Velociraptor user would (tests
+// of crash recovery use it to plant a hunt that velohunt must find).
+func (s *Server) CreateHuntDirect(org, artifact string, tags []string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h := &Hunt{ID: newHuntID(), Org: orgOf(org), Artifact: artifact, Tags: tags, State: "PAUSED", Created: time.Now(),
+		Expires: time.Now().Add(time.Hour), Params: map[string]string{}, Scheduled: map[string]bool{}, Finished: map[string]bool{}}
+	s.hunts[h.ID] = h
+	s.order = append(s.order, h.ID)
+	return h.ID
+}

@@ -1,0 +1,55 @@
+package velociraptor
+
+// Every VQL text velohunt sends. They are constants: values come only from
+// the scope variables named in each comment (VQLEnv, always strings), which
+// is why a hostile IOC value cannot change a query. Variable names are
+// prefixed with "Vh" because a variable named after a VQL keyword (such as
+// "Desc") breaks parsing.
+const (
+	// vqlVersion needs only READ_RESULTS-level rights; info() needs
+	// MACHINE_STATE, which an investigator lacks.
+	vqlVersion vql = `SELECT config.version.version AS Version FROM scope()`
+
+	// Env: VhArtifact, VhDescription, VhTags (JSON array), VhSpec (JSON
+	// object), VhExpirySeconds, VhTimeout, VhCPULimit, VhOpsPerSec (integers).
+	vqlCreateHunt vql = `LET VhHunt <= hunt(artifacts=VhArtifact, description=VhDescription, tags=parse_json_array(data=VhTags), spec=parse_json(data=VhSpec), expires=now() + int(int=VhExpirySeconds), timeout=int(int=VhTimeout), cpu_limit=int(int=VhCPULimit), ops_per_sec=int(int=VhOpsPerSec), pause=TRUE)
+SELECT VhHunt.HuntId AS HuntId FROM scope()`
+
+	// Env: VhHuntId.
+	vqlStartHunt vql = `SELECT hunt_update(hunt_id=VhHuntId, start=TRUE) AS HuntId FROM scope()`
+
+	// Env: VhHuntId.
+	vqlStopHunt vql = `SELECT hunt_update(hunt_id=VhHuntId, stop=TRUE) AS HuntId FROM scope()`
+
+	// Env: VhMarker. Used only to recover from a crash during a launch.
+	vqlFindHuntByTag vql = `SELECT hunt_id, state FROM hunts(summary=TRUE) WHERE VhMarker in tags`
+
+	// Env: VhHuntId.
+	vqlHuntInfo vql = `SELECT hunt_id, state, create_time, start_time, expires, stats, artifact_sources FROM hunts(hunt_id=VhHuntId, summary=TRUE)`
+
+	// Env: VhHuntId, VhArtifactSource ("Name" or "Name/Source"), VhStartRow.
+	// source() honours start_row, so rows already read are not read again;
+	// hunt_results(source=) returns nothing in 0.77 (see the contract).
+	vqlHuntResults vql = `SELECT * FROM source(hunt_id=VhHuntId, artifact=VhArtifactSource, start_row=int(int=VhStartRow))`
+
+	// Env: VhClientId.
+	vqlClientInfo vql = `SELECT client_info(client_id=VhClientId) AS Info FROM scope()`
+
+	// Env: VhDefinition (artifact YAML).
+	vqlSetArtifact vql = `SELECT artifact_set(definition=VhDefinition).name AS Name FROM scope()`
+
+	// Env: VhNames (JSON array of artifact names).
+	vqlGetArtifacts vql = `SELECT name, raw FROM artifact_definitions(names=parse_json_array(data=VhNames))`
+
+	// Completed flows, as an endless stream; wakes the watcher early. Never
+	// System.Hunt.Participation: watching it breaks hunt scheduling.
+	vqlWatchFlowCompletion vql = `SELECT FlowId, ClientId FROM watch_monitoring(artifact='System.Flow.Completion') WHERE FlowId =~ '[.]H$'`
+)
+
+// Queries lists every query text the package can send, for tests and for the
+// simulator's check that nothing else arrives.
+func Queries() []string {
+	return []string{string(vqlVersion), string(vqlCreateHunt), string(vqlStartHunt), string(vqlStopHunt),
+		string(vqlFindHuntByTag), string(vqlHuntInfo), string(vqlHuntResults), string(vqlClientInfo),
+		string(vqlSetArtifact), string(vqlGetArtifacts), string(vqlWatchFlowCompletion)}
+}
