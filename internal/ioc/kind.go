@@ -65,4 +65,3 @@ func HuntableTypes() []string {
 	sort.Strings(names)
 	return names
 }
-

@@ -217,4 +217,3 @@ func (db *DB) FindIOC(ctx context.Context, id int64) (IOC, error) {
 	}
 	return list[0], nil
 }
-

@@ -34,8 +34,8 @@ func (c *Client) HuntInfo(ctx context.Context, org, huntID string) (HuntInfo, er
 		return HuntInfo{}, ioc.Errorf(ioc.ENOTFOUND, "hunt %s not found", huntID)
 	}
 	var v struct {
-		HuntID  string `json:"hunt_id"`
-		State   string `json:"state"`
+		HuntID  string  `json:"hunt_id"`
+		State   string  `json:"state"`
 		Expires jsonInt `json:"expires"` // µs
 		Stats   struct {
 			Scheduled  jsonInt `json:"total_clients_scheduled"`
