@@ -1,0 +1,241 @@
+package iris
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/velohunt/velohunt/internal/ioc"
+)
+
+// Versions returns IRIS's version string (e.g. "v2.4.20"). It also checks
+// that the API key is accepted.
+func (c *Client) Versions(ctx context.Context) (string, error) {
+	var v struct {
+		IRISCurrent string `json:"iris_current"`
+	}
+	if err := c.do(ctx, "GET", "/api/versions", -1, nil, &v); err != nil {
+		return "", err
+	}
+	return v.IRISCurrent, nil
+}
+
+// WhoAmI returns the id of the API key's user.
+func (c *Client) WhoAmI(ctx context.Context) (int64, error) {
+	var v struct {
+		UserID flexInt `json:"user_id"`
+		ID     flexInt `json:"id"`
+	}
+	if err := c.do(ctx, "GET", "/user/whoami", -1, nil, &v); err != nil {
+		return 0, err
+	}
+	if v.UserID != 0 {
+		return int64(v.UserID), nil
+	}
+	return int64(v.ID), nil
+}
+
+// RefItem is a row of a reference list (IOC types, asset types, ...).
+type RefItem struct {
+	ID   int64
+	Name string
+}
+
+// IOCTypes returns IRIS's IOC types.
+func (c *Client) IOCTypes(ctx context.Context) ([]RefItem, error) {
+	var rows []struct {
+		ID   flexInt `json:"type_id"`
+		Name string  `json:"type_name"`
+	}
+	if err := c.do(ctx, "GET", "/manage/ioc-types/list", -1, nil, &rows); err != nil {
+		return nil, err
+	}
+	out := make([]RefItem, len(rows))
+	for i, r := range rows {
+		out[i] = RefItem{ID: int64(r.ID), Name: r.Name}
+	}
+	return out, nil
+}
+
+// ListCases returns every case the user can see. Open means IRIS reports no
+// close date. The list carries no tags; see Case.
+func (c *Client) ListCases(ctx context.Context) ([]ioc.Case, error) {
+	var rows []struct {
+		ID        flexInt `json:"case_id"`
+		Name      string  `json:"case_name"`
+		Client    string  `json:"client_name"`
+		CloseDate *string `json:"case_close_date"`
+		StateName *string `json:"state_name"`
+	}
+	if err := c.do(ctx, "GET", "/manage/cases/list", -1, nil, &rows); err != nil {
+		return nil, err
+	}
+	out := make([]ioc.Case, len(rows))
+	for i, r := range rows {
+		closed := (r.CloseDate != nil && *r.CloseDate != "") || (r.StateName != nil && *r.StateName == "Closed")
+		out[i] = ioc.Case{ID: int64(r.ID), Name: r.Name, Customer: r.Client, Open: !closed}
+	}
+	return out, nil
+}
+
+// Case returns one case with its tags.
+func (c *Client) Case(ctx context.Context, id int64) (ioc.Case, error) {
+	var r struct {
+		ID        flexInt `json:"case_id"`
+		Name      string  `json:"case_name"`
+		Customer  string  `json:"customer_name"`
+		CloseDate *string `json:"close_date"`
+		Tags      string  `json:"case_tags"`
+	}
+	if err := c.do(ctx, "GET", "/manage/cases/"+strconv.FormatInt(id, 10), -1, nil, &r); err != nil {
+		return ioc.Case{}, err
+	}
+	return ioc.Case{ID: int64(r.ID), Name: r.Name, Customer: r.Customer, Tags: splitTags(r.Tags),
+		Open: r.CloseDate == nil || *r.CloseDate == ""}, nil
+}
+
+// IOCState returns a case's IOC change counter, cheap to poll.
+func (c *Client) IOCState(ctx context.Context, cid int64) (int64, error) {
+	var v struct {
+		State flexInt `json:"object_state"`
+	}
+	if err := c.do(ctx, "GET", "/case/ioc/state", cid, nil, &v); err != nil {
+		return 0, err
+	}
+	return int64(v.State), nil
+}
+
+// iocRow decodes IOCs from the list (ioc_type is a name) and from single
+// GETs and webhooks (ioc_type is an object).
+type iocRow struct {
+	ID     flexInt         `json:"ioc_id"`
+	Value  string          `json:"ioc_value"`
+	TypeID flexInt         `json:"ioc_type_id"`
+	Type   json.RawMessage `json:"ioc_type"`
+	TLPID  flexInt         `json:"ioc_tlp_id"`
+	UserID flexInt         `json:"user_id"`
+}
+
+func (r iocRow) toIOC() ioc.IOC {
+	i := ioc.IOC{ID: int64(r.ID), Value: r.Value, TypeID: int64(r.TypeID), TLPID: int64(r.TLPID), UserID: int64(r.UserID)}
+	var name string
+	var obj struct {
+		Name string `json:"type_name"`
+	}
+	if json.Unmarshal(r.Type, &name) == nil {
+		i.TypeName = name
+	} else if json.Unmarshal(r.Type, &obj) == nil {
+		i.TypeName = obj.Name
+	}
+	return i
+}
+
+// ListIOCs returns the IOCs of a case. TypeName is filled from the list.
+func (c *Client) ListIOCs(ctx context.Context, cid int64) ([]ioc.IOC, error) {
+	var v struct {
+		IOC []iocRow `json:"ioc"`
+	}
+	if err := c.do(ctx, "GET", "/case/ioc/list", cid, nil, &v); err != nil {
+		return nil, err
+	}
+	out := make([]ioc.IOC, len(v.IOC))
+	for i, r := range v.IOC {
+		out[i] = r.toIOC()
+	}
+	return out, nil
+}
+
+// IOC returns one IOC of a case. IRIS answers 400 when the IOC is not linked
+// to the case.
+func (c *Client) IOC(ctx context.Context, cid, id int64) (ioc.IOC, error) {
+	var r iocRow
+	if err := c.do(ctx, "GET", "/case/ioc/"+strconv.FormatInt(id, 10), cid, nil, &r); err != nil {
+		return ioc.IOC{}, err
+	}
+	return r.toIOC(), nil
+}
+
+// ParseWebhookIOCs decodes the IOC list of a webhooks-module payload
+// ({"iocs": [IocSchema...]}).
+func ParseWebhookIOCs(b []byte) ([]ioc.IOC, error) {
+	var v struct {
+		IOCs []iocRow `json:"iocs"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return nil, fmt.Errorf("webhook payload: %w", err)
+	}
+	out := make([]ioc.IOC, len(v.IOCs))
+	for i, r := range v.IOCs {
+		out[i] = r.toIOC()
+	}
+	return out, nil
+}
+
+// NewIOC is an IOC to add to a case.
+type NewIOC struct {
+	Value       string
+	TypeID      int64
+	TLPID       int64
+	Description string
+	Tags        string
+}
+
+// AddIOC adds an IOC to a case. IRIS 2.4 answers 200 with the existing IOC
+// when the value and type already exist. custom_attributes is always sent:
+// without it IRIS stores null and later attribute updates fail with 500.
+func (c *Client) AddIOC(ctx context.Context, cid int64, n NewIOC) (ioc.IOC, error) {
+	body := map[string]any{"ioc_value": n.Value, "ioc_type_id": n.TypeID, "ioc_tlp_id": n.TLPID,
+		"ioc_description": n.Description, "ioc_tags": n.Tags, "custom_attributes": map[string]any{}}
+	var r iocRow
+	if err := c.do(ctx, "POST", "/case/ioc/add", cid, body, &r); err != nil {
+		return ioc.IOC{}, err
+	}
+	return r.toIOC(), nil
+}
+
+// AddCase creates a case (tests and demo) and returns its id.
+func (c *Client) AddCase(ctx context.Context, name, description string, customerID int64, tags string) (int64, error) {
+	body := map[string]any{"case_name": name, "case_description": description, "case_customer": customerID,
+		"case_soc_id": "", "case_tags": tags, "custom_attributes": map[string]any{}}
+	var r struct {
+		ID flexInt `json:"case_id"`
+	}
+	if err := c.do(ctx, "POST", "/manage/cases/add", -1, body, &r); err != nil {
+		return 0, err
+	}
+	return int64(r.ID), nil
+}
+
+// CloseCase closes a case.
+func (c *Client) CloseCase(ctx context.Context, id int64) error {
+	return c.do(ctx, "POST", "/manage/cases/close/"+strconv.FormatInt(id, 10), -1, nil, nil)
+}
+
+func splitTags(s string) []string {
+	var out []string
+	for _, t := range strings.Split(s, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// flexInt accepts IRIS integers sent as numbers or numeric strings.
+type flexInt int64
+
+func (f *flexInt) UnmarshalJSON(b []byte) error {
+	s := strings.Trim(string(b), `"`)
+	if s == "" || s == "null" {
+		*f = 0
+		return nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return fmt.Errorf("not an integer: %.20s", s)
+	}
+	*f = flexInt(n)
+	return nil
+}

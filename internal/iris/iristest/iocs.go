@@ -1,0 +1,286 @@
+package iristest
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+func (s *Server) iocRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /case/ioc/list", s.api("GET /case/ioc/list", true, func(q *request) {
+		var rows []map[string]any
+		for id := int64(1); id <= s.nextID; id++ {
+			i, ok := s.iocs[id]
+			if !ok || !i.Cases[q.cid] {
+				continue
+			}
+			var links []map[string]any
+			for cid := range i.Cases {
+				if cid != q.cid {
+					links = append(links, map[string]any{"case_id": cid, "case_name": s.cases[cid].Name, "client_name": s.customers[s.cases[cid].CustomerID]})
+				}
+			}
+			rows = append(rows, map[string]any{"ioc_id": i.ID, "ioc_uuid": i.UUID, "ioc_value": i.Value, "ioc_type_id": i.TypeID,
+				"ioc_type": iocTypeNames[i.TypeID-1], "ioc_description": i.Description, "ioc_tags": i.Tags, "ioc_misp": nil,
+				"tlp_name": tlpName(i.TLPID), "tlp_bscolor": "", "ioc_tlp_id": i.TLPID, "link": links, "misp_link": nil})
+		}
+		if rows == nil {
+			rows = []map[string]any{}
+		}
+		reply(q.w, 200, true, "", map[string]any{"ioc": rows, "state": map[string]any{"object_state": s.cases[q.cid].IOCState,
+			"object_last_update": time.Now().Format("2006-01-02T15:04:05.000000")}})
+	}))
+	mux.HandleFunc("GET /case/ioc/state", s.api("GET /case/ioc/state", true, func(q *request) {
+		reply(q.w, 200, true, "", map[string]any{"object_state": s.cases[q.cid].IOCState,
+			"object_last_update": time.Now().Format("2006-01-02T15:04:05.000000")})
+	}))
+	mux.HandleFunc("GET /case/ioc/{id}", s.api("GET /case/ioc/{id}", true, func(q *request) {
+		i := s.caseIOC(q)
+		if i == nil {
+			return
+		}
+		reply(q.w, 200, true, "", s.iocDump(i))
+	}))
+	mux.HandleFunc("POST /case/ioc/add", s.api("POST /case/ioc/add", true, s.addIOC))
+	mux.HandleFunc("POST /case/ioc/update/{id}", s.api("POST /case/ioc/update/{id}", true, s.updateIOC))
+	mux.HandleFunc("POST /case/ioc/delete/{id}", s.api("POST /case/ioc/delete/{id}", true, func(q *request) {
+		i := s.caseIOC(q)
+		if i == nil {
+			return
+		}
+		delete(i.Cases, q.cid)
+		s.cases[q.cid].IOCState++
+		if len(i.Cases) > 0 {
+			reply(q.w, 200, true, fmt.Sprintf("IOC %d unlinked", i.ID), nil)
+			return
+		}
+		delete(s.iocs, i.ID)
+		reply(q.w, 200, true, fmt.Sprintf("IOC %d deleted", i.ID), nil)
+	}))
+}
+
+func tlpName(id int64) string {
+	if id >= 1 && int(id) <= len(tlpNames) {
+		return tlpNames[id-1]
+	}
+	return ""
+}
+
+// caseIOC finds the IOC of the path in the request's case, or answers 400.
+func (s *Server) caseIOC(q *request) *IOC {
+	id, _ := strconv.ParseInt(q.r.PathValue("id"), 10, 64)
+	i, ok := s.iocs[id]
+	if !ok || !i.Cases[q.cid] {
+		reply(q.w, 400, false, "Invalid IOC ID for this case", nil)
+		return nil
+	}
+	return i
+}
+
+func (s *Server) iocDump(i *IOC) map[string]any {
+	var custom any
+	if i.Custom != nil {
+		custom = i.Custom
+	}
+	return map[string]any{"ioc_id": i.ID, "ioc_uuid": i.UUID, "ioc_value": i.Value, "ioc_type_id": i.TypeID,
+		"ioc_description": i.Description, "ioc_tags": i.Tags, "user_id": i.UserID, "ioc_misp": nil, "ioc_tlp_id": i.TLPID,
+		"custom_attributes": custom, "ioc_enrichment": nil, "modification_history": nil,
+		"ioc_type": map[string]any{"type_id": i.TypeID, "type_name": iocTypeNames[i.TypeID-1], "type_description": iocTypeNames[i.TypeID-1],
+			"type_taxonomy": nil, "type_validation_regex": nil, "type_validation_expect": nil}}
+}
+
+func (s *Server) addIOC(q *request) {
+	value := str(q.body["ioc_value"])
+	rawType, hasType := q.body["ioc_type_id"]
+	if !hasType || rawType == nil {
+		reply(q.w, 400, false, "Not a valid IOC type", nil)
+		return
+	}
+	typeID := toInt(rawType)
+	if typeID < 1 || int(typeID) > len(iocTypeNames) {
+		reply(q.w, 400, false, "Data error", map[string]any{"ioc_type_id": []string{"Invalid IOC type ID"}})
+		return
+	}
+	if len(value) < 1 {
+		reply(q.w, 400, false, "Data error", map[string]any{"ioc_value": []string{"Shorter than minimum length 1."}})
+		return
+	}
+	for _, i := range s.iocs {
+		if i.Value == value && i.TypeID == typeID {
+			if i.Cases[q.cid] {
+				reply(q.w, 200, true, "IOC already exists and linked to this case", s.iocDump(i))
+				return
+			}
+			// IRIS 2.4: the existing row is linked; description, tags and
+			// TLP sent now are ignored. The create hook fires again.
+			i.Cases[q.cid] = true
+			s.cases[q.cid].IOCState++
+			s.fireIOC("create", i)
+			reply(q.w, 200, true, "IOC already existed in DB. Updated with info on DB.", s.iocDump(i))
+			return
+		}
+	}
+	i := &IOC{ID: s.id(), UUID: fmt.Sprintf("ioc-uuid-%d", s.nextID), Value: value, TypeID: typeID, TLPID: toInt(q.body["ioc_tlp_id"]),
+		Description: str(q.body["ioc_description"]), Tags: str(q.body["ioc_tags"]), UserID: q.user.ID, Cases: map[int64]bool{q.cid: true}}
+	if ca, ok := q.body["custom_attributes"]; ok && ca != nil {
+		// Create starts from the template; values for known fields are copied.
+		i.Custom = cloneTemplate(s.templates["ioc"])
+		mergeValues(i.Custom, ca, true)
+	}
+	s.iocs[i.ID] = i
+	s.cases[q.cid].IOCState++
+	s.fireIOC("create", i)
+	reply(q.w, 200, true, "IOC added", s.iocDump(i))
+}
+
+func (s *Server) updateIOC(q *request) {
+	i := s.caseIOC(q)
+	if i == nil {
+		return
+	}
+	if ca, ok := q.body["custom_attributes"]; ok {
+		if i.Custom == nil {
+			// IRIS crashes on None.get and answers with an HTML 500.
+			htmlError(q.w, http.StatusInternalServerError)
+			return
+		}
+		mergeValues(i.Custom, ca, false)
+	}
+	if v, ok := q.body["ioc_value"]; ok {
+		i.Value = str(v)
+	}
+	if v, ok := q.body["ioc_type_id"]; ok {
+		t := toInt(v)
+		if t < 1 || int(t) > len(iocTypeNames) {
+			reply(q.w, 400, false, "Data error", map[string]any{"ioc_type_id": []string{"Invalid IOC type ID"}})
+			return
+		}
+		i.TypeID = t
+	}
+	if v, ok := q.body["ioc_description"]; ok {
+		i.Description = str(v)
+	}
+	if v, ok := q.body["ioc_tags"]; ok {
+		if _, isList := v.([]any); isList {
+			htmlError(q.w, http.StatusInternalServerError) // tags must be a CSV string
+			return
+		}
+		i.Tags = str(v)
+	}
+	if v, ok := q.body["ioc_tlp_id"]; ok {
+		i.TLPID = toInt(v)
+	}
+	i.UserID = q.user.ID
+	for cid := range i.Cases {
+		s.cases[cid].IOCState++
+	}
+	s.fireIOC("update", i)
+	reply(q.w, 200, true, fmt.Sprintf("Updated ioc %q", i.Value), s.iocDump(i))
+}
+
+// cloneTemplate deep-copies an attribute template.
+func cloneTemplate(t map[string]any) map[string]any {
+	if t == nil {
+		return map[string]any{}
+	}
+	b, _ := json.Marshal(t)
+	var out map[string]any
+	json.Unmarshal(b, &out)
+	return out
+}
+
+// mergeValues writes {tab:{field:value}} into existing tabs and fields only;
+// html fields are skipped on update (IRIS's merge_custom_attributes).
+func mergeValues(stored map[string]any, in any, create bool) {
+	tabs, ok := in.(map[string]any)
+	if !ok {
+		return
+	}
+	for tab, fields := range tabs {
+		st, ok := stored[tab].(map[string]any)
+		if !ok {
+			continue
+		}
+		fm, ok := fields.(map[string]any)
+		if !ok {
+			continue
+		}
+		for name, v := range fm {
+			f, ok := st[name].(map[string]any)
+			if !ok {
+				continue
+			}
+			if f["type"] == "html" && !create {
+				continue
+			}
+			f["value"] = v
+		}
+	}
+}
+
+// fireIOC posts an IOC event like iris-webhooks-module, asynchronously,
+// with {"iocs":"iocs"} as the body mapping. s.mu is held.
+func (s *Server) fireIOC(event string, i *IOC) {
+	if s.webhookURL == "" {
+		return
+	}
+	body, _ := json.Marshal(map[string]any{"iocs": []any{s.iocDump(i)}})
+	url, hdr := s.webhookURL+"/"+event, s.webhookHdr
+	s.hooks.Add(1)
+	go func() {
+		defer s.hooks.Done()
+		req, err := http.NewRequestWithContext(s.hookCtx, http.MethodPost, url, bytes.NewReader(body))
+		if err != nil {
+			return
+		}
+		req.Header.Set("Content-Type", "application/json")
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		// Like the module: no retry; non-2xx answers are only logged.
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+}
+
+// TriggerManual fires the manual hook ("Hunt in Velociraptor") on IOCs.
+func (s *Server) TriggerManual(ids ...int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range ids {
+		if i, ok := s.iocs[id]; ok {
+			s.fireIOC("manual", i)
+		}
+	}
+}
+
+// IOCByID returns a copy of an IOC.
+func (s *Server) IOCByID(id int64) (IOC, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i, ok := s.iocs[id]
+	if !ok {
+		return IOC{}, false
+	}
+	c := *i
+	c.Custom = cloneTemplate(i.Custom)
+	if i.Custom == nil {
+		c.Custom = nil
+	}
+	return c, true
+}
+
+// AddIOCDirect adds an IOC without custom attributes (null), as an API
+// client that omits the key does.
+func (s *Server) AddIOCDirect(cid int64, typeName, value string) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := &IOC{ID: s.id(), Value: value, TypeID: TypeID(typeName), TLPID: 2, UserID: 1, Cases: map[int64]bool{cid: true}}
+	s.iocs[i.ID] = i
+	s.cases[cid].IOCState++
+	return i.ID
+}
