@@ -465,3 +465,37 @@ func (s Secret) MarshalYAML() (any, error) { return s.String(), nil }
 
 // Reveal returns the secret value, for the one place that sends it.
 func (s Secret) Reveal() string { return string(s) }
+
+// Route returns the Velociraptor server and org of a case: the first route
+// whose customer, tag or case id matches, else the default.
+func (c *Config) Route(cs ioc.Case) ioc.Route {
+	for _, r := range c.Velociraptor.Routes {
+		switch {
+		case r.CaseID != 0 && r.CaseID == cs.ID,
+			r.Customer != "" && strings.EqualFold(r.Customer, cs.Customer),
+			r.Tag != "" && hasTag(cs.Tags, r.Tag):
+			return ioc.Route{Server: r.Server, Org: r.Org}
+		}
+	}
+	return ioc.Route{Server: c.Velociraptor.Default.Server, Org: c.Velociraptor.Default.Org}
+}
+
+// RoutesUseTags reports whether any route matches on a case tag, which the
+// IRIS case list does not carry.
+func (c *Config) RoutesUseTags() bool {
+	for _, r := range c.Velociraptor.Routes {
+		if r.Tag != "" {
+			return true
+		}
+	}
+	return false
+}
+
+func hasTag(tags []string, t string) bool {
+	for _, x := range tags {
+		if strings.EqualFold(strings.TrimSpace(x), t) {
+			return true
+		}
+	}
+	return false
+}

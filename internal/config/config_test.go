@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/velohunt/velohunt/internal/config"
+	"github.com/velohunt/velohunt/internal/ioc"
 )
 
 func TestLoad(t *testing.T) {
@@ -106,5 +107,32 @@ func TestExampleConfigIsValid(t *testing.T) {
 	t.Setenv(config.EnvWebhookSecret, "example-webhook-secret")
 	if _, err := config.Load("../../configs/velohunt.example.yaml"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestRoute(t *testing.T) {
+	c, err := config.Load("testdata/good.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name        string
+		cs          ioc.Case
+		server, org string
+	}{
+		{"Customer", ioc.Case{ID: 5, Customer: "acme corp"}, "acme", "O1234"},
+		{"Tag", ioc.Case{ID: 6, Customer: "Other", Tags: []string{"x", " Lab"}}, "main", ""},
+		{"Default", ioc.Case{ID: 7, Customer: "Other"}, "main", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := c.Route(tt.cs)
+			if r.Server != tt.server || r.Org != tt.org {
+				t.Fatalf("Route=%+v, want %s/%s", r, tt.server, tt.org)
+			}
+		})
+	}
+	if !c.RoutesUseTags() {
+		t.Fatal("RoutesUseTags=false")
 	}
 }

@@ -230,11 +230,26 @@ func (db *DB) HuntIOCs(ctx context.Context, huntID int64) ([]HuntIOC, error) {
 	return out, rows.Err()
 }
 
-// BeginLaunch counts a launch attempt before the Velociraptor call, so a
-// crash during the call is known at restart: the hunt may exist and must be
-// looked up by its marker before it is created again.
-func (db *DB) BeginLaunch(ctx context.Context, id int64) error {
-	return db.exec(ctx, `UPDATE hunts SET attempts = attempts + 1 WHERE id = ?`, id)
+// ClaimLaunch takes a due hunt for one launch attempt: it counts the
+// attempt and pushes the next attempt lease ahead, in one statement, so two
+// processes (serve and the hunt command) never launch the same hunt at once.
+// The attempt is counted before the Velociraptor call, so that after a crash
+// during the call the hunt is looked up by its marker before it is created
+// again. It reports false when another launcher holds the hunt.
+func (db *DB) ClaimLaunch(ctx context.Context, id int64, lease time.Duration) (bool, error) {
+	var ok bool
+	err := db.tx(ctx, func(tx *Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE hunts SET attempts = attempts + 1, next_attempt_at = ?
+			WHERE id = ? AND state IN ('planned','created') AND next_attempt_at <= ?`,
+			tx.now.Add(lease).UnixMilli(), id, tx.nowMS())
+		if err != nil {
+			return fmt.Errorf("claim hunt %d: %w", id, err)
+		}
+		n, _ := res.RowsAffected()
+		ok = n == 1
+		return nil
+	})
+	return ok, err
 }
 
 // SetHuntCreated records the Velociraptor hunt id of a created (paused) hunt.

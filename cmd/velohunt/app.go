@@ -1,0 +1,259 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/velohunt/velohunt/internal/config"
+	"github.com/velohunt/velohunt/internal/intake"
+	"github.com/velohunt/velohunt/internal/ioc"
+	"github.com/velohunt/velohunt/internal/iris"
+	"github.com/velohunt/velohunt/internal/planner"
+	"github.com/velohunt/velohunt/internal/schedule"
+	"github.com/velohunt/velohunt/internal/store"
+	"github.com/velohunt/velohunt/internal/velociraptor"
+	"github.com/velohunt/velohunt/templates"
+)
+
+// The adapters satisfy the interfaces their consumers declare.
+var (
+	_ intake.IRIS          = (*iris.Client)(nil)
+	_ intake.Store         = (*store.DB)(nil)
+	_ planner.Store        = (*store.DB)(nil)
+	_ planner.Velociraptor = (*velociraptor.Client)(nil)
+)
+
+// App is the velohunt service: its store, clients and loops.
+type App struct {
+	Config config.Config
+	Logger *slog.Logger
+
+	Store   *store.DB
+	IRIS    *iris.Client
+	VR      map[string]*velociraptor.Client
+	Syncer  *intake.Syncer
+	Intake  *intake.Intake
+	Planner *planner.Planner
+	Cron    *schedule.Scheduler
+
+	listener net.Listener
+	server   *http.Server
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+}
+
+// Build opens the store and creates the clients and components, without
+// starting anything. The hunt command uses it alone.
+func (a *App) Build(ctx context.Context) error {
+	c := a.Config
+	db, err := store.Open(ctx, c.Database)
+	if err != nil {
+		return err
+	}
+	a.Store = db
+	a.IRIS, err = iris.New(iris.Options{URL: c.IRIS.URL, APIKey: c.IRIS.APIKey.Reveal(), CAFile: c.IRIS.CAFile,
+		InsecureSkipVerify: c.IRIS.InsecureSkipVerify, Timeout: c.IRIS.Timeout.D()})
+	if err != nil {
+		return err
+	}
+	a.VR = map[string]*velociraptor.Client{}
+	servers := map[string]planner.Velociraptor{}
+	for _, s := range c.Velociraptor.Servers {
+		api, err := velociraptor.LoadAPIConfig(s.APIConfig)
+		if err != nil {
+			return fmt.Errorf("velociraptor server %s: %w", s.Name, err)
+		}
+		cl, err := velociraptor.Dial(api, velociraptor.Options{Timeout: s.Timeout.D()})
+		if err != nil {
+			return fmt.Errorf("velociraptor server %s: %w", s.Name, err)
+		}
+		a.VR[s.Name], servers[s.Name] = cl, cl
+	}
+	a.Syncer = &intake.Syncer{IRIS: a.IRIS, Store: a.Store, Route: c.Route, NeedTags: c.RoutesUseTags(),
+		Logger: a.Logger.With("component", "intake")}
+	kinds := map[ioc.Kind]planner.Artifact{}
+	for name, k := range c.Hunting.Kinds {
+		kinds[ioc.Kind(name)] = planner.Artifact{Name: k.Artifact, Parameter: k.Parameter, Format: k.Format, Params: k.Parameters}
+	}
+	a.Planner = &planner.Planner{Store: a.Store, Servers: servers, Kinds: kinds, Window: c.Hunting.BatchWindow.D(),
+		MaxPerHunt: c.Hunting.MaxIOCsPerHunt, Expiry: c.Hunting.Expiry.D(), ClientTimeout: c.Hunting.ClientTimeout.D(),
+		CPULimit: c.Hunting.CPULimit, OpsPerSecond: c.Hunting.OpsPerSecond, Prepare: a.uploadArtifacts,
+		Logger: a.Logger.With("component", "planner")}
+	return nil
+}
+
+// Open builds the app, binds the HTTP listener and starts the loops. It
+// returns once everything runs; Close stops it.
+func (a *App) Open(ctx context.Context) error {
+	if err := a.Build(ctx); err != nil {
+		a.closeClients()
+		return err
+	}
+	c := a.Config
+	own := a.ownUserID(ctx)
+	a.checkIOCTypes(ctx)
+	a.Intake = intake.New(a.Syncer, a.Store, own, c.Intake.SyncDelay.D(), a.Planner.Wake, a.Logger.With("component", "intake"))
+
+	loc, _ := time.LoadLocation(c.Intake.TimeZone)
+	a.Cron = schedule.New(loc, a.Logger.With("component", "cron"))
+	if err := a.Cron.Add("reconcile", c.Intake.Reconcile, a.Intake.RequestFullSync); err != nil {
+		a.closeClients()
+		return err
+	}
+
+	lis, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		a.closeClients()
+		return fmt.Errorf("listen %s: %w", c.Listen, err)
+	}
+	a.listener = lis
+	mux := http.NewServeMux()
+	mux.Handle("POST "+c.Webhook.Path+"/{event}", &intake.Webhook{Store: a.Store, Secret: c.Webhook.Secret.Reveal(),
+		MaxBody: c.Webhook.MaxBodyBytes, Wake: a.Intake.Wake, Logger: a.Logger.With("component", "webhook")})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /status", a.serveStatus)
+	a.server = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+
+	runCtx, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
+	a.goLoop(func() {
+		if err := a.server.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.Logger.Error("http server", "error", err)
+		}
+	})
+	a.goLoop(func() { a.Intake.Run(runCtx) })
+	a.goLoop(func() { a.Planner.Run(runCtx) })
+	a.Cron.Start()
+	a.Logger.Info("velohunt started", "listen", lis.Addr().String(), "servers", len(a.VR), "iris_user_id", own)
+	return nil
+}
+
+func (a *App) goLoop(fn func()) {
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		fn()
+	}()
+}
+
+// Addr is the HTTP listener's address.
+func (a *App) Addr() string { return a.listener.Addr().String() }
+
+// Close stops the loops and servers in reverse order of start, within ctx.
+func (a *App) Close(ctx context.Context) error {
+	var errs []error
+	if a.Cron != nil {
+		errs = append(errs, a.Cron.Stop(ctx))
+	}
+	if a.server != nil {
+		errs = append(errs, a.server.Shutdown(ctx))
+	}
+	if a.cancel != nil {
+		a.cancel()
+	}
+	done := make(chan struct{})
+	go func() { a.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("loops did not stop: %w", ctx.Err()))
+	}
+	a.closeClients()
+	return errors.Join(errs...)
+}
+
+func (a *App) closeClients() {
+	for _, c := range a.VR {
+		c.Close()
+	}
+	if a.Store != nil {
+		a.Store.Close()
+	}
+}
+
+// ownUserID is the configured IRIS user id of velohunt, else IRIS's answer.
+// Without it, velohunt's own updates trigger harmless extra syncs.
+func (a *App) ownUserID(ctx context.Context) int64 {
+	if id := a.Config.IRIS.ServiceUserID; id > 0 {
+		return id
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	id, err := a.IRIS.WhoAmI(ctx)
+	if err != nil {
+		a.Logger.Warn("cannot learn velohunt's IRIS user id; set iris.service_user_id", "error", err)
+		return 0
+	}
+	return id
+}
+
+// checkIOCTypes warns about huntable IOC types this IRIS does not have.
+func (a *App) checkIOCTypes(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	types, err := a.IRIS.IOCTypes(ctx)
+	if err != nil {
+		a.Logger.Warn("cannot read IRIS IOC types", "error", err)
+		return
+	}
+	have := map[string]bool{}
+	for _, t := range types {
+		have[t.Name] = true
+	}
+	for _, name := range ioc.HuntableTypes() {
+		if !have[name] {
+			a.Logger.Warn("IRIS has no IOC type of this name; IOCs of it cannot arrive", "type", name)
+		}
+	}
+}
+
+// uploadArtifacts uploads velohunt's artifacts used by the configured kinds
+// to one server and org when they are missing or differ.
+func (a *App) uploadArtifacts(ctx context.Context, server, org string) error {
+	if !a.Config.Hunting.UploadArtifacts {
+		return nil
+	}
+	defs, err := templates.Artifacts(a.Config.Hunting.ArtifactsDir)
+	if err != nil {
+		return err
+	}
+	var names []string
+	for _, k := range a.Config.Hunting.Kinds {
+		if _, ok := defs[k.Artifact]; ok {
+			names = append(names, k.Artifact)
+		}
+	}
+	cl := a.VR[server]
+	have, err := cl.Artifacts(ctx, org, names)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if have[n] == defs[n] {
+			continue
+		}
+		if _, err := cl.SetArtifact(ctx, org, defs[n]); err != nil {
+			return fmt.Errorf("upload artifact %s: %w", n, err)
+		}
+		a.Logger.Info("artifact uploaded", "artifact", n, "server", server, "org", org)
+	}
+	return nil
+}
+
+func (a *App) serveStatus(w http.ResponseWriter, r *http.Request) {
+	st, err := collectStatus(r.Context(), a.Store)
+	if err != nil {
+		http.Error(w, "status unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(st)
+}

@@ -1,0 +1,236 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/velohunt/velohunt/internal/config"
+	"github.com/velohunt/velohunt/internal/iris"
+	"github.com/velohunt/velohunt/internal/iris/iristest"
+	"github.com/velohunt/velohunt/internal/store"
+	"github.com/velohunt/velohunt/internal/velociraptor/velotest"
+)
+
+// DemoCommand runs the real pipeline against a simulated IRIS and a
+// simulated Velociraptor, with a SQLite file in a temporary directory.
+type DemoCommand struct {
+	Stdout, Stderr io.Writer
+}
+
+// demoIOC is an IOC the demo adds to its case.
+type demoIOC struct{ typ, value string }
+
+// Evidence planted on the simulated endpoints, and IOCs that find it.
+var (
+	demoInvoiceMD5 = "3b5d5c3712955042212316173ccf37be"
+	demoImplantSHA = "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8"
+	demoCleanSHA1  = "da39a3ee5e6b4b0d3255bfef95601890afd80709"
+	demoC2IP       = "203.0.113.66"
+	demoCases      = []demoIOC{
+		{"md5", demoInvoiceMD5},
+		{"sha256", demoImplantSHA},
+		{"filename|sha1", "dropper.dll|" + demoCleanSHA1},
+		{"ip-dst", demoC2IP},
+		{"ip-dst|port", "198.51.100.23|8443"},
+		{"domain", "update.evil-cdn.example"},
+		{"url", "https://evil-cdn.example/stage2/payload.bin"},
+		{"filename", "invoice.pdf.exe"},
+		{"file-path", "/tmp/.x/implant"},
+		{"md5", "not-a-hash"},
+		{"email-src", "attacker@evil-cdn.example"},
+	}
+)
+
+func demoEndpoints() []velotest.Endpoint {
+	t0 := time.Date(2026, 11, 20, 8, 14, 55, 0, time.UTC)
+	return []velotest.Endpoint{
+		{ClientID: "C.4f1e2d3c4b5a6978", Hostname: "WS-FINANCE-01", FQDN: "ws-finance-01.corp.example", OS: "windows",
+			Release: "Windows 11 Enterprise", LastIP: "10.20.1.15", Online: true,
+			Files: []velotest.File{{Path: `C:\Users\alice\Downloads\invoice.pdf.exe`, Size: 482304, MD5: demoInvoiceMD5, Mtime: t0},
+				{Path: `C:\Users\alice\Downloads\invoice.pdf.exe`, MD5: demoInvoiceMD5, Process: true, Pid: 4242}},
+			Conns: []velotest.Conn{{Pid: 4242, Process: "invoice.pdf.exe", LocalIP: "10.20.1.15", LocalPort: 50112,
+				RemoteIP: demoC2IP, RemotePort: 443, Status: "ESTABLISHED", Time: t0.Add(40 * time.Second)}},
+			DNS: []velotest.DNSEntry{{Name: "update.evil-cdn.example", Record: demoC2IP}}},
+		{ClientID: "C.8a7b6c5d4e3f2a1b", Hostname: "srv-web-02", FQDN: "srv-web-02.dmz.example", OS: "linux",
+			Release: "Debian 12", LastIP: "10.30.0.8", Online: true,
+			Files: []velotest.File{{Path: "/tmp/.x/implant", Size: 1337, SHA256: demoImplantSHA, Mtime: t0.Add(-26 * time.Hour)}},
+			Conns: []velotest.Conn{{Pid: 911, Process: "implant", LocalIP: "10.30.0.8", LocalPort: 41000,
+				RemoteIP: "198.51.100.23", RemotePort: 8443, Status: "ESTABLISHED", Time: t0.Add(-25 * time.Hour)}}},
+		{ClientID: "C.0123456789abcdef", Hostname: "mac-dev-03", OS: "darwin", Release: "14.6", LastIP: "10.20.7.3", Online: true},
+	}
+}
+
+// Run implements `velohunt demo`.
+func (c *DemoCommand) Run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("velohunt-demo", flag.ContinueOnError)
+	fs.SetOutput(c.Stderr)
+	verbose := fs.Bool("v", false, "show the service's log")
+	keep := fs.Bool("keep", false, "keep the temporary directory (database, api config)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "velohunt-demo-")
+	if err != nil {
+		return err
+	}
+	if !*keep {
+		defer os.RemoveAll(dir)
+	}
+	logOut := io.Discard
+	if *verbose {
+		logOut = c.Stderr
+	}
+	d, err := startDemo(ctx, dir, logOut)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Play(ctx, c.Stdout)
+}
+
+// demo holds the simulators and the app.
+type demo struct {
+	IRIS  *iristest.Server
+	VR    *velotest.Server
+	App   *App
+	Admin *iris.Client
+	dir   string
+}
+
+func startDemo(ctx context.Context, dir string, logOut io.Writer) (*demo, error) {
+	d := &demo{IRIS: iristest.Start(), dir: dir}
+	var err error
+	if d.VR, err = velotest.Start(); err != nil {
+		d.IRIS.Close()
+		return nil, err
+	}
+	for _, ep := range demoEndpoints() {
+		d.VR.AddEndpoint(ep)
+	}
+	apiPath, err := d.VR.WriteAPIConfig(dir, "velohunt")
+	if err != nil {
+		d.Close()
+		return nil, err
+	}
+	secret := make([]byte, 16)
+	rand.Read(secret)
+	cfg := config.Default()
+	cfg.Database = filepath.Join(dir, "velohunt.db")
+	cfg.Listen = "127.0.0.1:0"
+	cfg.IRIS.URL = d.IRIS.URL()
+	cfg.IRIS.APIKey = "velohunt-key"
+	cfg.Webhook.Secret = config.Secret(hex.EncodeToString(secret))
+	cfg.Velociraptor.Servers = []config.Server{{Name: "demo", APIConfig: apiPath, GUIURL: "https://velociraptor.demo.invalid:8889"}}
+	cfg.Hunting.BatchWindow = config.Duration(time.Second)
+	cfg.Intake.SyncDelay = config.Duration(100 * time.Millisecond)
+	cfg.Intake.Reconcile = "* * * * *"
+	if err := cfg.Validate(); err != nil {
+		d.Close()
+		return nil, err
+	}
+	d.App = &App{Config: cfg, Logger: slog.New(slog.NewTextHandler(logOut, nil))}
+	if err := d.App.Open(ctx); err != nil {
+		d.App = nil
+		d.Close()
+		return nil, err
+	}
+	d.IRIS.SetWebhook("http://"+d.App.Addr()+cfg.Webhook.Path, map[string]string{"Authorization": "Bearer " + cfg.Webhook.Secret.Reveal()})
+	d.Admin, err = iris.New(iris.Options{URL: d.IRIS.URL(), APIKey: "admin-key"})
+	if err != nil {
+		d.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// Close stops everything.
+func (d *demo) Close() {
+	if d.App != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		d.App.Close(ctx)
+		cancel()
+	}
+	if d.VR != nil {
+		d.VR.Close()
+	}
+	d.IRIS.Close()
+}
+
+// Play creates a case with IOCs through IRIS's API and reports what
+// velohunt did with them.
+func (d *demo) Play(ctx context.Context, w io.Writer) error {
+	fmt.Fprintf(w, "velohunt demo\n  simulated IRIS 2.4         %s\n  simulated Velociraptor     %s (%d endpoints online)\n  velohunt webhook endpoint  http://%s%s/{create,update,manual}\n\n",
+		d.IRIS.URL(), d.VR.Addr(), len(demoEndpoints()), d.App.Addr(), d.App.Config.Webhook.Path)
+	cid, err := d.Admin.AddCase(ctx, "Demo - suspected intrusion", "Phishing attachment followed by C2 traffic", 1, "demo")
+	if err != nil {
+		return fmt.Errorf("create case: %w", err)
+	}
+	fmt.Fprintf(w, "An analyst opens case #%d and adds %d IOCs in IRIS; IRIS's webhooks module notifies velohunt.\n\n", cid, len(demoCases))
+	for _, x := range demoCases {
+		if _, err := d.Admin.AddIOC(ctx, cid, iris.NewIOC{Value: x.value, TypeID: iristest.TypeID(x.typ), TLPID: 2}); err != nil {
+			return fmt.Errorf("add IOC: %w", err)
+		}
+	}
+	if err := d.waitHunting(ctx, cid, len(demoCases), 30*time.Second); err != nil {
+		return err
+	}
+	return d.report(ctx, w, cid)
+}
+
+// waitHunting waits until every IOC of the case is hunted or refused and
+// no launch is pending.
+func (d *demo) waitHunting(ctx context.Context, cid int64, n int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		rows, err := d.App.Store.CaseIOCs(ctx, cid)
+		if err != nil {
+			return err
+		}
+		settled := len(rows) == n
+		for _, r := range rows {
+			settled = settled && r.State != store.StateQueued
+		}
+		if due, err := d.App.Store.DueLaunches(ctx, 1); err == nil && len(due) == 0 && settled {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return errors.New("timed out waiting for velohunt to hunt the demo IOCs")
+}
+
+func (d *demo) report(ctx context.Context, w io.Writer, cid int64) error {
+	hunts := d.VR.Hunts()
+	fmt.Fprintf(w, "Hunts started in Velociraptor (created paused, then started, so online clients join within seconds):\n")
+	for _, h := range hunts {
+		fmt.Fprintf(w, "  %s  %-24s state=%-7s scheduled=%d finished=%d rows=%d\n      %s\n      IOCs=%s\n",
+			h.ID, h.Artifact, h.State, len(h.Scheduled), len(h.Finished), len(h.Rows), h.Description, h.Params["IOCs"])
+	}
+	rows, err := d.App.Store.CaseIOCs(ctx, cid)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\nIOCs of case #%d in velohunt:\n", cid)
+	for _, r := range rows {
+		line := fmt.Sprintf("  %-14s %-46q %-8s", r.TypeName, clip(r.Value, 44), r.State)
+		if r.Reason != "" {
+			line += " refused: " + r.Reason
+		} else {
+			line += fmt.Sprintf(" hunted as %s %q", r.Kind, r.HuntValue)
+		}
+		fmt.Fprintln(w, line)
+	}
+	return nil
+}

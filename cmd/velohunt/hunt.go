@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/velohunt/velohunt/internal/store"
+)
+
+// HuntCommand hunts a case's IOCs now, from the command line.
+type HuntCommand struct {
+	Stdout, Stderr io.Writer
+}
+
+// Run implements `velohunt hunt`.
+func (c *HuntCommand) Run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("velohunt-hunt", flag.ContinueOnError)
+	fs.SetOutput(c.Stderr)
+	path := fs.String("config", "", "configuration file")
+	caseID := fs.Int64("case", 0, "IRIS case id")
+	iocID := fs.Int64("ioc", 0, "IRIS IOC id (default: every IOC of the case)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *caseID <= 0 {
+		return errors.New("-case is required")
+	}
+	cfg, err := loadConfig(*path)
+	if err != nil {
+		return err
+	}
+	app := &App{Config: cfg, Logger: newLogger(cfg.Log, c.Stderr)}
+	if err := app.Build(ctx); err != nil {
+		app.closeClients()
+		return err
+	}
+	defer app.closeClients()
+	res, err := app.Syncer.SyncCase(ctx, *caseID, "cli")
+	if err != nil {
+		return err
+	}
+	rows, err := app.Store.CaseIOCs(ctx, *caseID)
+	if err != nil {
+		return err
+	}
+	for _, r := range rows {
+		if *iocID != 0 && r.IRISID != *iocID {
+			continue
+		}
+		if _, err := app.Store.RequeueIOC(ctx, r.IRISID, "cli"); err != nil {
+			return err
+		}
+	}
+	planned, err := app.Planner.Plan(ctx, true)
+	if err != nil {
+		return err
+	}
+	for _, h := range planned {
+		if _, err := app.Planner.Launch(ctx, h); err != nil {
+			return err
+		}
+	}
+	rows, err = app.Store.CaseIOCs(ctx, *caseID)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.Stdout, "case #%d: %d new, %d changed, %d refused IOC(s) synced from IRIS\n", *caseID, res.Added, res.Changed, res.Refused)
+	for _, r := range rows {
+		if *iocID != 0 && r.IRISID != *iocID {
+			continue
+		}
+		line := fmt.Sprintf("  ioc %d  %-16s %-40q %s", r.IRISID, r.TypeName, clip(r.Value, 38), r.State)
+		if r.Reason != "" {
+			line += ": " + r.Reason
+		}
+		fmt.Fprintln(c.Stdout, line)
+	}
+	for _, h := range planned {
+		got, err := app.Store.FindHunt(ctx, h.ID)
+		if err != nil {
+			return err
+		}
+		msg := got.State
+		if got.State != store.HuntRunning && got.LastError != "" {
+			msg += " (will retry: " + clip(got.LastError, 100) + ")"
+		}
+		fmt.Fprintf(c.Stdout, "hunt %d on %s/%s: %s %s %s\n", got.ID, got.Server, orgName(got.Org), got.Kind, dash(got.VRHuntID), msg)
+	}
+	if len(planned) == 0 {
+		fmt.Fprintln(c.Stdout, "no hunt started: nothing to hunt that is not already being hunted")
+	}
+	return nil
+}

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/velohunt/velohunt/internal/config"
+)
+
+// Version is set at build time with -ldflags "-X main.Version=…".
+var Version = "dev"
+
+// command is one subcommand.
+type command interface {
+	Run(ctx context.Context, args []string) error
+}
+
+const usage = `velohunt hunts the IOCs of DFIR-IRIS cases across Velociraptor endpoints.
+
+Usage:
+  velohunt serve   -config FILE            run the service
+  velohunt demo                            run the whole pipeline against simulated IRIS and Velociraptor
+  velohunt hunt    -config FILE -case N [-ioc ID]   hunt a case's IOCs (or one IOC) now
+  velohunt status  -config FILE [-json]    show IOCs, hunts, refusals and errors
+  velohunt version                         print the version
+`
+
+// run dispatches to a subcommand and returns the exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var cmd command
+	switch args[0] {
+	case "serve":
+		cmd = &ServeCommand{Stderr: stderr}
+	case "demo":
+		cmd = &DemoCommand{Stdout: stdout, Stderr: stderr}
+	case "hunt":
+		cmd = &HuntCommand{Stdout: stdout, Stderr: stderr}
+	case "status":
+		cmd = &StatusCommand{Stdout: stdout}
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, "velohunt", Version)
+		return 0
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "velohunt: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	if err := cmd.Run(ctx, args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 2
+		}
+		if errors.Is(err, context.Canceled) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "velohunt %s: %v\n", args[0], err)
+		return 1
+	}
+	return 0
+}
+
+// loadConfig reads the config file named by -config.
+func loadConfig(path string) (config.Config, error) {
+	if path == "" {
+		return config.Config{}, errors.New("-config is required (see configs/velohunt.example.yaml)")
+	}
+	return config.Load(path)
+}
+
+// newLogger builds the logger of the config.
+func newLogger(c config.Log, w io.Writer) *slog.Logger {
+	var level slog.Level
+	switch strings.ToLower(c.Level) {
+	case "debug":
+		level = slog.LevelDebug
+	case "warn":
+		level = slog.LevelWarn
+	case "error":
+		level = slog.LevelError
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,187 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"text/tabwriter"
+	"time"
+
+	"github.com/velohunt/velohunt/internal/store"
+)
+
+// StatusCommand prints what velohunt is doing, from its database.
+type StatusCommand struct {
+	Stdout io.Writer
+}
+
+// Status is the picture `status` prints and /status serves.
+type Status struct {
+	OpenCases  int            `json:"open_cases"`
+	IOCs       map[string]int `json:"iocs"`
+	Hunts      map[string]int `json:"hunts"`
+	InboxDepth int            `json:"webhook_events_pending"`
+	Failing    []HuntLine     `json:"failing_launches"`
+	Refused    []RefusedLine  `json:"refused_iocs"`
+	Recent     []HuntLine     `json:"recent_hunts"`
+}
+
+// HuntLine is a hunt in the status output.
+type HuntLine struct {
+	ID        int64  `json:"id"`
+	HuntID    string `json:"hunt_id"`
+	Server    string `json:"server"`
+	Org       string `json:"org"`
+	Kind      string `json:"kind"`
+	State     string `json:"state"`
+	IOCs      int    `json:"iocs"`
+	Attempts  int    `json:"attempts"`
+	LastError string `json:"last_error,omitempty"`
+	Created   string `json:"created"`
+}
+
+// RefusedLine is a refused IOC.
+type RefusedLine struct {
+	CaseID int64  `json:"case_id"`
+	IOCID  int64  `json:"ioc_id"`
+	Type   string `json:"type"`
+	Value  string `json:"value"`
+	Reason string `json:"reason"`
+}
+
+func collectStatus(ctx context.Context, db *store.DB) (Status, error) {
+	st, err := db.Stats(ctx)
+	if err != nil {
+		return Status{}, err
+	}
+	out := Status{OpenCases: st.OpenCases, IOCs: st.IOCs, Hunts: st.Hunts, InboxDepth: st.InboxDepth}
+	failing, err := db.FailingLaunches(ctx, 20)
+	if err != nil {
+		return out, err
+	}
+	recent, err := db.RecentHunts(ctx, 10)
+	if err != nil {
+		return out, err
+	}
+	for _, list := range []struct {
+		in  []store.Hunt
+		out *[]HuntLine
+	}{{failing, &out.Failing}, {recent, &out.Recent}} {
+		for _, h := range list.in {
+			n, err := db.HuntIOCs(ctx, h.ID)
+			if err != nil {
+				return out, err
+			}
+			*list.out = append(*list.out, HuntLine{ID: h.ID, HuntID: h.VRHuntID, Server: h.Server, Org: h.Org, Kind: string(h.Kind),
+				State: h.State, IOCs: len(n), Attempts: h.Attempts, LastError: h.LastError, Created: h.CreatedAt.Format(time.RFC3339)})
+		}
+	}
+	refused, err := db.RefusedIOCs(ctx, 20)
+	if err != nil {
+		return out, err
+	}
+	for _, r := range refused {
+		out.Refused = append(out.Refused, RefusedLine{CaseID: r.CaseID, IOCID: r.IRISID, Type: r.TypeName, Value: clip(r.Value, 60), Reason: r.Reason})
+	}
+	return out, nil
+}
+
+// Run implements `velohunt status`.
+func (c *StatusCommand) Run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("velohunt-status", flag.ContinueOnError)
+	path := fs.String("config", "", "configuration file")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*path)
+	if err != nil {
+		return err
+	}
+	db, err := store.Open(ctx, cfg.Database)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	st, err := collectStatus(ctx, db)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(c.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	printStatus(c.Stdout, st)
+	return nil
+}
+
+func printStatus(w io.Writer, st Status) {
+	fmt.Fprintf(w, "open cases: %d   webhook events pending: %d\n", st.OpenCases, st.InboxDepth)
+	fmt.Fprintf(w, "IOCs:  %s\n", counts(st.IOCs))
+	fmt.Fprintf(w, "hunts: %s\n", counts(st.Hunts))
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	if len(st.Failing) > 0 {
+		fmt.Fprintln(tw, "\nlaunches failing (retried with backoff):")
+		fmt.Fprintln(tw, "  hunt\tserver\torg\tkind\tattempts\tlast error")
+		for _, h := range st.Failing {
+			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%d\t%s\n", h.ID, h.Server, orgName(h.Org), h.Kind, h.Attempts, clip(h.LastError, 120))
+		}
+	}
+	if len(st.Refused) > 0 {
+		fmt.Fprintln(tw, "\nrefused IOCs (never hunted):")
+		fmt.Fprintln(tw, "  case\tioc\ttype\tvalue\treason")
+		for _, r := range st.Refused {
+			fmt.Fprintf(tw, "  #%d\t%d\t%s\t%q\t%s\n", r.CaseID, r.IOCID, r.Type, r.Value, r.Reason)
+		}
+	}
+	if len(st.Recent) > 0 {
+		fmt.Fprintln(tw, "\nrecent hunts:")
+		fmt.Fprintln(tw, "  hunt\tvelociraptor id\tserver\torg\tkind\tIOCs\tstate\tcreated")
+		for _, h := range st.Recent {
+			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", h.ID, dash(h.HuntID), h.Server, orgName(h.Org), h.Kind, h.IOCs, h.State, h.Created)
+		}
+	}
+	tw.Flush()
+}
+
+func counts(m map[string]int) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	s := ""
+	for _, k := range keys {
+		s += fmt.Sprintf("%s=%d ", k, m[k])
+	}
+	return s
+}
+
+func orgName(o string) string {
+	if o == "" {
+		return "root"
+	}
+	return o
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func clip(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n]) + "…"
+}

@@ -1,0 +1,171 @@
+// Package intake learns about IOCs: from IRIS's webhooks module (persisted
+// first, answered at once, handled by a loop), from a full reconcile of the
+// IOCs of every open case, and on demand (the hunt command). All three end in
+// the same idempotent sync of a case's IOC list into the store.
+package intake
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/velohunt/velohunt/internal/ioc"
+	"github.com/velohunt/velohunt/internal/store"
+)
+
+// IRIS is what intake reads from IRIS.
+type IRIS interface {
+	// ListCases returns every case the service user can see.
+	ListCases(ctx context.Context) ([]ioc.Case, error)
+	// Case returns one case with its tags.
+	Case(ctx context.Context, id int64) (ioc.Case, error)
+	// IOCState returns the case's IOC change counter.
+	IOCState(ctx context.Context, cid int64) (int64, error)
+	// ListIOCs returns the IOCs linked to a case.
+	ListIOCs(ctx context.Context, cid int64) ([]ioc.IOC, error)
+}
+
+// Store is the part of the store intake writes.
+type Store interface {
+	UpsertCase(ctx context.Context, c ioc.Case, r ioc.Route) error
+	FindCase(ctx context.Context, id int64) (store.Case, error)
+	CloseCasesExcept(ctx context.Context, open []int64) ([]int64, error)
+	SetCaseIOCState(ctx context.Context, caseID, state int64) error
+	SyncCaseIOCs(ctx context.Context, caseID int64, list []store.IOCInput, source string, complete bool) (store.SyncResult, error)
+	RequeueIOC(ctx context.Context, irisID int64, source string) (int, error)
+	AddInbox(ctx context.Context, event string, payload []byte) error
+	PeekInbox(ctx context.Context, limit int) ([]store.InboxItem, error)
+	DeleteInbox(ctx context.Context, upTo int64) error
+}
+
+// Syncer copies the IOCs of open IRIS cases into the store.
+type Syncer struct {
+	IRIS  IRIS
+	Store Store
+	// Route picks the Velociraptor server and org of a case.
+	Route func(ioc.Case) ioc.Route
+	// NeedTags makes the syncer read each case's tags (the case list has
+	// none) because a route matches on them.
+	NeedTags bool
+	Logger   *slog.Logger
+}
+
+// Report summarises a sync.
+type Report struct {
+	Cases, Synced, Closed int
+	store.SyncResult
+}
+
+// Sync lists the cases, records the open ones with their route, and syncs
+// the IOCs of each case whose IOC counter moved (every case when full). A
+// failure on one case does not stop the others; the errors are joined.
+func (s *Syncer) Sync(ctx context.Context, source string, full bool) (Report, error) {
+	var rep Report
+	cases, err := s.IRIS.ListCases(ctx)
+	if err != nil {
+		return rep, fmt.Errorf("list cases: %w", err)
+	}
+	var open []int64
+	var errs []error
+	for _, c := range cases {
+		if !c.Open {
+			continue
+		}
+		open = append(open, c.ID)
+		rep.Cases++
+		synced, res, err := s.syncCase(ctx, c, source, full)
+		if err != nil {
+			if ctx.Err() != nil {
+				return rep, ctx.Err()
+			}
+			errs = append(errs, fmt.Errorf("case %d: %w", c.ID, err))
+			continue
+		}
+		if synced {
+			rep.Synced++
+		}
+		rep.Added += res.Added
+		rep.Changed += res.Changed
+		rep.Removed += res.Removed
+		rep.Refused += res.Refused
+	}
+	closed, err := s.Store.CloseCasesExcept(ctx, open)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	rep.Closed = len(closed)
+	return rep, errors.Join(errs...)
+}
+
+// SyncCase syncs one case's IOCs now, whatever its counter says.
+func (s *Syncer) SyncCase(ctx context.Context, id int64, source string) (store.SyncResult, error) {
+	c, err := s.IRIS.Case(ctx, id)
+	if err != nil {
+		return store.SyncResult{}, fmt.Errorf("case %d: %w", id, err)
+	}
+	if !c.Open {
+		return store.SyncResult{}, ioc.Errorf(ioc.EINVALID, "case %d is closed", id)
+	}
+	_, res, err := s.syncCase(ctx, c, source, true)
+	return res, err
+}
+
+func (s *Syncer) syncCase(ctx context.Context, c ioc.Case, source string, full bool) (bool, store.SyncResult, error) {
+	prev, err := s.Store.FindCase(ctx, c.ID)
+	known := err == nil
+	if err != nil && ioc.ErrorCode(err) != ioc.ENOTFOUND {
+		return false, store.SyncResult{}, err
+	}
+	if s.NeedTags && c.Tags == nil && (full || !known) {
+		detail, err := s.IRIS.Case(ctx, c.ID)
+		if err != nil {
+			return false, store.SyncResult{}, err
+		}
+		c.Tags = detail.Tags
+	} else if known && c.Tags == nil {
+		c.Tags = prev.Tags
+	}
+	if err := s.Store.UpsertCase(ctx, c, s.Route(c)); err != nil {
+		return false, store.SyncResult{}, err
+	}
+	// Read the counter before the list: a change made in between is seen
+	// again next time instead of being lost.
+	state, err := s.IRIS.IOCState(ctx, c.ID)
+	if err != nil {
+		return false, store.SyncResult{}, err
+	}
+	if !full && known && prev.IOCState == state {
+		return false, store.SyncResult{}, nil
+	}
+	list, err := s.IRIS.ListIOCs(ctx, c.ID)
+	if err != nil {
+		return false, store.SyncResult{}, err
+	}
+	inputs := make([]store.IOCInput, len(list))
+	for i, x := range list {
+		inputs[i] = Parse(x)
+	}
+	res, err := s.Store.SyncCaseIOCs(ctx, c.ID, inputs, source, true)
+	if err != nil {
+		return false, res, err
+	}
+	if res.Added+res.Changed+res.Removed > 0 {
+		s.Logger.Info("case synced", "case_id", c.ID, "added", res.Added, "changed", res.Changed,
+			"removed", res.Removed, "refused", res.Refused, "source", source)
+	}
+	return true, res, s.Store.SetCaseIOCState(ctx, c.ID, state)
+}
+
+// Parse validates an IRIS IOC into a store input: a hunt target, or the
+// reason it is refused.
+func Parse(x ioc.IOC) store.IOCInput {
+	in := store.IOCInput{IOC: x}
+	t, err := ioc.Parse(x.TypeName, x.Value)
+	if err != nil {
+		in.Reason = ioc.ErrorMessage(err)
+		return in
+	}
+	in.Target = t
+	return in
+}

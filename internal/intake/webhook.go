@@ -1,0 +1,97 @@
+package intake
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/velohunt/velohunt/internal/iris"
+)
+
+// Webhook events, the last path element of the webhook URL.
+const (
+	EventCreate = "create"
+	EventUpdate = "update"
+	EventManual = "manual"
+)
+
+// Webhook is the HTTP endpoint for IRIS's webhooks module. It checks the
+// shared secret, validates and persists the event, wakes the intake loop
+// and answers 202: the work happens later, so IRIS's worker never waits.
+type Webhook struct {
+	Store   Store
+	Secret  string
+	MaxBody int64
+	// Wake is called after an event is stored.
+	Wake   func()
+	Logger *slog.Logger
+}
+
+// ServeHTTP handles POST <path>/{create|update|manual}.
+func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		writeJSON(w, http.StatusMethodNotAllowed, "only POST")
+		return
+	}
+	if !h.authorised(r) {
+		writeJSON(w, http.StatusUnauthorized, "missing or wrong secret")
+		return
+	}
+	event := r.PathValue("event")
+	switch event {
+	case EventCreate, EventUpdate, EventManual:
+	default:
+		writeJSON(w, http.StatusNotFound, "unknown event; use create, update or manual")
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.MaxBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeJSON(w, http.StatusRequestEntityTooLarge, "body too large")
+			return
+		}
+		writeJSON(w, http.StatusBadRequest, "cannot read body")
+		return
+	}
+	iocs, err := iris.ParseWebhookIOCs(body)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, `body must be {"iocs": [...]} as sent by the webhooks module with request_body {"iocs":"iocs"}`)
+		return
+	}
+	if len(iocs) == 0 {
+		writeJSON(w, http.StatusAccepted, "no IOC in the event")
+		return
+	}
+	if err := h.Store.AddInbox(r.Context(), event, body); err != nil {
+		h.Logger.Error("store webhook event", "error", err)
+		// IRIS does not retry; the reconcile loop will catch the IOC.
+		writeJSON(w, http.StatusServiceUnavailable, "cannot store the event now")
+		return
+	}
+	h.Wake()
+	writeJSON(w, http.StatusAccepted, "queued")
+}
+
+// authorised compares the secret in constant time. Both sides are hashed
+// first so that the comparison does not depend on the secret's length.
+func (h *Webhook) authorised(r *http.Request) bool {
+	got := strings.TrimSpace(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "))
+	if got == "" {
+		got = r.Header.Get("X-Velohunt-Secret")
+	}
+	a, b := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(h.Secret))
+	return subtle.ConstantTimeCompare(a[:], b[:]) == 1 && h.Secret != ""
+}
+
+func writeJSON(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]string{"message": msg})
+}

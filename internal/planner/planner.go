@@ -1,0 +1,370 @@
+// Package planner turns queued IOCs into Velociraptor hunts: it batches the
+// IOCs of one kind routed to the same server and org into hunts of a bounded
+// list size, then launches each hunt paused and starts it (clients join in
+// seconds instead of at their next check-in). Planning is one store
+// transaction; launching survives a crash at any point without starting a
+// hunt twice, because every hunt carries a marker tag that is looked up
+// before a retried create.
+package planner
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/velohunt/velohunt/internal/ioc"
+	"github.com/velohunt/velohunt/internal/store"
+	"github.com/velohunt/velohunt/internal/velociraptor"
+)
+
+// Velociraptor is what the planner asks of one server.
+type Velociraptor interface {
+	// CreateHunt creates a paused hunt and returns its id.
+	CreateHunt(ctx context.Context, r velociraptor.HuntRequest) (string, error)
+	// StartHunt starts a paused hunt.
+	StartHunt(ctx context.Context, org, huntID string) error
+	// FindHuntByTag returns the hunt carrying tag, or ENOTFOUND.
+	FindHuntByTag(ctx context.Context, org, tag string) (string, string, error)
+}
+
+// Store is the part of the store the planner uses.
+type Store interface {
+	QueuedGroups(ctx context.Context) ([]store.Group, error)
+	PlanHunt(ctx context.Context, g store.Group, max int, artifact string, expiry time.Duration) (store.Hunt, error)
+	DueLaunches(ctx context.Context, limit int) ([]store.Hunt, error)
+	HuntIOCs(ctx context.Context, huntID int64) ([]store.HuntIOC, error)
+	ClaimLaunch(ctx context.Context, id int64, lease time.Duration) (bool, error)
+	SetHuntCreated(ctx context.Context, id int64, vrHuntID string) error
+	SetHuntRunning(ctx context.Context, id int64) error
+	SetLaunchError(ctx context.Context, id int64, msg string, next time.Time) error
+}
+
+// Artifact is how one kind is hunted.
+type Artifact struct {
+	Name      string
+	Parameter string            // receives the list of hunt values
+	Format    string            // json, lines, csv or regex
+	Params    map[string]string // extra parameters
+}
+
+// Planner plans and launches hunts.
+type Planner struct {
+	Store   Store
+	Servers map[string]Velociraptor
+	Kinds   map[ioc.Kind]Artifact
+	// Window gathers IOCs of one group before a partial batch is hunted.
+	Window     time.Duration
+	MaxPerHunt int
+	Expiry     time.Duration
+	// Per-endpoint limits passed to Velociraptor.
+	ClientTimeout time.Duration
+	CPULimit      int
+	OpsPerSecond  int
+	// Prepare runs once per server and org before the first launch there
+	// (artifact upload); a failure postpones the launch.
+	Prepare func(ctx context.Context, server, org string) error
+	Logger  *slog.Logger
+	Now     func() time.Time
+
+	mu       sync.Mutex
+	prepared map[string]bool
+	wake     chan struct{}
+}
+
+// lease is how long a launch attempt holds a hunt.
+const lease = 2 * time.Minute
+
+// Wake asks the loop to plan soon.
+func (p *Planner) Wake() {
+	p.init()
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (p *Planner) init() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.wake == nil {
+		p.wake = make(chan struct{}, 1)
+		p.prepared = map[string]bool{}
+	}
+	if p.Now == nil {
+		p.Now = time.Now
+	}
+}
+
+// Run plans and launches until ctx ends. It ticks often enough to honour
+// the batch window.
+func (p *Planner) Run(ctx context.Context) {
+	p.init()
+	tick := min(max(p.Window/4, 200*time.Millisecond), 5*time.Second)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	var lastErr string
+	var lastLog time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-p.wake:
+		}
+		if err := p.Step(ctx, false); err != nil && ctx.Err() == nil {
+			if err.Error() != lastErr || time.Since(lastLog) > 30*time.Second {
+				p.Logger.Error("planner", "error", err)
+				lastErr, lastLog = err.Error(), time.Now()
+			}
+		} else {
+			lastErr = ""
+		}
+	}
+}
+
+// Step plans what is due (every queued IOC when flush is true) and launches
+// due hunts. It returns the first error; launch errors are stored on the
+// hunt and retried with backoff, not returned.
+func (p *Planner) Step(ctx context.Context, flush bool) error {
+	p.init()
+	if _, err := p.Plan(ctx, flush); err != nil {
+		return err
+	}
+	_, err := p.LaunchDue(ctx)
+	return err
+}
+
+// Plan records hunts for the queued IOCs: full batches at once, a partial
+// batch when its oldest IOC has waited the batch window (or flush is set).
+func (p *Planner) Plan(ctx context.Context, flush bool) ([]store.Hunt, error) {
+	p.init()
+	groups, err := p.Store.QueuedGroups(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var planned []store.Hunt
+	now := p.Now()
+	for _, g := range groups {
+		art, ok := p.Kinds[g.Kind]
+		if !ok {
+			continue
+		}
+		if _, ok := p.Servers[g.Server]; !ok {
+			p.Logger.Warn("queued IOCs routed to an unknown server", "server", g.Server, "count", g.Count)
+			continue
+		}
+		n := g.Count / p.MaxPerHunt
+		if g.Count%p.MaxPerHunt != 0 && (flush || now.Sub(g.Oldest) >= p.Window) {
+			n++
+		}
+		for range n {
+			h, err := p.Store.PlanHunt(ctx, g, p.MaxPerHunt, art.Name, p.Expiry)
+			if ioc.ErrorCode(err) == ioc.ENOTFOUND {
+				break
+			} else if err != nil {
+				return planned, err
+			}
+			planned = append(planned, h)
+			p.Logger.Info("hunt planned", "hunt", h.ID, "server", g.Server, "org", g.Org, "kind", g.Kind)
+		}
+	}
+	return planned, nil
+}
+
+// LaunchDue launches every hunt whose launch is due and returns how many
+// started.
+func (p *Planner) LaunchDue(ctx context.Context) (int, error) {
+	started := 0
+	for {
+		due, err := p.Store.DueLaunches(ctx, 50)
+		if err != nil || len(due) == 0 {
+			return started, err
+		}
+		progress := false
+		for _, h := range due {
+			ok, err := p.Launch(ctx, h)
+			if err != nil {
+				return started, err
+			}
+			if ok {
+				started++
+				progress = true
+			}
+		}
+		if !progress {
+			return started, nil
+		}
+	}
+}
+
+// Launch claims one hunt and brings it to running. It returns true when
+// the hunt was started; a failed attempt is recorded on the hunt with the
+// time of the next try, and only store errors are returned.
+func (p *Planner) Launch(ctx context.Context, h store.Hunt) (bool, error) {
+	p.init()
+	ok, err := p.Store.ClaimLaunch(ctx, h.ID, lease)
+	if err != nil || !ok {
+		return false, err
+	}
+	h.Attempts++
+	if err := p.launch(ctx, h); err != nil {
+		if ctx.Err() != nil {
+			return false, ctx.Err()
+		}
+		next := p.Now().Add(backoff(h.Attempts))
+		p.Logger.Warn("hunt launch failed", "hunt", h.ID, "server", h.Server, "attempt", h.Attempts, "retry_at", next, "error", err)
+		return false, p.Store.SetLaunchError(ctx, h.ID, err.Error(), next)
+	}
+	return true, nil
+}
+
+func (p *Planner) launch(ctx context.Context, h store.Hunt) error {
+	vr, ok := p.Servers[h.Server]
+	if !ok {
+		return fmt.Errorf("server %q is not configured", h.Server)
+	}
+	if err := p.prepare(ctx, h.Server, h.Org); err != nil {
+		return err
+	}
+	id := h.VRHuntID
+	if id == "" && h.Attempts > 1 {
+		// An earlier attempt may have created the hunt and crashed before
+		// recording it: find it by its marker instead of creating a twin.
+		found, _, err := vr.FindHuntByTag(ctx, h.Org, h.Marker)
+		if err != nil && ioc.ErrorCode(err) != ioc.ENOTFOUND {
+			return err
+		}
+		id = found
+	}
+	if id == "" {
+		req, err := p.request(ctx, h)
+		if err != nil {
+			return err
+		}
+		if id, err = vr.CreateHunt(ctx, req); err != nil {
+			return err
+		}
+	}
+	if h.VRHuntID == "" {
+		if err := p.Store.SetHuntCreated(ctx, h.ID, id); err != nil {
+			return err
+		}
+	}
+	if err := vr.StartHunt(ctx, h.Org, id); err != nil {
+		return err
+	}
+	if err := p.Store.SetHuntRunning(ctx, h.ID); err != nil {
+		return err
+	}
+	p.Logger.Info("hunt started", "hunt", h.ID, "hunt_id", id, "server", h.Server, "org", h.Org, "kind", h.Kind, "artifact", h.Artifact)
+	return nil
+}
+
+func (p *Planner) prepare(ctx context.Context, server, org string) error {
+	key := server + "\x00" + org
+	p.mu.Lock()
+	done := p.prepared[key]
+	p.mu.Unlock()
+	if done || p.Prepare == nil {
+		return nil
+	}
+	if err := p.Prepare(ctx, server, org); err != nil {
+		return fmt.Errorf("prepare server %s org %q: %w", server, org, err)
+	}
+	p.mu.Lock()
+	p.prepared[key] = true
+	p.mu.Unlock()
+	return nil
+}
+
+// request builds the hunt for a planned row: the distinct hunt values of
+// its IOCs, in the kind's list format.
+func (p *Planner) request(ctx context.Context, h store.Hunt) (velociraptor.HuntRequest, error) {
+	rows, err := p.Store.HuntIOCs(ctx, h.ID)
+	if err != nil {
+		return velociraptor.HuntRequest{}, err
+	}
+	seen := map[string]bool{}
+	cases := map[int64]bool{}
+	var values []string
+	for _, r := range rows {
+		cases[r.CaseID] = true
+		if !seen[r.HuntValue] {
+			seen[r.HuntValue] = true
+			values = append(values, r.HuntValue)
+		}
+	}
+	sort.Strings(values)
+	art := p.Kinds[h.Kind]
+	if art.Name == "" {
+		art = Artifact{Name: h.Artifact, Parameter: "IOCs", Format: "json"}
+	}
+	list, err := FormatList(values, art.Format)
+	if err != nil {
+		return velociraptor.HuntRequest{}, err
+	}
+	params := map[string]string{}
+	for k, v := range art.Params {
+		params[k] = v
+	}
+	params[art.Parameter] = list
+	expires := h.ExpiresAt.Sub(p.Now())
+	if expires < time.Minute {
+		expires = time.Minute
+	}
+	return velociraptor.HuntRequest{
+		Org: h.Org, Artifact: h.Artifact, Params: params, Expires: expires,
+		Description:   fmt.Sprintf("velohunt: %d %s IOC(s) from IRIS case(s) %s", len(values), h.Kind, caseList(cases)),
+		Tags:          []string{"velohunt", h.Marker},
+		ClientTimeout: p.ClientTimeout, CPULimit: p.CPULimit, OpsPerSecond: p.OpsPerSecond,
+	}, nil
+}
+
+// FormatList renders hunt values for an artifact parameter.
+func FormatList(values []string, format string) (string, error) {
+	switch format {
+	case "json", "":
+		b, err := json.Marshal(values)
+		return string(b), err
+	case "lines":
+		return strings.Join(values, "\n"), nil
+	case "csv":
+		return strings.Join(values, ","), nil
+	case "regex":
+		q := make([]string, len(values))
+		for i, v := range values {
+			q[i] = regexp.QuoteMeta(v)
+		}
+		return strings.Join(q, "|"), nil
+	}
+	return "", fmt.Errorf("unknown list format %q", format)
+}
+
+func caseList(cases map[int64]bool) string {
+	ids := make([]int64, 0, len(cases))
+	for id := range cases {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	parts := make([]string, 0, len(ids))
+	for i, id := range ids {
+		if i == 10 {
+			parts = append(parts, fmt.Sprintf("and %d more", len(ids)-10))
+			break
+		}
+		parts = append(parts, fmt.Sprintf("#%d", id))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// backoff is the delay before launch attempt n+1: 5s doubling, capped at 10m.
+func backoff(attempts int) time.Duration {
+	d := 5 * time.Second << min(max(attempts-1, 0), 8)
+	return min(d, 10*time.Minute)
+}

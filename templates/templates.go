@@ -1,0 +1,55 @@
+// Package templates embeds what users may read and adapt: velohunt's
+// Velociraptor artifacts (artifacts/*.yaml). A directory given in the
+// configuration (hunting.artifacts_dir) overrides the embedded copies.
+package templates
+
+import (
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+//go:embed artifacts/*.yaml
+var files embed.FS
+
+// Artifacts returns artifact definitions by name: from dir when it exists,
+// else the embedded ones.
+func Artifacts(dir string) (map[string]string, error) {
+	var fsys fs.FS = files
+	root := "artifacts"
+	if dir != "" {
+		if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
+			fsys, root = os.DirFS(dir), "."
+		} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("artifacts dir: %w", err)
+		}
+	}
+	paths, err := fs.Glob(fsys, filepath.ToSlash(filepath.Join(root, "*.yaml")))
+	if err != nil {
+		return nil, fmt.Errorf("artifacts: %w", err)
+	}
+	out := map[string]string{}
+	for _, p := range paths {
+		b, err := fs.ReadFile(fsys, p)
+		if err != nil {
+			return nil, fmt.Errorf("artifact %s: %w", p, err)
+		}
+		var head struct {
+			Name string `yaml:"name"`
+		}
+		if err := yaml.Unmarshal(b, &head); err != nil || head.Name == "" {
+			return nil, fmt.Errorf("artifact %s: not an artifact definition (no name)", p)
+		}
+		if want := strings.TrimSuffix(filepath.Base(p), ".yaml"); want != head.Name {
+			return nil, fmt.Errorf("artifact %s: file name must be the artifact name %q", p, head.Name)
+		}
+		out[head.Name] = string(b)
+	}
+	return out, nil
+}
