@@ -1,0 +1,222 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/velohunt/velohunt/internal/iris"
+	"github.com/velohunt/velohunt/internal/iris/iristest"
+	"github.com/velohunt/velohunt/internal/store"
+	"github.com/velohunt/velohunt/internal/velociraptor/velotest"
+)
+
+func TestDemo(t *testing.T) {
+	ctx := context.Background()
+	d, err := startDemo(ctx, t.TempDir(), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	var out bytes.Buffer
+	if err := d.Play(ctx, &out); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	hunts := d.VR.Hunts()
+	if got, want := len(hunts), 4; got != want {
+		t.Fatalf("%d hunts, want one per kind (%d)\n%s", got, want, out.String())
+	}
+	for _, h := range hunts {
+		if h.State != "RUNNING" || len(h.Scheduled) != 3 {
+			t.Fatalf("hunt %s: state %s, %d clients", h.ID, h.State, len(h.Scheduled))
+		}
+	}
+	for _, want := range []string{"refused: md5 must be 32 hex digits", `"email-src" is not huntable`} {
+		if !strings.Contains(out.String(), want) {
+			t.Fatalf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestRunUsage(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run(context.Background(), []string{"nope"}, &out, &errOut); code != 2 {
+		t.Fatalf("code=%d", code)
+	}
+	if code := run(context.Background(), []string{"version"}, &out, &errOut); code != 0 || !strings.Contains(out.String(), "velohunt") {
+		t.Fatalf("version: code=%d out=%q", code, out.String())
+	}
+	if code := run(context.Background(), []string{"serve"}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "-config is required") {
+		t.Fatalf("serve without config: code=%d err=%q", code, errOut.String())
+	}
+}
+
+// TestKill9 runs the real binary, kills it with SIGKILL at random moments
+// while IOCs arrive, restarts it, and checks that every IOC was hunted
+// exactly once and that no hunt was created twice.
+func TestKill9(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	ctx := context.Background()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "velohunt")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	irisSrv := iristest.Start()
+	defer irisSrv.Close()
+	vr, err := velotest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vr.Close()
+	vr.AddEndpoint(velotest.Endpoint{ClientID: "C.1", Hostname: "h1", OS: "linux", Online: true})
+	apiPath, err := vr.WriteAPIConfig(dir, "velohunt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	const secret = "kill9-webhook-secret-0123456789"
+	cfgPath := filepath.Join(dir, "velohunt.yaml")
+	cfg := fmt.Sprintf(`database: %s
+listen: %s
+log: {level: debug}
+iris: {url: %q, api_key: velohunt-key}
+webhook: {secret: %q}
+velociraptor: {servers: [{name: main, api_config: %q}]}
+hunting: {batch_window: 300ms, max_iocs_per_hunt: 7}
+intake: {reconcile: "* * * * *", sync_delay: 50ms}
+`, filepath.Join(dir, "v.db"), addr, irisSrv.URL(), secret, apiPath)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	irisSrv.SetWebhook("http://"+addr+"/iris/webhook", map[string]string{"Authorization": "Bearer " + secret})
+	admin, _ := iris.New(iris.Options{URL: irisSrv.URL(), APIKey: "admin-key"})
+	cid, err := admin.AddCase(ctx, "kill -9", "crash test", 1, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logf, _ := os.Create(filepath.Join(dir, "serve.log"))
+	defer logf.Close()
+	start := func() *exec.Cmd {
+		cmd := exec.Command(bin, "serve", "-config", cfgPath)
+		cmd.Stdout, cmd.Stderr = logf, logf
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}
+	rnd := rand.New(rand.NewPCG(7, 9))
+	n := 0
+	for round := 0; round < 5; round++ {
+		cmd := start()
+		for range 12 {
+			n++
+			v := fmt.Sprintf("10.%d.%d.%d", round, n/200, n%200+1)
+			if _, err := admin.AddIOC(ctx, cid, iris.NewIOC{Value: v, TypeID: iristest.TypeID("ip-dst"), TLPID: 2}); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(time.Duration(rnd.IntN(40)) * time.Millisecond)
+		}
+		time.Sleep(time.Duration(rnd.IntN(500)) * time.Millisecond)
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+	}
+	cmd := start()
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		counts, total, err := huntedValues(vr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(counts) == n {
+			for v, c := range counts {
+				if c != 1 {
+					t.Fatalf("IOC %s hunted %d times", v, c)
+				}
+			}
+			if total != n {
+				t.Fatalf("%d values in hunts for %d IOCs", total, n)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(dir, "serve.log"))
+			t.Fatalf("%d of %d IOCs hunted after restarts\n%s", len(counts), n, tail(log, 3000))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	markers := map[string]bool{}
+	for _, h := range vr.Hunts() {
+		if h.State != "RUNNING" {
+			t.Errorf("hunt %s is %s", h.ID, h.State)
+		}
+		for _, tag := range h.Tags {
+			if strings.HasPrefix(tag, "velohunt-") {
+				if markers[tag] {
+					t.Fatalf("two Velociraptor hunts carry marker %s", tag)
+				}
+				markers[tag] = true
+			}
+		}
+	}
+	// The store agrees: every IOC hunting, no hunt left unlaunched.
+	db, err := store.Open(ctx, filepath.Join(dir, "v.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	st, _ := db.Stats(ctx)
+	if st.IOCs[store.StateHunting] != n || st.Hunts[store.HuntRunning] != len(vr.Hunts()) {
+		t.Fatalf("store stats %+v, want %d hunting IOCs and %d running hunts", st, n, len(vr.Hunts()))
+	}
+}
+
+func huntedValues(vr *velotest.Server) (map[string]int, int, error) {
+	counts := map[string]int{}
+	total := 0
+	for _, h := range vr.Hunts() {
+		if h.State != "RUNNING" {
+			continue
+		}
+		var vals []string
+		if err := json.Unmarshal([]byte(h.Params["IOCs"]), &vals); err != nil {
+			return nil, 0, err
+		}
+		for _, v := range vals {
+			counts[v]++
+			total++
+		}
+	}
+	return counts, total, nil
+}
+
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func tail(b []byte, n int) string {
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}

@@ -1,0 +1,210 @@
+package intake_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/velohunt/velohunt/internal/intake"
+	"github.com/velohunt/velohunt/internal/ioc"
+	"github.com/velohunt/velohunt/internal/iris"
+	"github.com/velohunt/velohunt/internal/iris/iristest"
+	"github.com/velohunt/velohunt/internal/store"
+)
+
+var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+type env struct {
+	irisSrv *iristest.Server
+	admin   *iris.Client
+	db      *store.DB
+	syncer  *intake.Syncer
+	in      *intake.Intake
+	queued  int
+}
+
+func setup(t *testing.T) *env {
+	t.Helper()
+	e := &env{irisSrv: iristest.Start()}
+	t.Cleanup(e.irisSrv.Close)
+	var err error
+	e.db, err = store.Open(context.Background(), filepath.Join(t.TempDir(), "v.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.db.Close() })
+	svc, _ := iris.New(iris.Options{URL: e.irisSrv.URL(), APIKey: "velohunt-key"})
+	e.admin, _ = iris.New(iris.Options{URL: e.irisSrv.URL(), APIKey: "admin-key"})
+	e.syncer = &intake.Syncer{IRIS: svc, Store: e.db, Logger: discard,
+		Route: func(c ioc.Case) ioc.Route { return ioc.Route{Server: "main"} }}
+	e.in = intake.New(e.syncer, e.db, 2, 0, func() { e.queued++ }, discard)
+	return e
+}
+
+func (e *env) states(t *testing.T, cid int64) map[string]string {
+	t.Helper()
+	rows, err := e.db.CaseIOCs(context.Background(), cid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]string{}
+	for _, r := range rows {
+		m[r.Value] = r.State
+	}
+	return m
+}
+
+func TestSync(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t)
+	cid, err := e.admin.AddCase(ctx, "case a", "desc", 1, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.admin.AddIOC(ctx, cid, iris.NewIOC{Value: "203.0.113.9", TypeID: iristest.TypeID("ip-dst")})
+	e.admin.AddIOC(ctx, cid, iris.NewIOC{Value: "bogus", TypeID: iristest.TypeID("sha1")})
+	rep, err := e.syncer.Sync(ctx, "reconcile", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Added != 2 || rep.Refused != 1 || rep.Cases != 2 {
+		t.Fatalf("report=%+v", rep)
+	}
+	t.Run("UnchangedCounterSkipsList", func(t *testing.T) {
+		before := e.irisSrv.Requests()["GET /case/ioc/list"]
+		rep, err := e.syncer.Sync(ctx, "webhook", false)
+		if err != nil || rep.Synced != 0 {
+			t.Fatalf("rep=%+v err=%v", rep, err)
+		}
+		if after := e.irisSrv.Requests()["GET /case/ioc/list"]; after != before {
+			t.Fatalf("listed IOCs %d times for unchanged cases", after-before)
+		}
+	})
+	t.Run("FullSyncIsIdempotent", func(t *testing.T) {
+		rep, err := e.syncer.Sync(ctx, "reconcile", true)
+		if err != nil || rep.Added+rep.Changed+rep.Removed != 0 {
+			t.Fatalf("rep=%+v err=%v", rep, err)
+		}
+	})
+	t.Run("ClosedCase", func(t *testing.T) {
+		e.admin.CloseCase(ctx, cid)
+		rep, err := e.syncer.Sync(ctx, "reconcile", false)
+		if err != nil || rep.Closed != 1 {
+			t.Fatalf("rep=%+v err=%v", rep, err)
+		}
+		if got := e.states(t, cid)["203.0.113.9"]; got != store.StateRemoved {
+			t.Fatalf("queued IOC of a closed case is %q, want removed", got)
+		}
+	})
+}
+
+func TestInboxEvents(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t)
+	cid, _ := e.admin.AddCase(ctx, "case b", "desc", 1, "")
+	if err := e.in.Step(ctx); err != nil { // initial full sync
+		t.Fatal(err)
+	}
+	x, _ := e.admin.AddIOC(ctx, cid, iris.NewIOC{Value: "evil.example", TypeID: iristest.TypeID("domain")})
+	payload := `{"iocs":[{"ioc_id":` + itoa(x.ID) + `,"ioc_value":"evil.example","ioc_type_id":20,"user_id":1,"ioc_type":{"type_name":"domain"}}]}`
+	if err := e.db.AddInbox(ctx, intake.EventCreate, []byte(payload)); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.in.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.states(t, cid)["evil.example"]; got != store.StateQueued {
+		t.Fatalf("state=%q, want queued", got)
+	}
+	if items, _ := e.db.PeekInbox(ctx, 10); len(items) != 0 {
+		t.Fatalf("%d events left in the inbox", len(items))
+	}
+	if e.queued == 0 {
+		t.Fatal("planner not woken")
+	}
+
+	t.Run("OwnUpdateIgnored", func(t *testing.T) {
+		before := e.irisSrv.Requests()["GET /manage/cases/list"]
+		own := strings.Replace(payload, `"user_id":1`, `"user_id":2`, 1)
+		e.db.AddInbox(ctx, intake.EventUpdate, []byte(own))
+		if err := e.in.Step(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if after := e.irisSrv.Requests()["GET /manage/cases/list"]; after != before {
+			t.Fatal("velohunt's own update caused a sync")
+		}
+	})
+	t.Run("ManualRequeuesHunted", func(t *testing.T) {
+		// Pretend the IOC's hunt ended.
+		g, _ := e.db.QueuedGroups(ctx)
+		_, err := e.db.PlanHunt(ctx, g[0], 10, "A", time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := e.states(t, cid)["evil.example"]; got != store.StateHunting {
+			t.Fatalf("state=%q", got)
+		}
+		// While it is hunting, a manual trigger changes nothing.
+		manual := strings.Replace(payload, `"user_id":1`, `"user_id":2`, 1) // last writer is velohunt
+		e.db.AddInbox(ctx, intake.EventManual, []byte(manual))
+		e.in.Step(ctx)
+		if got := e.states(t, cid)["evil.example"]; got != store.StateHunting {
+			t.Fatalf("state=%q after manual trigger during a hunt", got)
+		}
+	})
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+func TestWebhook(t *testing.T) {
+	e := setup(t)
+	woken := 0
+	h := &intake.Webhook{Store: e.db, Secret: "0123456789abcdef-secret", MaxBody: 2048, Wake: func() { woken++ }, Logger: discard}
+	mux := http.NewServeMux()
+	mux.Handle("POST /iris/webhook/{event}", h)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	good := `{"iocs":[{"ioc_id":5,"ioc_value":"x","ioc_type_id":20,"user_id":1}]}`
+	tests := []struct {
+		name, event, auth, body string
+		want                    int
+	}{
+		{"OK", "create", "Bearer 0123456789abcdef-secret", good, 202},
+		{"OKHeaderWithoutBearer", "manual", "0123456789abcdef-secret", good, 202},
+		{"ErrNoSecret", "create", "", good, 401},
+		{"ErrWrongSecret", "create", "Bearer 0123456789abcdef-secreT", good, 401},
+		{"ErrPrefixOfSecret", "create", "Bearer 0123456789abcdef", good, 401},
+		{"ErrUnknownEvent", "delete", "Bearer 0123456789abcdef-secret", good, 404},
+		{"ErrNotJSON", "create", "Bearer 0123456789abcdef-secret", "iocs=1", 400},
+		{"RenderingModeBodyHasNoIOC", "create", "Bearer 0123456789abcdef-secret", `{"text":"[N/A] Ioc created"}`, 202},
+		{"ErrTooLarge", "create", "Bearer 0123456789abcdef-secret", `{"iocs":[],"pad":"` + strings.Repeat("a", 4096) + `"}`, 413},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest("POST", srv.URL+"/iris/webhook/"+tt.event, strings.NewReader(tt.body))
+			req.Header.Set("Content-Type", "application/json")
+			if tt.auth != "" {
+				req.Header.Set("Authorization", tt.auth)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tt.want {
+				t.Fatalf("status=%d, want %d", resp.StatusCode, tt.want)
+			}
+		})
+	}
+	items, _ := e.db.PeekInbox(context.Background(), 10)
+	if len(items) != 2 || woken != 2 {
+		t.Fatalf("stored %d events, woke %d times; want 2 and 2", len(items), woken)
+	}
+}

@@ -1,0 +1,223 @@
+package planner_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/velohunt/velohunt/internal/ioc"
+	"github.com/velohunt/velohunt/internal/planner"
+	"github.com/velohunt/velohunt/internal/store"
+	"github.com/velohunt/velohunt/internal/velociraptor"
+	"github.com/velohunt/velohunt/internal/velociraptor/velotest"
+)
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+type env struct {
+	db  *store.DB
+	clk *clock
+	srv *velotest.Server
+	vr  *velociraptor.Client
+	p   *planner.Planner
+}
+
+func setup(t testing.TB, max int) *env {
+	t.Helper()
+	e := &env{clk: &clock{t: time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)}}
+	var err error
+	e.db, err = store.Open(context.Background(), filepath.Join(t.TempDir(), "v.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.db.Close() })
+	e.db.Now = e.clk.Now
+	if e.srv, err = velotest.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.srv.Close)
+	path, err := e.srv.WriteAPIConfig(t.TempDir(), "velohunt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := velociraptor.LoadAPIConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.vr, err = velociraptor.Dial(cfg, velociraptor.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.vr.Close() })
+	e.p = &planner.Planner{Store: e.db, Servers: map[string]planner.Velociraptor{"main": e.vr},
+		Kinds:  map[ioc.Kind]planner.Artifact{ioc.KindIP: {Name: "Generic.Client.Info", Parameter: "IOCs", Format: "json"}},
+		Window: 5 * time.Second, MaxPerHunt: max, Expiry: 7 * 24 * time.Hour, ClientTimeout: time.Minute,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: e.clk.Now}
+	return e
+}
+
+// queue adds n IP IOCs to case 1.
+func (e *env) queue(t testing.TB, n int) {
+	t.Helper()
+	ctx := context.Background()
+	if err := e.db.UpsertCase(ctx, ioc.Case{ID: 1, Open: true}, ioc.Route{Server: "main"}); err != nil {
+		t.Fatal(err)
+	}
+	var list []store.IOCInput
+	for i := range n {
+		v := fmt.Sprintf("198.51.%d.%d", i/250, i%250+1)
+		list = append(list, store.IOCInput{IOC: ioc.IOC{ID: int64(i + 1), TypeName: "ip-dst", Value: v},
+			Target: ioc.Target{Kind: ioc.KindIP, Value: v}})
+	}
+	if _, err := e.db.SyncCaseIOCs(ctx, 1, list, "test", false); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBatching(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t, 4)
+	e.queue(t, 10)
+	if err := e.p.Step(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := len(e.srv.Hunts()), 2; got != want {
+		t.Fatalf("%d hunts before the window ends, want %d full ones", got, want)
+	}
+	e.clk.Add(6 * time.Second)
+	if err := e.p.Step(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	hunts := e.srv.Hunts()
+	if got, want := len(hunts), 3; got != want {
+		t.Fatalf("%d hunts after the window, want %d", got, want)
+	}
+	seen := map[string]bool{}
+	for _, h := range hunts {
+		if h.State != "RUNNING" {
+			t.Fatalf("hunt %s is %s, want RUNNING", h.ID, h.State)
+		}
+		if h.Timeout != 60 {
+			t.Fatalf("client timeout %d, want 60", h.Timeout)
+		}
+		if d := time.Until(h.Expires); d < 6*24*time.Hour {
+			t.Fatalf("hunt expires in %v, want about 7 days", d)
+		}
+		var vals []string
+		for _, v := range splitJSON(t, h.Params["IOCs"]) {
+			if seen[v] {
+				t.Fatalf("IOC %s hunted twice", v)
+			}
+			seen[v] = true
+			vals = append(vals, v)
+		}
+	}
+	if len(seen) != 10 {
+		t.Fatalf("%d IOCs hunted, want 10", len(seen))
+	}
+	// Nothing more to do.
+	e.clk.Add(time.Minute)
+	e.p.Step(ctx, false)
+	if len(e.srv.Hunts()) != 3 {
+		t.Fatal("a hunt was started twice")
+	}
+}
+
+// TestCrashDuringLaunch simulates a process that created the hunt in
+// Velociraptor and died before recording it: the next launcher must find the
+// hunt by its marker instead of creating a second one.
+func TestCrashDuringLaunch(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t, 10)
+	e.queue(t, 3)
+	planned, err := e.p.Plan(ctx, true)
+	if err != nil || len(planned) != 1 {
+		t.Fatalf("planned=%v err=%v", planned, err)
+	}
+	h := planned[0]
+	// The dead process claimed the launch and created the hunt.
+	if ok, err := e.db.ClaimLaunch(ctx, h.ID, 2*time.Minute); !ok || err != nil {
+		t.Fatalf("claim=%v err=%v", ok, err)
+	}
+	vrID := e.srv.CreateHuntDirect("", "Generic.Client.Info", []string{"velohunt", h.Marker})
+	// Before the lease ends nobody touches it.
+	if n, err := e.p.LaunchDue(ctx); n != 0 || err != nil {
+		t.Fatalf("launched %d during the lease (err=%v)", n, err)
+	}
+	e.clk.Add(3 * time.Minute)
+	if n, err := e.p.LaunchDue(ctx); n != 1 || err != nil {
+		t.Fatalf("launched %d, err=%v", n, err)
+	}
+	hunts := e.srv.Hunts()
+	if len(hunts) != 1 || hunts[0].ID != vrID || hunts[0].State != "RUNNING" {
+		t.Fatalf("hunts=%+v, want only %s, running", hunts, vrID)
+	}
+	got, _ := e.db.FindHunt(ctx, h.ID)
+	if got.VRHuntID != vrID || got.State != store.HuntRunning {
+		t.Fatalf("stored hunt=%+v", got)
+	}
+}
+
+func TestLaunchFailureIsRetried(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t, 10)
+	e.queue(t, 2)
+	e.srv.SetUser("velohunt", velotest.PermAnyQuery, velotest.PermReadResults)
+	if err := e.p.Step(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	failing, _ := e.db.FailingLaunches(ctx, 10)
+	if len(failing) != 1 || failing[0].LastError == "" {
+		t.Fatalf("failing=%+v", failing)
+	}
+	// The operator grants START_HUNT; after the backoff the hunt starts.
+	e.srv.SetUser("velohunt", velotest.Investigator...)
+	e.clk.Add(10 * time.Second)
+	if err := e.p.Step(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if hunts := e.srv.Hunts(); len(hunts) != 1 || hunts[0].State != "RUNNING" {
+		t.Fatalf("hunts=%+v", hunts)
+	}
+}
+
+func TestFormatList(t *testing.T) {
+	vals := []string{"a.b", "c|d"}
+	tests := []struct{ format, want string }{
+		{"json", `["a.b","c|d"]`},
+		{"lines", "a.b\nc|d"},
+		{"csv", "a.b,c|d"},
+		{"regex", `a\.b|c\|d`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.format, func(t *testing.T) {
+			got, err := planner.FormatList(vals, tt.format)
+			if err != nil || got != tt.want {
+				t.Fatalf("FormatList=%q err=%v, want %q", got, err, tt.want)
+			}
+		})
+	}
+	if _, err := planner.FormatList(vals, "xml"); err == nil {
+		t.Fatal("want error for an unknown format")
+	}
+}
+
+func splitJSON(t testing.TB, s string) []string {
+	t.Helper()
+	var out []string
+	if err := json.Unmarshal([]byte(s), &out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
