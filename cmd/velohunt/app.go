@@ -82,7 +82,7 @@ func (a *App) Build(ctx context.Context) error {
 	for name, k := range c.Hunting.Kinds {
 		kinds[ioc.Kind(name)] = planner.Artifact{Name: k.Artifact, Parameter: k.Parameter, Format: k.Format, Params: k.Parameters}
 	}
-	a.Planner = &planner.Planner{Store: a.Store, Servers: servers, Kinds: kinds, Window: c.Hunting.BatchWindow.D(),
+	a.Planner = &planner.Planner{Store: a.Store, Servers: servers, Kinds: kinds, Window: c.Hunting.BatchWindow.D(), MaxWait: c.Hunting.BatchMaxWait.D(),
 		MaxPerHunt: c.Hunting.MaxIOCsPerHunt, Expiry: c.Hunting.Expiry.D(), ClientTimeout: c.Hunting.ClientTimeout.D(),
 		CPULimit: c.Hunting.CPULimit, OpsPerSecond: c.Hunting.OpsPerSecond, Prepare: a.uploadArtifacts,
 		Logger: a.Logger.With("component", "planner")}

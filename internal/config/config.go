@@ -100,7 +100,10 @@ type Route struct {
 // Hunting configures how IOCs become hunts.
 type Hunting struct {
 	// BatchWindow is how long IOCs of one kind are gathered into one hunt.
-	BatchWindow    Duration `yaml:"batch_window"`
+	BatchWindow Duration `yaml:"batch_window"`
+	// BatchMaxWait bounds how long a queued IOC waits for its batch to fill
+	// while IOCs keep arriving.
+	BatchMaxWait   Duration `yaml:"batch_max_wait"`
 	MaxIOCsPerHunt int      `yaml:"max_iocs_per_hunt"`
 	Expiry         Duration `yaml:"expiry"`
 	// ClientTimeout bounds the artifact's run on each endpoint.
@@ -144,6 +147,7 @@ func Default() Config {
 		Webhook:  Webhook{Path: "/iris/webhook", MaxBodyBytes: 4 << 20},
 		Hunting: Hunting{
 			BatchWindow:     Duration(5 * time.Second),
+			BatchMaxWait:    Duration(time.Minute),
 			MaxIOCsPerHunt:  500,
 			Expiry:          Duration(7 * 24 * time.Hour),
 			ClientTimeout:   Duration(10 * time.Minute),
@@ -379,6 +383,9 @@ func (c *Config) validateHunting() error {
 	h := c.Hunting
 	if h.BatchWindow < 0 || h.BatchWindow > Duration(time.Hour) {
 		return fieldErr("hunting.batch_window", "must be between 0s and 1h")
+	}
+	if h.BatchMaxWait < h.BatchWindow {
+		return fieldErr("hunting.batch_max_wait", "must be at least hunting.batch_window (%v)", h.BatchWindow)
 	}
 	if h.MaxIOCsPerHunt < 1 || h.MaxIOCsPerHunt > 100000 {
 		return fieldErr("hunting.max_iocs_per_hunt", "must be between 1 and 100000")

@@ -58,8 +58,11 @@ type Planner struct {
 	Store   Store
 	Servers map[string]Velociraptor
 	Kinds   map[ioc.Kind]Artifact
-	// Window gathers IOCs of one group before a partial batch is hunted.
+	// Window gathers IOCs of one group: a partial batch is hunted once no
+	// IOC joined it for Window, or its oldest IOC has waited MaxWait, so a
+	// long burst becomes full batches and a steady trickle still moves.
 	Window     time.Duration
+	MaxWait    time.Duration
 	MaxPerHunt int
 	Expiry     time.Duration
 	// Per-endpoint limits passed to Velociraptor.
@@ -141,7 +144,8 @@ func (p *Planner) Step(ctx context.Context, flush bool) error {
 }
 
 // Plan records hunts for the queued IOCs: full batches at once, a partial
-// batch when its oldest IOC has waited the batch window (or flush is set).
+// batch when the group was quiet for the window, waited MaxWait, or flush
+// is set.
 func (p *Planner) Plan(ctx context.Context, flush bool) ([]store.Hunt, error) {
 	p.init()
 	groups, err := p.Store.QueuedGroups(ctx)
@@ -160,7 +164,9 @@ func (p *Planner) Plan(ctx context.Context, flush bool) ([]store.Hunt, error) {
 			continue
 		}
 		n := g.Count / p.MaxPerHunt
-		if g.Count%p.MaxPerHunt != 0 && (flush || now.Sub(g.Oldest) >= p.Window) {
+		quiet := now.Sub(g.Newest) >= p.Window
+		waited := p.MaxWait > 0 && now.Sub(g.Oldest) >= p.MaxWait
+		if g.Count%p.MaxPerHunt != 0 && (flush || quiet || waited) {
 			n++
 		}
 		for range n {

@@ -221,3 +221,25 @@ func splitJSON(t testing.TB, s string) []string {
 	}
 	return out
 }
+
+// BenchmarkPlanAndLaunch queues 10,000 IP IOCs in the store and plans and
+// launches them against the simulated Velociraptor with list size 500: the
+// planner's own cost, without IRIS.
+//
+//	go test -run XXX -bench PlanAndLaunch ./internal/planner
+func BenchmarkPlanAndLaunch(b *testing.B) {
+	for range b.N {
+		b.StopTimer()
+		e := setup(b, 500)
+		e.queue(b, 10000)
+		b.StartTimer()
+		if err := e.p.Step(context.Background(), true); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		if got := len(e.srv.Hunts()); got != 20 {
+			b.Fatalf("%d hunts, want 20", got)
+		}
+		b.ReportMetric(20, "hunts")
+	}
+}

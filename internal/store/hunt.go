@@ -29,6 +29,7 @@ type Group struct {
 	Kind   ioc.Kind
 	Count  int
 	Oldest time.Time // queue time of its oldest IOC
+	Newest time.Time // queue time of its newest IOC
 }
 
 // Hunt is a stored hunt.
@@ -62,7 +63,7 @@ type HuntIOC struct {
 // and kind.
 func (db *DB) QueuedGroups(ctx context.Context) ([]Group, error) {
 	rows, err := db.db.QueryContext(ctx, `
-		SELECT c.server, c.org, i.kind, COUNT(*), MIN(i.queued_at)
+		SELECT c.server, c.org, i.kind, COUNT(*), MIN(i.queued_at), MAX(i.queued_at)
 		FROM iocs i JOIN cases c ON c.case_id = i.case_id
 		WHERE i.state = 'queued' AND c.is_open = 1
 		GROUP BY c.server, c.org, i.kind ORDER BY MIN(i.queued_at)`)
@@ -74,12 +75,13 @@ func (db *DB) QueuedGroups(ctx context.Context) ([]Group, error) {
 	for rows.Next() {
 		var g Group
 		var kind string
-		var oldest sql.NullInt64
-		if err := rows.Scan(&g.Server, &g.Org, &kind, &g.Count, &oldest); err != nil {
+		var oldest, newest sql.NullInt64
+		if err := rows.Scan(&g.Server, &g.Org, &kind, &g.Count, &oldest, &newest); err != nil {
 			return nil, fmt.Errorf("queued groups: %w", err)
 		}
 		g.Kind = ioc.Kind(kind)
 		g.Oldest = msToTime(oldest)
+		g.Newest = msToTime(newest)
 		out = append(out, g)
 	}
 	return out, rows.Err()
