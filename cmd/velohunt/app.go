@@ -130,6 +130,11 @@ func (a *App) Open(ctx context.Context) error {
 		}
 	})
 	a.goLoop(func() { a.Intake.Run(runCtx) })
+	a.goLoop(func() {
+		if err := a.Planner.PrepareAll(runCtx, c.Targets()); err != nil && runCtx.Err() == nil {
+			a.Logger.Warn("artifact upload at start-up failed; retried before the first hunt", "error", err)
+		}
+	})
 	a.goLoop(func() { a.Planner.Run(runCtx) })
 	a.Cron.Start()
 	a.Logger.Info("velohunt started", "listen", lis.Addr().String(), "servers", len(a.VR), "iris_user_id", own)

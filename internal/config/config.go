@@ -506,3 +506,20 @@ func hasTag(tags []string, t string) bool {
 	}
 	return false
 }
+
+// Targets lists every server and org a case can be routed to.
+func (c *Config) Targets() []ioc.Route {
+	seen := map[ioc.Route]bool{}
+	var out []ioc.Route
+	add := func(r ioc.Route) {
+		if !seen[r] {
+			seen[r] = true
+			out = append(out, r)
+		}
+	}
+	add(ioc.Route{Server: c.Velociraptor.Default.Server, Org: c.Velociraptor.Default.Org})
+	for _, r := range c.Velociraptor.Routes {
+		add(ioc.Route{Server: r.Server, Org: r.Org})
+	}
+	return out
+}

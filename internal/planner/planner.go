@@ -10,6 +10,7 @@ package planner
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"regexp"
@@ -270,6 +271,20 @@ func (p *Planner) launch(ctx context.Context, h store.Hunt) error {
 	}
 	p.Logger.Info("hunt started", "hunt", h.ID, "hunt_id", id, "server", h.Server, "org", h.Org, "kind", h.Kind, "artifact", h.Artifact)
 	return nil
+}
+
+// PrepareAll prepares every given server and org now (at start-up) and
+// returns the joined errors; targets that fail are prepared again before
+// their first launch.
+func (p *Planner) PrepareAll(ctx context.Context, targets []ioc.Route) error {
+	p.init()
+	var errs []error
+	for _, t := range targets {
+		if err := p.prepare(ctx, t.Server, t.Org); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (p *Planner) prepare(ctx context.Context, server, org string) error {
