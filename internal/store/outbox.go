@@ -1,0 +1,221 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/velohunt/velohunt/internal/ioc"
+)
+
+// Write is a queued write to IRIS.
+type Write struct {
+	ID       int64
+	Kind     string // asset, event, tab
+	CaseID   int64
+	IOCID    int64 // store IOC row
+	HitID    int64 // 0 for tab writes
+	Marker   string
+	Attempts int
+}
+
+// EnqueueTabs queues a tab update for each IOC row, unless one is pending.
+func (db *DB) EnqueueTabs(ctx context.Context, iocIDs []int64) error {
+	if len(iocIDs) == 0 {
+		return nil
+	}
+	return db.tx(ctx, func(tx *Tx) error {
+		for _, id := range iocIDs {
+			_, err := tx.ExecContext(ctx, `INSERT INTO outbox (kind, case_id, ioc_id, dedup, marker, created_at)
+				SELECT 'tab', case_id, id, '', '', ? FROM iocs WHERE id = ? ON CONFLICT DO NOTHING`, tx.nowMS(), id)
+			if err != nil {
+				return fmt.Errorf("enqueue tab: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+// DueWrites returns pending writes whose time has come, oldest first.
+func (db *DB) DueWrites(ctx context.Context, limit int) ([]Write, error) {
+	rows, err := db.db.QueryContext(ctx, `SELECT id, kind, case_id, ioc_id, COALESCE(hit_id, 0), marker, attempts FROM outbox
+		WHERE done_at IS NULL AND parked = 0 AND next_attempt_at <= ? ORDER BY id LIMIT ?`, db.Now().UnixMilli(), limit)
+	if err != nil {
+		return nil, fmt.Errorf("due writes: %w", err)
+	}
+	defer rows.Close()
+	var out []Write
+	for rows.Next() {
+		var w Write
+		if err := rows.Scan(&w.ID, &w.Kind, &w.CaseID, &w.IOCID, &w.HitID, &w.Marker, &w.Attempts); err != nil {
+			return nil, fmt.Errorf("due writes: %w", err)
+		}
+		out = append(out, w)
+	}
+	return out, rows.Err()
+}
+
+// BeginWrite counts an attempt before the IRIS call, so that a crash during
+// the call is known: the object may exist and is looked up by its marker.
+func (db *DB) BeginWrite(ctx context.Context, id int64) error {
+	return db.exec(ctx, `UPDATE outbox SET attempts = attempts + 1 WHERE id = ?`, id)
+}
+
+// WriteDone records a write as done, with the IRIS object id it made.
+func (db *DB) WriteDone(ctx context.Context, id, irisID int64) error {
+	return db.exec(ctx, `UPDATE outbox SET done_at = ?, iris_id = ?, last_error = '' WHERE id = ?`, db.Now().UnixMilli(), irisID, id)
+}
+
+// WriteRetry records a failed attempt and when to try again.
+func (db *DB) WriteRetry(ctx context.Context, id int64, msg string, next time.Time) error {
+	return db.exec(ctx, `UPDATE outbox SET last_error = ?, next_attempt_at = ? WHERE id = ?`, clipText(msg, 1000), next.UnixMilli(), id)
+}
+
+// WritePark gives up on a write that IRIS refuses; the reason is shown by
+// `velohunt status` and on the IOC's tab.
+func (db *DB) WritePark(ctx context.Context, id int64, reason string) error {
+	return db.exec(ctx, `UPDATE outbox SET parked = 1, last_error = ? WHERE id = ?`, clipText(reason, 1000), id)
+}
+
+// WriteDefer postpones a write that waits for another (an event waits for
+// its asset) without counting a failure.
+func (db *DB) WriteDefer(ctx context.Context, id int64, next time.Time) error {
+	return db.exec(ctx, `UPDATE outbox SET next_attempt_at = ? WHERE id = ?`, next.UnixMilli(), id)
+}
+
+// AssetID returns the IRIS asset of a client in a case, or ENOTFOUND.
+func (db *DB) AssetID(ctx context.Context, caseID int64, server, clientID string) (int64, error) {
+	var id int64
+	err := db.db.QueryRowContext(ctx, `SELECT iris_asset_id FROM assets WHERE case_id = ? AND server = ? AND client_id = ?`,
+		caseID, server, clientID).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, ioc.Errorf(ioc.ENOTFOUND, "no asset for client %s in case %d", clientID, caseID)
+	}
+	return id, err
+}
+
+// SetAssetID records the IRIS asset of a client in a case.
+func (db *DB) SetAssetID(ctx context.Context, caseID int64, server, clientID string, assetID int64) error {
+	return db.exec(ctx, `INSERT INTO assets (case_id, server, client_id, iris_asset_id) VALUES (?, ?, ?, ?)
+		ON CONFLICT (case_id, server, client_id) DO UPDATE SET iris_asset_id = excluded.iris_asset_id`, caseID, server, clientID, assetID)
+}
+
+// HitDetail is everything a write needs about one hit.
+type HitDetail struct {
+	ID        int64
+	IOC       IOC
+	Hunt      Hunt
+	Client    Client
+	Evidence  string
+	Source    string
+	EventTime time.Time
+	Row       []byte
+	FirstSeen time.Time
+}
+
+// FindHitDetail returns a hit with its IOC, hunt and client.
+func (db *DB) FindHitDetail(ctx context.Context, hitID int64) (HitDetail, error) {
+	var d HitDetail
+	var iocID, huntID int64
+	var et sql.NullInt64
+	var created int64
+	var server, org, client string
+	err := db.db.QueryRowContext(ctx, `SELECT id, ioc_id, hunt_id, server, org, client_id, evidence, source, event_time, row_json, created_at
+		FROM hits WHERE id = ?`, hitID).Scan(&d.ID, &iocID, &huntID, &server, &org, &client, &d.Evidence, &d.Source, &et, &d.Row, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return d, ioc.Errorf(ioc.ENOTFOUND, "hit %d not found", hitID)
+	} else if err != nil {
+		return d, fmt.Errorf("hit %d: %w", hitID, err)
+	}
+	d.EventTime = msToTime(et)
+	d.FirstSeen = time.UnixMilli(created).UTC()
+	if d.IOC, err = db.FindIOC(ctx, iocID); err != nil {
+		return d, err
+	}
+	if d.Hunt, err = db.FindHunt(ctx, huntID); err != nil {
+		return d, err
+	}
+	d.Client, err = db.FindClient(ctx, server, org, client)
+	if ioc.ErrorCode(err) == ioc.ENOTFOUND {
+		err = nil // shown by client id only
+	}
+	return d, err
+}
+
+// OutboxStats summarises the outbox.
+type OutboxStats struct {
+	Pending   int
+	OldestAge time.Duration
+	Parked    int
+	Retrying  int // pending writes that failed at least once
+	ByKind    map[string]int
+}
+
+// OutboxStats counts pending and parked writes.
+func (db *DB) OutboxStats(ctx context.Context) (OutboxStats, error) {
+	s := OutboxStats{ByKind: map[string]int{}}
+	var oldest sql.NullInt64
+	err := db.db.QueryRowContext(ctx, `SELECT COUNT(*), MIN(created_at), COALESCE(SUM(attempts > 0), 0) FROM outbox
+		WHERE done_at IS NULL AND parked = 0`).Scan(&s.Pending, &oldest, &s.Retrying)
+	if err != nil {
+		return s, fmt.Errorf("outbox stats: %w", err)
+	}
+	if oldest.Valid {
+		s.OldestAge = db.Now().Sub(time.UnixMilli(oldest.Int64))
+	}
+	if err := db.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM outbox WHERE parked = 1`).Scan(&s.Parked); err != nil {
+		return s, fmt.Errorf("outbox stats: %w", err)
+	}
+	return s, db.countBy(ctx, `SELECT kind, COUNT(*) FROM outbox WHERE done_at IS NULL AND parked = 0 GROUP BY kind`, s.ByKind)
+}
+
+// ParkedWrite is a write IRIS refused.
+type ParkedWrite struct {
+	ID     int64
+	Kind   string
+	CaseID int64
+	IOCID  int64 // store row
+	IRISID int64 // IRIS IOC id
+	Reason string
+}
+
+// ParkedWrites returns parked writes, newest first; iocID 0 means all.
+func (db *DB) ParkedWrites(ctx context.Context, iocID int64, limit int) ([]ParkedWrite, error) {
+	rows, err := db.db.QueryContext(ctx, `SELECT o.id, o.kind, o.case_id, o.ioc_id, i.iris_id, o.last_error FROM outbox o
+		JOIN iocs i ON i.id = o.ioc_id WHERE o.parked = 1 AND (? = 0 OR o.ioc_id = ?) ORDER BY o.id DESC LIMIT ?`, iocID, iocID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("parked writes: %w", err)
+	}
+	defer rows.Close()
+	var out []ParkedWrite
+	for rows.Next() {
+		var p ParkedWrite
+		if err := rows.Scan(&p.ID, &p.Kind, &p.CaseID, &p.IOCID, &p.IRISID, &p.Reason); err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// RetryParked puts parked writes back in the queue (after an operator fixed
+// the cause). It returns how many.
+func (db *DB) RetryParked(ctx context.Context) (int, error) {
+	var n int64
+	err := db.tx(ctx, func(tx *Tx) error {
+		// A pending tab update for the same IOC makes a parked one redundant.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE parked = 1 AND kind = 'tab' AND ioc_id IN
+			(SELECT ioc_id FROM outbox WHERE kind = 'tab' AND done_at IS NULL AND parked = 0)`); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE outbox SET parked = 0, next_attempt_at = 0 WHERE parked = 1`)
+		if err != nil {
+			return fmt.Errorf("retry parked: %w", err)
+		}
+		n, _ = res.RowsAffected()
+		return nil
+	})
+	return int(n), err
+}

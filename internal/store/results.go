@@ -1,0 +1,224 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/velohunt/velohunt/internal/ioc"
+)
+
+// Progress is a hunt's progress as read from Velociraptor.
+type Progress struct {
+	VRState   string
+	Scheduled int64
+	Finished  int64
+	Errored   int64
+	TotalRows int64
+	RowsRead  int64
+	CheckedAt time.Time
+}
+
+// RunningHunts returns the hunts velohunt watches.
+func (db *DB) RunningHunts(ctx context.Context) ([]Hunt, error) {
+	return db.queryHunts(ctx, `WHERE state = 'running' ORDER BY id`)
+}
+
+// HuntProgress returns the stored progress of a hunt.
+func (db *DB) HuntProgress(ctx context.Context, id int64) (Progress, error) {
+	var p Progress
+	var checked int64
+	err := db.db.QueryRowContext(ctx, `SELECT vr_state, scheduled, finished, errored, total_rows, rows_read, checked_at
+		FROM hunts WHERE id = ?`, id).Scan(&p.VRState, &p.Scheduled, &p.Finished, &p.Errored, &p.TotalRows, &p.RowsRead, &checked)
+	if errors.Is(err, sql.ErrNoRows) {
+		return p, ioc.Errorf(ioc.ENOTFOUND, "hunt %d not found", id)
+	}
+	p.CheckedAt = time.UnixMilli(checked).UTC()
+	return p, err
+}
+
+// SetHuntProgress stores a hunt's progress (not the results cursor). It
+// reports whether anything an analyst sees changed.
+func (db *DB) SetHuntProgress(ctx context.Context, id int64, p Progress) (bool, error) {
+	var changed bool
+	err := db.tx(ctx, func(tx *Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE hunts SET vr_state = ?, scheduled = ?, finished = ?, errored = ?,
+			total_rows = ?, checked_at = ? WHERE id = ? AND (vr_state != ? OR scheduled != ? OR finished != ? OR errored != ? OR total_rows != ?)`,
+			p.VRState, p.Scheduled, p.Finished, p.Errored, p.TotalRows, tx.nowMS(), id,
+			p.VRState, p.Scheduled, p.Finished, p.Errored, p.TotalRows)
+		if err != nil {
+			return fmt.Errorf("hunt progress: %w", err)
+		}
+		n, _ := res.RowsAffected()
+		changed = n > 0
+		if !changed {
+			_, err = tx.ExecContext(ctx, `UPDATE hunts SET checked_at = ? WHERE id = ?`, tx.nowMS(), id)
+		}
+		return err
+	})
+	return changed, err
+}
+
+// EndHunt records that a hunt ended (finished, stopped or expired). IOCs it
+// covered and that no other running hunt covers become "hunted". It returns
+// the ids of the IOC rows the hunt covered.
+func (db *DB) EndHunt(ctx context.Context, id int64, state string) ([]int64, error) {
+	var iocs []int64
+	err := db.tx(ctx, func(tx *Tx) error {
+		iocs = iocs[:0]
+		if _, err := tx.ExecContext(ctx, `UPDATE hunts SET state = ?, ended_at = ? WHERE id = ? AND state = 'running'`, state, tx.nowMS(), id); err != nil {
+			return fmt.Errorf("end hunt %d: %w", id, err)
+		}
+		_, err := tx.ExecContext(ctx, `
+			UPDATE iocs SET state = 'hunted', updated_at = ?
+			WHERE state = 'hunting' AND id IN (SELECT ioc_id FROM hunt_iocs WHERE hunt_id = ?)
+			AND NOT EXISTS (SELECT 1 FROM hunt_iocs hi JOIN hunts h ON h.id = hi.hunt_id
+				WHERE hi.ioc_id = iocs.id AND h.state IN ('planned','created','running'))`, tx.nowMS(), id)
+		if err != nil {
+			return fmt.Errorf("end hunt %d: %w", id, err)
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT ioc_id FROM hunt_iocs WHERE hunt_id = ?`, id)
+		if err != nil {
+			return fmt.Errorf("end hunt %d: %w", id, err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var i int64
+			if err := rows.Scan(&i); err != nil {
+				return err
+			}
+			iocs = append(iocs, i)
+		}
+		return rows.Err()
+	})
+	return iocs, err
+}
+
+// Client is a Velociraptor client as cached.
+type Client struct {
+	Server, Org, ClientID               string
+	Hostname, FQDN, OS, Release, LastIP string
+}
+
+// FindClient returns a cached client, or ENOTFOUND.
+func (db *DB) FindClient(ctx context.Context, server, org, id string) (Client, error) {
+	c := Client{Server: server, Org: org, ClientID: id}
+	err := db.db.QueryRowContext(ctx, `SELECT hostname, fqdn, os, release, last_ip FROM clients
+		WHERE server = ? AND org = ? AND client_id = ?`, server, org, id).Scan(&c.Hostname, &c.FQDN, &c.OS, &c.Release, &c.LastIP)
+	if errors.Is(err, sql.ErrNoRows) {
+		return c, ioc.Errorf(ioc.ENOTFOUND, "client %s not cached", id)
+	}
+	return c, err
+}
+
+// SaveClient caches a client's description.
+func (db *DB) SaveClient(ctx context.Context, c Client) error {
+	return db.tx(ctx, func(tx *Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO clients (server, org, client_id, hostname, fqdn, os, release, last_ip, fetched_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (server, org, client_id) DO UPDATE SET hostname = excluded.hostname,
+			fqdn = excluded.fqdn, os = excluded.os, release = excluded.release, last_ip = excluded.last_ip, fetched_at = excluded.fetched_at`,
+			c.Server, c.Org, c.ClientID, c.Hostname, c.FQDN, c.OS, c.Release, c.LastIP, tx.nowMS())
+		if err != nil {
+			return fmt.Errorf("save client %s: %w", c.ClientID, err)
+		}
+		return nil
+	})
+}
+
+// HitInput is a match read from a hunt's results.
+type HitInput struct {
+	IOCID       int64 // store IOC row
+	CaseID      int64
+	ClientID    string
+	EvidenceKey string
+	Evidence    string
+	Source      string
+	EventTime   time.Time
+	Row         []byte
+}
+
+// RecordHits stores the hits of a batch of result rows and queues their IRIS
+// writes (asset and link, timeline event), and moves the hunt's results
+// cursor, all in one transaction: a crash either keeps all of it or none, and
+// the rows are read again. Hits already known (same IOC, client and
+// evidence) are counted as seen again and queue nothing. eventPerHost makes
+// one event per (IOC, client) instead of one per hit. It returns the number
+// of new hits.
+func (db *DB) RecordHits(ctx context.Context, h Hunt, hits []HitInput, rowsRead int64, eventPerHost bool) (int, error) {
+	var fresh int
+	err := db.tx(ctx, func(tx *Tx) error {
+		fresh = 0
+		for _, x := range hits {
+			var et sql.NullInt64
+			if !x.EventTime.IsZero() {
+				et = sql.NullInt64{Int64: x.EventTime.UnixMilli(), Valid: true}
+			}
+			res, err := tx.ExecContext(ctx, `INSERT INTO hits (ioc_id, hunt_id, server, org, client_id, evidence_key, evidence,
+				source, event_time, row_json, created_at, last_seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+				ON CONFLICT (ioc_id, client_id, evidence_key) DO NOTHING`,
+				x.IOCID, h.ID, h.Server, h.Org, x.ClientID, x.EvidenceKey, x.Evidence, x.Source, et, x.Row, tx.nowMS(), tx.nowMS())
+			if err != nil {
+				return fmt.Errorf("record hit: %w", err)
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				if _, err := tx.ExecContext(ctx, `UPDATE hits SET seen_count = seen_count + 1, last_seen_at = ?
+					WHERE ioc_id = ? AND client_id = ? AND evidence_key = ?`, tx.nowMS(), x.IOCID, x.ClientID, x.EvidenceKey); err != nil {
+					return fmt.Errorf("record hit: %w", err)
+				}
+				continue
+			}
+			hitID, err := res.LastInsertId()
+			if err != nil {
+				return err
+			}
+			fresh++
+			assetKey := fmt.Sprintf("asset:%d:%s:%s:%d", x.CaseID, h.Server, x.ClientID, x.IOCID)
+			if err := tx.enqueue(ctx, "asset", x.CaseID, x.IOCID, hitID, assetKey); err != nil {
+				return err
+			}
+			eventKey := fmt.Sprintf("event:%d", hitID)
+			if eventPerHost {
+				eventKey = fmt.Sprintf("event:%d:%s:%s", x.IOCID, h.Server, x.ClientID)
+			}
+			if err := tx.enqueue(ctx, "event", x.CaseID, x.IOCID, hitID, eventKey); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE hunts SET rows_read = ? WHERE id = ?`, rowsRead, h.ID); err != nil {
+			return fmt.Errorf("results cursor: %w", err)
+		}
+		return nil
+	})
+	return fresh, err
+}
+
+// enqueue adds an outbox row unless one with the same dedup key exists.
+func (tx *Tx) enqueue(ctx context.Context, kind string, caseID, iocID, hitID int64, dedup string) error {
+	marker, err := randomMarker()
+	if err != nil {
+		return err
+	}
+	var hit sql.NullInt64
+	if hitID != 0 {
+		hit = sql.NullInt64{Int64: hitID, Valid: true}
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO outbox (kind, case_id, ioc_id, hit_id, dedup, marker, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`, kind, caseID, iocID, hit, dedup, marker, tx.nowMS())
+	if err != nil {
+		return fmt.Errorf("enqueue %s: %w", kind, err)
+	}
+	return nil
+}
+
+// randomMarker returns the tag written into an IRIS object.
+func randomMarker() (string, error) {
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("marker: %w", err)
+	}
+	return "vh-" + hex.EncodeToString(b), nil
+}
