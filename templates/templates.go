@@ -15,8 +15,35 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-//go:embed artifacts/*.yaml
+//go:embed artifacts/*.yaml iris/*.tmpl
 var files embed.FS
+
+// IRIS returns the text templates of the IOC tab and the timeline events
+// (iris/*.tmpl) by file name: from dir when it exists, else embedded.
+func IRIS(dir string) (map[string]string, error) {
+	var fsys fs.FS = files
+	root := "iris"
+	if dir != "" {
+		if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
+			fsys, root = os.DirFS(dir), "."
+		} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("templates dir: %w", err)
+		}
+	}
+	paths, err := fs.Glob(fsys, root+"/*.tmpl")
+	if err != nil {
+		return nil, fmt.Errorf("templates: %w", err)
+	}
+	out := map[string]string{}
+	for _, p := range paths {
+		b, err := fs.ReadFile(fsys, p)
+		if err != nil {
+			return nil, fmt.Errorf("template %s: %w", p, err)
+		}
+		out[filepath.Base(p)] = string(b)
+	}
+	return out, nil
+}
 
 // Artifacts returns artifact definitions by name: from dir when it exists,
 // else the embedded ones.

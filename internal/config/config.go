@@ -21,8 +21,9 @@ import (
 
 // Environment variables that override secrets in the file.
 const (
-	EnvIRISAPIKey    = "VELOHUNT_IRIS_API_KEY"
-	EnvWebhookSecret = "VELOHUNT_WEBHOOK_SECRET"
+	EnvIRISAPIKey      = "VELOHUNT_IRIS_API_KEY"
+	EnvIRISAdminAPIKey = "VELOHUNT_IRIS_ADMIN_API_KEY"
+	EnvWebhookSecret   = "VELOHUNT_WEBHOOK_SECRET"
 )
 
 // Config is the whole configuration. See configs/velohunt.example.yaml.
@@ -35,6 +36,33 @@ type Config struct {
 	Velociraptor Velociraptor `yaml:"velociraptor"`
 	Hunting      Hunting      `yaml:"hunting"`
 	Intake       Intake       `yaml:"intake"`
+	Watcher      Watcher      `yaml:"watcher"`
+	Writeback    Writeback    `yaml:"writeback"`
+}
+
+// Watcher configures how hunt results are read.
+type Watcher struct {
+	// Schedule is a cron spec ("@every 30s" works) for a pass over every
+	// running hunt.
+	Schedule string `yaml:"schedule"`
+	// WatchFlows wakes the watcher when a hunt's flow completes, through a
+	// watch_monitoring(System.Flow.Completion) stream per server and org.
+	WatchFlows bool `yaml:"watch_flows"`
+}
+
+// Writeback configures what velohunt writes into IRIS.
+type Writeback struct {
+	TabName string `yaml:"tab_name"`
+	// EventPer is "hit" (one timeline event per hit) or "host" (one per
+	// IOC and host).
+	EventPer              string            `yaml:"event_per"`
+	EventCategory         string            `yaml:"event_category"`
+	EventColor            string            `yaml:"event_color"`
+	AssetAnalysisStatus   string            `yaml:"asset_analysis_status"`
+	AssetCompromiseStatus string            `yaml:"asset_compromise_status"`
+	AssetTypes            map[string]string `yaml:"asset_types"`
+	MaxHitsOnTab          int               `yaml:"max_hits_on_tab"`
+	TemplatesDir          string            `yaml:"templates_dir"`
 }
 
 // Log configures logging.
@@ -54,6 +82,11 @@ type IRIS struct {
 	// ServiceUserID is velohunt's own IRIS user id; events caused by it are
 	// ignored. 0 means: ask IRIS at start-up.
 	ServiceUserID int64 `yaml:"service_user_id"`
+	// AdminAPIKey is only needed by `velohunt setup` (and by serve when
+	// SetupOnStart is set, or to repair IOCs with null attributes).
+	AdminAPIKey     Secret `yaml:"admin_api_key"`
+	AdminAPIKeyFile string `yaml:"admin_api_key_file"`
+	SetupOnStart    bool   `yaml:"setup_on_start"`
 }
 
 // Webhook configures the endpoint that IRIS's webhooks module calls.
@@ -155,8 +188,26 @@ func Default() Config {
 			ArtifactsDir:    "templates/artifacts",
 			Kinds:           DefaultKinds(),
 		},
-		Intake: Intake{Reconcile: "*/5 * * * *", TimeZone: "UTC", SyncDelay: Duration(2 * time.Second)},
+		Intake:  Intake{Reconcile: "*/5 * * * *", TimeZone: "UTC", SyncDelay: Duration(2 * time.Second)},
+		Watcher: Watcher{Schedule: "@every 30s", WatchFlows: true},
+		Writeback: Writeback{
+			TabName:               "Velociraptor hunt",
+			EventPer:              "hit",
+			EventCategory:         "Unspecified",
+			EventColor:            "#F2596199",
+			AssetAnalysisStatus:   "To be done",
+			AssetCompromiseStatus: "To be determined",
+			AssetTypes:            DefaultAssetTypes(),
+			MaxHitsOnTab:          50,
+			TemplatesDir:          "templates/iris",
+		},
 	}
+}
+
+// DefaultAssetTypes maps an endpoint's OS to an IRIS asset type name.
+func DefaultAssetTypes() map[string]string {
+	return map[string]string{"windows": "Windows - Computer", "windows_server": "Windows - Server",
+		"linux": "Linux - Server", "darwin": "Mac - Computer", "default": "Linux - Computer"}
 }
 
 // DefaultKinds maps each hunt kind to velohunt's own artifact.
@@ -218,6 +269,9 @@ func Parse(r io.Reader) (Config, error) {
 
 func (c *Config) loadSecrets() error {
 	if err := loadSecret(&c.IRIS.APIKey, c.IRIS.APIKeyFile, EnvIRISAPIKey, "iris.api_key_file"); err != nil {
+		return err
+	}
+	if err := loadSecret(&c.IRIS.AdminAPIKey, c.IRIS.AdminAPIKeyFile, EnvIRISAdminAPIKey, "iris.admin_api_key_file"); err != nil {
 		return err
 	}
 	return loadSecret(&c.Webhook.Secret, c.Webhook.SecretFile, EnvWebhookSecret, "webhook.secret_file")
@@ -302,6 +356,42 @@ func (c *Config) Validate() error {
 	}
 	if c.Intake.SyncDelay < 0 {
 		return fieldErr("intake.sync_delay", "must not be negative")
+	}
+	if _, err := cron.ParseStandard("CRON_TZ=" + loc.String() + " " + c.Watcher.Schedule); err != nil {
+		return fieldErr("watcher.schedule", "bad cron spec %q: %v", c.Watcher.Schedule, err)
+	}
+	return c.validateWriteback()
+}
+
+func (c *Config) validateWriteback() error {
+	w := c.Writeback
+	if strings.TrimSpace(w.TabName) == "" {
+		return &FieldError{Field: "writeback.tab_name", Err: ErrMissing}
+	}
+	if w.EventPer != "hit" && w.EventPer != "host" {
+		return fieldErr("writeback.event_per", "%q is not hit or host", w.EventPer)
+	}
+	for _, f := range []struct{ key, val string }{{"writeback.event_category", w.EventCategory},
+		{"writeback.asset_analysis_status", w.AssetAnalysisStatus}, {"writeback.asset_compromise_status", w.AssetCompromiseStatus}} {
+		if strings.TrimSpace(f.val) == "" {
+			return &FieldError{Field: f.key, Err: ErrMissing}
+		}
+	}
+	if _, ok := w.AssetTypes["default"]; !ok {
+		return fieldErr("writeback.asset_types", "needs a \"default\" entry")
+	}
+	for k := range w.AssetTypes {
+		switch k {
+		case "windows", "windows_server", "linux", "darwin", "default":
+		default:
+			return fieldErr("writeback.asset_types."+k, "unknown OS key (use windows, windows_server, linux, darwin, default)")
+		}
+	}
+	if w.MaxHitsOnTab < 1 || w.MaxHitsOnTab > 1000 {
+		return fieldErr("writeback.max_hits_on_tab", "must be between 1 and 1000")
+	}
+	if c.IRIS.SetupOnStart && c.IRIS.AdminAPIKey == "" {
+		return fieldErr("iris.setup_on_start", "needs iris.admin_api_key (or %s)", EnvIRISAdminAPIKey)
 	}
 	return nil
 }

@@ -1,0 +1,147 @@
+package render_test
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/velohunt/velohunt/internal/render"
+	"github.com/velohunt/velohunt/templates"
+)
+
+// Hostile is endpoint data an attacker may control.
+var Hostile = []string{
+	`<script>alert(1)</script>`,
+	`"><img src=x onerror=alert(1)>`,
+	"[click](javascript:alert(1)) ![img](http://evil.example/x.png)",
+	"```\n</pre><script>x</script>\n```",
+	"````````````` many backticks",
+	"line1\r\nline2\x00\x1b[31mred\x07",
+	"\u202eexe.txt",
+	"bad utf8 \xff\xfe\xc3",
+	"' OR 1=1; --",
+	strings.Repeat("A", 10<<20),
+}
+
+func mustRenderer(t testing.TB) *render.Renderer {
+	t.Helper()
+	files, err := templates.IRIS("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := render.New(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// outsideFences returns the Markdown text outside fenced code blocks.
+func outsideFences(md string) string {
+	var out []string
+	fence := ""
+	for _, line := range strings.Split(md, "\n") {
+		trim := strings.TrimSpace(line)
+		if fence == "" {
+			if m := regexp.MustCompile("^(`{3,})").FindString(trim); m != "" {
+				fence = m
+				continue
+			}
+			out = append(out, line)
+		} else if strings.TrimRight(trim, " ") == fence {
+			fence = ""
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+func checkText(t *testing.T, what, s string, multiline bool) {
+	t.Helper()
+	if !utf8.ValidString(s) {
+		t.Fatalf("%s: invalid UTF-8", what)
+	}
+	for _, r := range s {
+		if (unicode.IsControl(r) && !(multiline && (r == '\n' || r == '\t'))) || unicode.Is(unicode.Cf, r) {
+			t.Fatalf("%s: control or format character %U", what, r)
+		}
+	}
+}
+
+func TestHostileEndpointData(t *testing.T) {
+	r := mustRenderer(t)
+	for i, h := range Hostile {
+		t.Run(string(rune('a'+i)), func(t *testing.T) {
+			e := render.Event{IOCType: "filename", IOCValue: h, ClientID: "C.1", Hostname: h, FQDN: h, OS: "windows",
+				LastIP: h, Source: h, Evidence: h, When: time.Now(), HuntID: "H.1", Server: "main"}
+			title, err := r.EventTitle(e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkText(t, "title", title, false)
+			if n := utf8.RuneCountInString(title); n > render.MaxTitle+1 {
+				t.Fatalf("title has %d runes", n)
+			}
+			content, err := r.EventContent(e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkText(t, "content", content, true)
+			// Outside the code blocks only velohunt's own words remain.
+			outside := regexp.MustCompile("`[^`\n]*`").ReplaceAllString(outsideFences(content), "")
+			if len(outside) > 2000 {
+				t.Fatalf("%d bytes of text outside code blocks", len(outside))
+			}
+			for _, bad := range []string{"<script", "<img", "](", "onerror", "\u202e", "javascript", "'"} {
+				if strings.Contains(outside, bad) {
+					t.Fatalf("hostile text %q outside a code block:\n%s", bad, render.Clip(outside, 600))
+				}
+			}
+			if len(content) > render.MaxField*4 {
+				t.Fatalf("content is %d bytes", len(content))
+			}
+			raw := render.Raw([]byte(h))
+			if !utf8.ValidString(raw) || len(raw) > render.MaxRaw+200 {
+				t.Fatalf("raw: valid=%v len=%d", utf8.ValidString(raw), len(raw))
+			}
+			fields, err := r.TabFields(render.Tab{Status: "HIT " + h, HitCount: 1, HostCount: 1,
+				Hunts: []render.TabHunt{{VRHuntID: "H.1", Artifact: h, State: "running", LastError: h, URL: h}},
+				Hits:  []render.TabHit{{Host: h, When: h, Source: h, Evidence: h}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for name, v := range fields {
+				checkText(t, name, v, true)
+				if utf8.RuneCountInString(v) > render.MaxField+1 {
+					t.Fatalf("field %s has %d runes", name, utf8.RuneCountInString(v))
+				}
+			}
+		})
+	}
+}
+
+func TestCodeBlockCannotBeClosed(t *testing.T) {
+	for _, s := range []string{"a", "```", "x````y", "`````````"} {
+		block := render.CodeBlock(s)
+		lines := strings.Split(strings.TrimRight(block, "\n"), "\n")
+		fence := strings.TrimSuffix(lines[0], "text")
+		if lines[len(lines)-1] != fence {
+			t.Fatalf("block of %q does not end with its fence", s)
+		}
+		for _, l := range lines[1 : len(lines)-1] {
+			if strings.HasPrefix(strings.TrimSpace(l), fence) {
+				t.Fatalf("data line %q could close the fence %q", l, fence)
+			}
+		}
+	}
+}
+
+func TestTabTemplateHasTextFieldsOnly(t *testing.T) {
+	for name, f := range render.TabTemplate() {
+		if ty := f["type"]; ty != "input_string" && ty != "input_textfield" {
+			t.Fatalf("field %s is %v: IRIS does not escape html fields and skips them on update", name, ty)
+		}
+	}
+}
