@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,9 +18,12 @@ import (
 	"github.com/velohunt/velohunt/internal/ioc"
 	"github.com/velohunt/velohunt/internal/iris"
 	"github.com/velohunt/velohunt/internal/planner"
+	"github.com/velohunt/velohunt/internal/render"
 	"github.com/velohunt/velohunt/internal/schedule"
 	"github.com/velohunt/velohunt/internal/store"
 	"github.com/velohunt/velohunt/internal/velociraptor"
+	"github.com/velohunt/velohunt/internal/watcher"
+	"github.com/velohunt/velohunt/internal/writeback"
 	"github.com/velohunt/velohunt/templates"
 )
 
@@ -28,6 +33,10 @@ var (
 	_ intake.Store         = (*store.DB)(nil)
 	_ planner.Store        = (*store.DB)(nil)
 	_ planner.Velociraptor = (*velociraptor.Client)(nil)
+	_ watcher.Velociraptor = (*velociraptor.Client)(nil)
+	_ watcher.Store        = (*store.DB)(nil)
+	_ writeback.IRIS       = (*iris.Client)(nil)
+	_ writeback.Store      = (*store.DB)(nil)
 )
 
 // App is the velohunt service: its store, clients and loops.
@@ -41,6 +50,8 @@ type App struct {
 	Syncer  *intake.Syncer
 	Intake  *intake.Intake
 	Planner *planner.Planner
+	Watcher *watcher.Watcher
+	Writer  *writeback.Writer
 	Cron    *schedule.Scheduler
 
 	listener net.Listener
@@ -86,7 +97,94 @@ func (a *App) Build(ctx context.Context) error {
 		MaxPerHunt: c.Hunting.MaxIOCsPerHunt, Expiry: c.Hunting.Expiry.D(), ClientTimeout: c.Hunting.ClientTimeout.D(),
 		CPULimit: c.Hunting.CPULimit, OpsPerSecond: c.Hunting.OpsPerSecond, Prepare: a.uploadArtifacts,
 		Logger: a.Logger.With("component", "planner")}
+	watchServers := map[string]watcher.Velociraptor{}
+	for name, cl := range a.VR {
+		watchServers[name] = cl
+	}
+	a.Watcher = &watcher.Watcher{Store: a.Store, Servers: watchServers, EventPerHost: c.Writeback.EventPer == "host",
+		Logger: a.Logger.With("component", "watcher")}
+	files, err := templates.IRIS(c.Writeback.TemplatesDir)
+	if err != nil {
+		return err
+	}
+	rnd, err := render.New(files)
+	if err != nil {
+		return err
+	}
+	a.Writer = &writeback.Writer{IRIS: a.IRIS, Store: a.Store, Render: rnd, TabName: c.Writeback.TabName,
+		EventColor: c.Writeback.EventColor, MaxHitsOnTab: c.Writeback.MaxHitsOnTab, GUIURL: a.huntURL,
+		Resolve: a.resolveRefs, Logger: a.Logger.With("component", "writeback")}
+	if c.IRIS.AdminAPIKey != "" {
+		admin, err := adminClient(c)
+		if err != nil {
+			return err
+		}
+		a.Writer.Repair = func(ctx context.Context) error {
+			_, err := pushTab(ctx, admin, c.Writeback.TabName, true)
+			return err
+		}
+	}
 	return nil
+}
+
+// huntURL links to a hunt in the Velociraptor GUI of its server.
+func (a *App) huntURL(server, org, huntID string) string {
+	s, ok := a.Config.Server(server)
+	if !ok || s.GUIURL == "" || huntID == "" {
+		return ""
+	}
+	if org == "" {
+		org = "root"
+	}
+	return strings.TrimRight(s.GUIURL, "/") + "/app/index.html?org_id=" + url.QueryEscape(org) + "#/hunts/" + url.PathEscape(huntID) + "/overview"
+}
+
+// resolveRefs reads IRIS's reference lists and maps the configured names to
+// ids. An unknown name is a configuration error, reported with the choices.
+func (a *App) resolveRefs(ctx context.Context) (writeback.Refs, error) {
+	wb := a.Config.Writeback
+	refs := writeback.Refs{AssetTypes: map[string]int64{}}
+	types, err := a.IRIS.AssetTypes(ctx)
+	if err != nil {
+		return refs, err
+	}
+	for key, name := range wb.AssetTypes {
+		id, err := byName(types, name, "writeback.asset_types."+key)
+		if err != nil {
+			return refs, err
+		}
+		refs.AssetTypes[key] = id
+	}
+	for _, r := range []struct {
+		list  func(context.Context) ([]iris.RefItem, error)
+		name  string
+		field string
+		dst   *int64
+	}{
+		{a.IRIS.AnalysisStatuses, wb.AssetAnalysisStatus, "writeback.asset_analysis_status", &refs.AnalysisStatusID},
+		{a.IRIS.CompromiseStatuses, wb.AssetCompromiseStatus, "writeback.asset_compromise_status", &refs.CompromiseStatusID},
+		{a.IRIS.EventCategories, wb.EventCategory, "writeback.event_category", &refs.EventCategoryID},
+	} {
+		items, err := r.list(ctx)
+		if err != nil {
+			return refs, err
+		}
+		if *r.dst, err = byName(items, r.name, r.field); err != nil {
+			return refs, err
+		}
+	}
+	return refs, nil
+}
+
+func byName(items []iris.RefItem, name, field string) (int64, error) {
+	var names []string
+	for _, it := range items {
+		if strings.EqualFold(it.Name, name) {
+			return it.ID, nil
+		}
+		names = append(names, it.Name)
+	}
+	return 0, &config.FieldError{Field: field, Err: fmt.Errorf("IRIS has no %q (it has: %s)", name, strings.Join(names, ", "))}
 }
 
 // Open builds the app, binds the HTTP listener and starts the loops. It
@@ -106,6 +204,19 @@ func (a *App) Open(ctx context.Context) error {
 	if err := a.Cron.Add("reconcile", c.Intake.Reconcile, a.Intake.RequestFullSync); err != nil {
 		a.closeClients()
 		return err
+	}
+	if err := a.Cron.Add("watcher", c.Watcher.Schedule, a.Watcher.Wake); err != nil {
+		a.closeClients()
+		return err
+	}
+	if c.IRIS.SetupOnStart {
+		admin, err := adminClient(c)
+		if err == nil {
+			_, err = ensureTab(ctx, admin, c.Writeback.TabName)
+		}
+		if err != nil {
+			a.Logger.Warn("setup at start-up failed; run `velohunt setup`", "error", err)
+		}
 	}
 
 	lis, err := net.Listen("tcp", c.Listen)
@@ -136,6 +247,15 @@ func (a *App) Open(ctx context.Context) error {
 		}
 	})
 	a.goLoop(func() { a.Planner.Run(runCtx) })
+	a.goLoop(func() { a.Watcher.Run(runCtx) })
+	a.goLoop(func() { a.Writer.Run(runCtx) })
+	if c.Watcher.WatchFlows {
+		for _, t := range c.Targets() {
+			t := t
+			a.goLoop(func() { a.watchFlows(runCtx, t) })
+		}
+	}
+	a.Watcher.Wake()
 	a.Cron.Start()
 	a.Logger.Info("velohunt started", "listen", lis.Addr().String(), "servers", len(a.VR), "iris_user_id", own)
 	return nil
@@ -147,6 +267,36 @@ func (a *App) goLoop(fn func()) {
 		defer a.wg.Done()
 		fn()
 	}()
+}
+
+// watchFlows keeps a watch_monitoring(System.Flow.Completion) stream open
+// on one server and org, and wakes the watcher when a hunt flow completes.
+// The stream is re-opened with capped backoff when it breaks.
+func (a *App) watchFlows(ctx context.Context, t ioc.Route) {
+	cl := a.VR[t.Server]
+	failures := 0
+	for ctx.Err() == nil {
+		start := time.Now()
+		err := cl.WatchHuntFlows(ctx, t.Org, func(huntID, clientID string) error {
+			a.Watcher.Wake()
+			return nil
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(start) > time.Minute {
+			failures = 0
+		}
+		failures++
+		if failures == 3 {
+			a.Logger.Warn("flow completion stream keeps failing; relying on the watcher schedule", "server", t.Server, "org", t.Org, "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(min(time.Second<<min(failures, 8), 5*time.Minute)):
+		}
+	}
 }
 
 // Addr is the HTTP listener's address.

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/velohunt/velohunt/internal/config"
@@ -128,11 +129,14 @@ func startDemo(ctx context.Context, dir string, logOut io.Writer) (*demo, error)
 	cfg.Listen = "127.0.0.1:0"
 	cfg.IRIS.URL = d.IRIS.URL()
 	cfg.IRIS.APIKey = "velohunt-key"
+	cfg.IRIS.AdminAPIKey = "admin-key"
+	cfg.IRIS.SetupOnStart = true
 	cfg.Webhook.Secret = config.Secret(hex.EncodeToString(secret))
 	cfg.Velociraptor.Servers = []config.Server{{Name: "demo", APIConfig: apiPath, GUIURL: "https://velociraptor.demo.invalid:8889"}}
 	cfg.Hunting.BatchWindow = config.Duration(time.Second)
 	cfg.Intake.SyncDelay = config.Duration(100 * time.Millisecond)
 	cfg.Intake.Reconcile = "* * * * *"
+	cfg.Watcher.Schedule = "@every 1s"
 	if err := cfg.Validate(); err != nil {
 		d.Close()
 		return nil, err
@@ -183,7 +187,97 @@ func (d *demo) Play(ctx context.Context, w io.Writer) error {
 	if err := d.waitHunting(ctx, cid, len(demoCases), 30*time.Second); err != nil {
 		return err
 	}
-	return d.report(ctx, w, cid)
+	if err := d.report(ctx, w, cid); err != nil {
+		return err
+	}
+	if err := d.waitWritten(ctx, 30*time.Second); err != nil {
+		return err
+	}
+	return d.reportIRIS(ctx, w, cid)
+}
+
+// waitWritten waits until the watcher read every hunt's rows and the outbox
+// is empty.
+func (d *demo) waitWritten(ctx context.Context, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		ob, err := d.App.Store.OutboxStats(ctx)
+		if err != nil {
+			return err
+		}
+		read := true
+		for _, h := range d.VR.Hunts() {
+			hs, err := d.App.Store.RecentHunts(ctx, 100)
+			if err != nil {
+				return err
+			}
+			for _, sh := range hs {
+				if sh.VRHuntID == h.ID {
+					p, err := d.App.Store.HuntProgress(ctx, sh.ID)
+					if err != nil {
+						return err
+					}
+					read = read && p.RowsRead >= int64(len(h.Rows))
+				}
+			}
+		}
+		if read && ob.Pending == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return errors.New("timed out waiting for velohunt to write the hits into IRIS")
+}
+
+// reportIRIS prints what velohunt wrote into the simulated IRIS.
+func (d *demo) reportIRIS(ctx context.Context, w io.Writer, cid int64) error {
+	assets := d.IRIS.Assets(cid)
+	fmt.Fprintf(w, "\nThe watcher read the hunts' results; velohunt wrote into IRIS case #%d:\n", cid)
+	fmt.Fprintf(w, "  %d asset(s), each linked to the IOCs found on it:\n", len(assets))
+	for _, a := range assets {
+		fmt.Fprintf(w, "    %-16s type=%d  ioc_links=%v  %s\n", a.Name, a.TypeID, a.IOCLinks, clip(a.Description, 70))
+	}
+	events := d.IRIS.Events(cid)
+	fmt.Fprintf(w, "  %d timeline event(s), one per hit:\n", len(events))
+	for _, e := range events {
+		fmt.Fprintf(w, "    %s  %s\n", e.Date, clip(e.Title, 100))
+	}
+	rows, err := d.App.Store.CaseIOCs(ctx, cid)
+	if err != nil {
+		return err
+	}
+	for _, r := range rows {
+		if r.TypeName != "md5" || r.State == store.StateRefused {
+			continue
+		}
+		i, _ := d.IRIS.IOCByID(r.IRISID)
+		tab, _ := i.Custom[d.App.Config.Writeback.TabName].(map[string]any)
+		fmt.Fprintf(w, "\nThe %q tab of IOC %d (%s %s) in IRIS:\n", d.App.Config.Writeback.TabName, r.IRISID, r.TypeName, r.Value)
+		for _, f := range []string{"Status", "Hosts hit", "Hunts", "Hits", "Last update"} {
+			field, _ := tab[f].(map[string]any)
+			v, _ := field["value"].(string)
+			fmt.Fprintf(w, "  [%s]\n", f)
+			for _, line := range strings.Split(strings.TrimRight(v, "\n"), "\n") {
+				fmt.Fprintf(w, "    %s\n", line)
+			}
+		}
+		break
+	}
+	for _, r := range rows {
+		if r.State != store.StateRefused {
+			continue
+		}
+		i, _ := d.IRIS.IOCByID(r.IRISID)
+		tab, _ := i.Custom[d.App.Config.Writeback.TabName].(map[string]any)
+		field, _ := tab["Status"].(map[string]any)
+		fmt.Fprintf(w, "\nStatus on the tab of refused IOC %d (%s %q): %v\n", r.IRISID, r.TypeName, r.Value, field["value"])
+		break
+	}
+	return nil
 }
 
 // waitHunting waits until every IOC of the case is hunted or refused and

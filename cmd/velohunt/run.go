@@ -26,7 +26,9 @@ Usage:
   velohunt serve   -config FILE            run the service
   velohunt demo                            run the whole pipeline against simulated IRIS and Velociraptor
   velohunt hunt    -config FILE -case N [-ioc ID]   hunt a case's IOCs (or one IOC) now
-  velohunt status  -config FILE [-json]    show IOCs, hunts, refusals and errors
+  velohunt status  -config FILE [-json]    show IOCs, hunts, refusals, parked writes and the backlog
+  velohunt setup   -config FILE            add the "Velociraptor hunt" tab to IRIS (administrator key)
+  velohunt retry-parked -config FILE       queue IRIS writes that IRIS refused again
   velohunt version                         print the version
 `
 
@@ -46,6 +48,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		cmd = &HuntCommand{Stdout: stdout, Stderr: stderr}
 	case "status":
 		cmd = &StatusCommand{Stdout: stdout}
+	case "retry-parked":
+		cmd = &RetryParkedCommand{Stdout: stdout, Stderr: stderr}
+	case "setup":
+		cmd = &SetupCommand{Stdout: stdout, Stderr: stderr}
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "velohunt", Version)
 		return 0

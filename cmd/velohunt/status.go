@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -27,6 +28,25 @@ type Status struct {
 	Failing    []HuntLine     `json:"failing_launches"`
 	Refused    []RefusedLine  `json:"refused_iocs"`
 	Recent     []HuntLine     `json:"recent_hunts"`
+	Outbox     OutboxLine     `json:"iris_writes"`
+	Parked     []ParkedLine   `json:"parked_writes"`
+}
+
+// OutboxLine is the backlog of writes to IRIS.
+type OutboxLine struct {
+	Pending       int            `json:"pending"`
+	PendingByKind map[string]int `json:"pending_by_kind"`
+	Retrying      int            `json:"retrying"`
+	OldestSeconds float64        `json:"oldest_pending_seconds"`
+	Parked        int            `json:"parked"`
+}
+
+// ParkedLine is a write IRIS refused.
+type ParkedLine struct {
+	Kind   string `json:"kind"`
+	CaseID int64  `json:"case_id"`
+	IOCID  int64  `json:"ioc_id"`
+	Reason string `json:"reason"`
 }
 
 // HuntLine is a hunt in the status output.
@@ -79,6 +99,19 @@ func collectStatus(ctx context.Context, db *store.DB) (Status, error) {
 				State: h.State, IOCs: len(n), Attempts: h.Attempts, LastError: h.LastError, Created: h.CreatedAt.Format(time.RFC3339)})
 		}
 	}
+	ob, err := db.OutboxStats(ctx)
+	if err != nil {
+		return out, err
+	}
+	out.Outbox = OutboxLine{Pending: ob.Pending, PendingByKind: ob.ByKind, Retrying: ob.Retrying,
+		OldestSeconds: ob.OldestAge.Seconds(), Parked: ob.Parked}
+	parked, err := db.ParkedWrites(ctx, 0, 20)
+	if err != nil {
+		return out, err
+	}
+	for _, p := range parked {
+		out.Parked = append(out.Parked, ParkedLine{Kind: p.Kind, CaseID: p.CaseID, IOCID: p.IRISID, Reason: p.Reason})
+	}
 	refused, err := db.RefusedIOCs(ctx, 20)
 	if err != nil {
 		return out, err
@@ -123,12 +156,22 @@ func printStatus(w io.Writer, st Status) {
 	fmt.Fprintf(w, "open cases: %d   webhook events pending: %d\n", st.OpenCases, st.InboxDepth)
 	fmt.Fprintf(w, "IOCs:  %s\n", counts(st.IOCs))
 	fmt.Fprintf(w, "hunts: %s\n", counts(st.Hunts))
+	fmt.Fprintf(w, "IRIS writes: %d pending (%s), %d retrying, oldest %s, %d parked\n", st.Outbox.Pending,
+		strings.TrimSpace(counts(st.Outbox.PendingByKind)), st.Outbox.Retrying,
+		(time.Duration(st.Outbox.OldestSeconds) * time.Second).String(), st.Outbox.Parked)
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	if len(st.Failing) > 0 {
 		fmt.Fprintln(tw, "\nlaunches failing (retried with backoff):")
 		fmt.Fprintln(tw, "  hunt\tserver\torg\tkind\tattempts\tlast error")
 		for _, h := range st.Failing {
 			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%d\t%s\n", h.ID, h.Server, orgName(h.Org), h.Kind, h.Attempts, clip(h.LastError, 120))
+		}
+	}
+	if len(st.Parked) > 0 {
+		fmt.Fprintln(tw, "\nparked IRIS writes (refused by IRIS; fix the cause, then `velohunt retry-parked`):")
+		fmt.Fprintln(tw, "  kind\tcase\tioc\treason")
+		for _, p := range st.Parked {
+			fmt.Fprintf(tw, "  %s\t#%d\t%d\t%s\n", p.Kind, p.CaseID, p.IOCID, clip(p.Reason, 160))
 		}
 	}
 	if len(st.Refused) > 0 {

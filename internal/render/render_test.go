@@ -1,7 +1,6 @@
 package render_test
 
 import (
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -9,22 +8,9 @@ import (
 	"unicode/utf8"
 
 	"github.com/velohunt/velohunt/internal/render"
+	"github.com/velohunt/velohunt/internal/render/rendertest"
 	"github.com/velohunt/velohunt/templates"
 )
-
-// Hostile is endpoint data an attacker may control.
-var Hostile = []string{
-	`<script>alert(1)</script>`,
-	`"><img src=x onerror=alert(1)>`,
-	"[click](javascript:alert(1)) ![img](http://evil.example/x.png)",
-	"```\n</pre><script>x</script>\n```",
-	"````````````` many backticks",
-	"line1\r\nline2\x00\x1b[31mred\x07",
-	"\u202eexe.txt",
-	"bad utf8 \xff\xfe\xc3",
-	"' OR 1=1; --",
-	strings.Repeat("A", 10<<20),
-}
 
 func mustRenderer(t testing.TB) *render.Renderer {
 	t.Helper()
@@ -37,25 +23,6 @@ func mustRenderer(t testing.TB) *render.Renderer {
 		t.Fatal(err)
 	}
 	return r
-}
-
-// outsideFences returns the Markdown text outside fenced code blocks.
-func outsideFences(md string) string {
-	var out []string
-	fence := ""
-	for _, line := range strings.Split(md, "\n") {
-		trim := strings.TrimSpace(line)
-		if fence == "" {
-			if m := regexp.MustCompile("^(`{3,})").FindString(trim); m != "" {
-				fence = m
-				continue
-			}
-			out = append(out, line)
-		} else if strings.TrimRight(trim, " ") == fence {
-			fence = ""
-		}
-	}
-	return strings.Join(out, "\n")
 }
 
 func checkText(t *testing.T, what, s string, multiline bool) {
@@ -72,7 +39,7 @@ func checkText(t *testing.T, what, s string, multiline bool) {
 
 func TestHostileEndpointData(t *testing.T) {
 	r := mustRenderer(t)
-	for i, h := range Hostile {
+	for i, h := range rendertest.Hostile {
 		t.Run(string(rune('a'+i)), func(t *testing.T) {
 			e := render.Event{IOCType: "filename", IOCValue: h, ClientID: "C.1", Hostname: h, FQDN: h, OS: "windows",
 				LastIP: h, Source: h, Evidence: h, When: time.Now(), HuntID: "H.1", Server: "main"}
@@ -90,11 +57,11 @@ func TestHostileEndpointData(t *testing.T) {
 			}
 			checkText(t, "content", content, true)
 			// Outside the code blocks only velohunt's own words remain.
-			outside := regexp.MustCompile("`[^`\n]*`").ReplaceAllString(outsideFences(content), "")
+			outside := rendertest.OutsideCode(content)
 			if len(outside) > 2000 {
 				t.Fatalf("%d bytes of text outside code blocks", len(outside))
 			}
-			for _, bad := range []string{"<script", "<img", "](", "onerror", "\u202e", "javascript", "'"} {
+			for _, bad := range append(rendertest.Dangerous, "'") {
 				if strings.Contains(outside, bad) {
 					t.Fatalf("hostile text %q outside a code block:\n%s", bad, render.Clip(outside, 600))
 				}

@@ -259,10 +259,22 @@ func (db *DB) SetHuntCreated(ctx context.Context, id int64, vrHuntID string) err
 	return db.exec(ctx, `UPDATE hunts SET vr_hunt_id = ?, state = 'created', last_error = '' WHERE id = ? AND state = 'planned'`, vrHuntID, id)
 }
 
-// SetHuntRunning records that a hunt was started.
+// SetHuntRunning records that a hunt was started and queues the tab
+// updates of its IOCs ("hunting").
 func (db *DB) SetHuntRunning(ctx context.Context, id int64) error {
-	return db.exec(ctx, `UPDATE hunts SET state = 'running', started_at = ?, last_error = '' WHERE id = ? AND state IN ('planned','created')`,
-		db.Now().UnixMilli(), id)
+	return db.tx(ctx, func(tx *Tx) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE hunts SET state = 'running', started_at = ?, last_error = ''
+			WHERE id = ? AND state IN ('planned','created')`, tx.nowMS(), id); err != nil {
+			return fmt.Errorf("hunt %d running: %w", id, err)
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO outbox (kind, case_id, ioc_id, dedup, marker, created_at)
+			SELECT 'tab', i.case_id, i.id, '', '', ? FROM hunt_iocs h JOIN iocs i ON i.id = h.ioc_id WHERE h.hunt_id = ?
+			ON CONFLICT DO NOTHING`, tx.nowMS(), id)
+		if err != nil {
+			return fmt.Errorf("hunt %d running: %w", id, err)
+		}
+		return nil
+	})
 }
 
 // SetLaunchError records a failed launch attempt and when to try again.

@@ -116,14 +116,19 @@ func (tx *Tx) caseIOCs(ctx context.Context, caseID int64) (map[int64]IOC, error)
 
 func (tx *Tx) insertIOC(ctx context.Context, caseID int64, in IOCInput, source string) error {
 	state, queuedAt := tx.initialState(in)
-	_, err := tx.ExecContext(ctx, `
+	res, err := tx.ExecContext(ctx, `
 		INSERT INTO iocs (case_id, iris_id, type_name, value, tlp_id, kind, hunt_value, state, reason, source, queued_at, created_at, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		caseID, in.ID, in.TypeName, in.Value, in.TLPID, string(in.Target.Kind), in.Target.Value, state, in.Reason, source, queuedAt, tx.nowMS(), tx.nowMS())
 	if err != nil {
 		return fmt.Errorf("insert ioc %d of case %d: %w", in.ID, caseID, mapErr(err))
 	}
-	return nil
+	id, err := res.LastInsertId()
+	if err != nil {
+		return err
+	}
+	// The tab shows "queued" or "refused" with the reason.
+	return tx.enqueueTab(ctx, id)
 }
 
 // replaceIOC stores a changed value. The row keeps its id, so the hunts that
@@ -137,7 +142,7 @@ func (tx *Tx) replaceIOC(ctx context.Context, id int64, in IOCInput, source stri
 	if err != nil {
 		return fmt.Errorf("update ioc %d: %w", id, err)
 	}
-	return nil
+	return tx.enqueueTab(ctx, id)
 }
 
 func (tx *Tx) initialState(in IOCInput) (string, sql.NullInt64) {

@@ -28,14 +28,22 @@ func (db *DB) EnqueueTabs(ctx context.Context, iocIDs []int64) error {
 	}
 	return db.tx(ctx, func(tx *Tx) error {
 		for _, id := range iocIDs {
-			_, err := tx.ExecContext(ctx, `INSERT INTO outbox (kind, case_id, ioc_id, dedup, marker, created_at)
-				SELECT 'tab', case_id, id, '', '', ? FROM iocs WHERE id = ? ON CONFLICT DO NOTHING`, tx.nowMS(), id)
-			if err != nil {
-				return fmt.Errorf("enqueue tab: %w", err)
+			if err := tx.enqueueTab(ctx, id); err != nil {
+				return err
 			}
 		}
 		return nil
 	})
+}
+
+// enqueueTab queues a tab update of an IOC row unless one is pending.
+func (tx *Tx) enqueueTab(ctx context.Context, iocID int64) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO outbox (kind, case_id, ioc_id, dedup, marker, created_at)
+		SELECT 'tab', case_id, id, '', '', ? FROM iocs WHERE id = ? ON CONFLICT DO NOTHING`, tx.nowMS(), iocID)
+	if err != nil {
+		return fmt.Errorf("enqueue tab: %w", err)
+	}
+	return nil
 }
 
 // DueWrites returns pending writes whose time has come, oldest first.

@@ -170,11 +170,11 @@ func domainBehaviour(ep *Endpoint, params map[string]string) []map[string]any {
 	}
 	for _, d := range ep.DNS {
 		name := strings.TrimSuffix(strings.ToLower(d.Name), ".")
+		// One row per matching IOC: the name and each parent domain.
 		for cand := name; cand != ""; {
 			if want[cand] {
 				rows = append(rows, map[string]any{"IOC": cand, "Source": "dns_cache", "Evidence": d.Name + " -> " + d.Record,
 					"EventTime": nil, "Name": d.Name, "Record": d.Record})
-				break
 			}
 			i := strings.IndexByte(cand, '.')
 			if i < 0 {

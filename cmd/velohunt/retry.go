@@ -1,0 +1,41 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/velohunt/velohunt/internal/store"
+)
+
+// RetryParkedCommand puts parked IRIS writes back in the queue, once the
+// cause (a permission, a deleted IOC template field...) is fixed.
+type RetryParkedCommand struct {
+	Stdout, Stderr io.Writer
+}
+
+// Run implements `velohunt retry-parked`.
+func (c *RetryParkedCommand) Run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("velohunt-retry-parked", flag.ContinueOnError)
+	fs.SetOutput(c.Stderr)
+	path := fs.String("config", "", "configuration file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*path)
+	if err != nil {
+		return err
+	}
+	db, err := store.Open(ctx, cfg.Database)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	n, err := db.RetryParked(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.Stdout, "%d parked write(s) queued again; a running service sends them within seconds\n", n)
+	return nil
+}

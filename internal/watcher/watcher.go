@@ -1,0 +1,426 @@
+// Package watcher follows running hunts: it reads their progress, streams
+// new result rows from a stored cursor (never re-reading what was
+// processed, with bounded memory whatever the number of rows), turns rows
+// into hits, and ends hunts that expired or were stopped. Recording hits and
+// queuing their IRIS writes is one store transaction with the cursor move.
+package watcher
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/velohunt/velohunt/internal/ioc"
+	"github.com/velohunt/velohunt/internal/store"
+	"github.com/velohunt/velohunt/internal/velociraptor"
+)
+
+// Velociraptor is what the watcher reads from one server.
+type Velociraptor interface {
+	// HuntInfo returns a hunt's state and stats, or ENOTFOUND.
+	HuntInfo(ctx context.Context, org, huntID string) (velociraptor.HuntInfo, error)
+	// HuntResults streams rows of one source from startRow.
+	HuntResults(ctx context.Context, org, huntID, source string, startRow int64, fn func(json.RawMessage) error) error
+	// ClientInfo describes a client, or ENOTFOUND.
+	ClientInfo(ctx context.Context, org, clientID string) (velociraptor.ClientInfo, error)
+}
+
+// Store is the part of the store the watcher uses.
+type Store interface {
+	RunningHunts(ctx context.Context) ([]store.Hunt, error)
+	HuntProgress(ctx context.Context, id int64) (store.Progress, error)
+	SetHuntProgress(ctx context.Context, id int64, p store.Progress) (bool, error)
+	EndHunt(ctx context.Context, id int64, state string) ([]int64, error)
+	HuntIOCs(ctx context.Context, huntID int64) ([]store.HuntIOC, error)
+	FindClient(ctx context.Context, server, org, id string) (store.Client, error)
+	SaveClient(ctx context.Context, c store.Client) error
+	RecordHits(ctx context.Context, h store.Hunt, hits []store.HitInput, rowsRead int64, eventPerHost bool) (int, error)
+	EnqueueTabs(ctx context.Context, iocIDs []int64) error
+}
+
+// Watcher reads hunt results.
+type Watcher struct {
+	Store        Store
+	Servers      map[string]Velociraptor
+	EventPerHost bool
+	// BatchRows is how many rows are processed per store transaction.
+	BatchRows int
+	Logger    *slog.Logger
+	Now       func() time.Time
+
+	mu   sync.Mutex
+	wake chan struct{}
+}
+
+// Report counts what a pass did.
+type Report struct {
+	Hunts, Rows, Hits, Unmatched, Ended int
+}
+
+func (w *Watcher) init() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.wake == nil {
+		w.wake = make(chan struct{}, 1)
+	}
+	if w.Now == nil {
+		w.Now = time.Now
+	}
+	if w.BatchRows <= 0 {
+		w.BatchRows = 1000
+	}
+}
+
+// Wake asks for a pass soon (the cron job and flow completions call it).
+func (w *Watcher) Wake() {
+	w.init()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run makes a pass whenever woken, until ctx ends. Failed passes are retried
+// with capped backoff; the same error is logged at most every 30s.
+func (w *Watcher) Run(ctx context.Context) {
+	w.init()
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
+	failures := 0
+	var lastErr string
+	var lastLog time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.wake:
+		case <-retry.C:
+		}
+		rep, err := w.Pass(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			if failures > 0 {
+				w.Logger.Info("watcher recovered", "after_failures", failures)
+			}
+			failures = 0
+			if rep.Hits > 0 || rep.Ended > 0 {
+				w.Logger.Info("watcher pass", "hunts", rep.Hunts, "rows", rep.Rows, "new_hits", rep.Hits, "ended", rep.Ended)
+			}
+			continue
+		}
+		failures++
+		if err.Error() != lastErr || time.Since(lastLog) > 30*time.Second {
+			w.Logger.Error("watcher pass", "error", err, "failures", failures)
+			lastErr, lastLog = err.Error(), time.Now()
+		}
+		retry.Reset(min(time.Second<<min(failures, 8), 5*time.Minute))
+	}
+}
+
+// Pass checks every running hunt once. Tab updates for the IOCs whose hunts
+// changed are queued at the end, so each IOC gets at most one per pass.
+func (w *Watcher) Pass(ctx context.Context) (Report, error) {
+	w.init()
+	var rep Report
+	hunts, err := w.Store.RunningHunts(ctx)
+	if err != nil {
+		return rep, err
+	}
+	touched := map[int64]bool{}
+	var errs []error
+	for _, h := range hunts {
+		rep.Hunts++
+		if err := w.watch(ctx, h, touched, &rep); err != nil {
+			if ctx.Err() != nil {
+				return rep, ctx.Err()
+			}
+			errs = append(errs, fmt.Errorf("hunt %d (%s on %s): %w", h.ID, h.VRHuntID, h.Server, err))
+		}
+	}
+	ids := make([]int64, 0, len(touched))
+	for id := range touched {
+		ids = append(ids, id)
+	}
+	if err := w.Store.EnqueueTabs(ctx, ids); err != nil {
+		errs = append(errs, err)
+	}
+	return rep, errors.Join(errs...)
+}
+
+func (w *Watcher) watch(ctx context.Context, h store.Hunt, touched map[int64]bool, rep *Report) error {
+	vr, ok := w.Servers[h.Server]
+	if !ok {
+		return fmt.Errorf("server %q is not configured", h.Server)
+	}
+	covered, err := w.Store.HuntIOCs(ctx, h.ID)
+	if err != nil {
+		return err
+	}
+	touch := func() {
+		for _, c := range covered {
+			touched[c.IOCID] = true
+		}
+	}
+	info, err := vr.HuntInfo(ctx, h.Org, h.VRHuntID)
+	if ioc.ErrorCode(err) == ioc.ENOTFOUND {
+		// Deleted in Velociraptor: nothing more will come.
+		if _, err := w.Store.EndHunt(ctx, h.ID, store.HuntStopped); err != nil {
+			return err
+		}
+		rep.Ended++
+		touch()
+		return nil
+	} else if err != nil {
+		return err
+	}
+	prog, err := w.Store.HuntProgress(ctx, h.ID)
+	if err != nil {
+		return err
+	}
+	changed, err := w.Store.SetHuntProgress(ctx, h.ID, store.Progress{VRState: info.State, Scheduled: info.Scheduled,
+		Finished: info.Finished, Errored: info.WithErrors, TotalRows: info.Rows})
+	if err != nil {
+		return err
+	}
+	if changed {
+		touch()
+	}
+	if info.Rows > prog.RowsRead {
+		fresh, err := w.readResults(ctx, vr, h, info, covered, prog.RowsRead, rep)
+		if err != nil {
+			return err
+		}
+		if fresh > 0 {
+			touch()
+		}
+	}
+	end := ""
+	switch {
+	case info.State == "STOPPED" || info.State == "ARCHIVED" || info.State == "DELETED":
+		end = store.HuntStopped
+	case w.Now().After(h.ExpiresAt) || (!info.Expires.IsZero() && info.Expires.Year() > 1970 && w.Now().After(info.Expires)):
+		end = store.HuntExpired
+	}
+	if end != "" {
+		if _, err := w.Store.EndHunt(ctx, h.ID, end); err != nil {
+			return err
+		}
+		rep.Ended++
+		touch()
+	}
+	return nil
+}
+
+// row is the part of a result row the watcher reads. velohunt's artifacts
+// return IOC, Source, Evidence and EventTime; other artifacts are read on a
+// best-effort basis (OSPath, FullPath, Name...).
+type row struct {
+	IOC       any    `json:"IOC"`
+	ClientID  string `json:"ClientId"`
+	Source    any    `json:"Source"`
+	Evidence  any    `json:"Evidence"`
+	EventTime any    `json:"EventTime"`
+	OSPath    any    `json:"OSPath"`
+	FullPath  any    `json:"FullPath"`
+	Name      any    `json:"Name"`
+	Timestamp any    `json:"Timestamp"`
+}
+
+// maxRowBytes bounds the raw row kept for the timeline event.
+const maxRowBytes = 64 << 10
+
+func (w *Watcher) readResults(ctx context.Context, vr Velociraptor, h store.Hunt, info velociraptor.HuntInfo,
+	covered []store.HuntIOC, start int64, rep *Report) (int, error) {
+	source := h.Artifact
+	if len(info.ArtifactSources) > 0 {
+		source = info.ArtifactSources[0]
+		if len(info.ArtifactSources) > 1 {
+			w.Logger.Warn("hunt artifact has several sources; reading the first", "hunt_id", h.VRHuntID, "source", source)
+		}
+	}
+	byValue := map[string][]store.HuntIOC{}
+	for _, c := range covered {
+		byValue[c.HuntValue] = append(byValue[c.HuntValue], c)
+		byValue[strings.ToLower(c.HuntValue)] = append(byValue[strings.ToLower(c.HuntValue)], c)
+	}
+	single := len(covered) > 0 && allSameValue(covered)
+	clients := map[string]bool{}
+	var batch []store.HitInput
+	n, fresh := start, 0
+	flush := func() error {
+		k, err := w.Store.RecordHits(ctx, h, batch, n, w.EventPerHost)
+		fresh += k
+		rep.Hits += k
+		batch = batch[:0]
+		return err
+	}
+	sinceFlush := 0
+	err := vr.HuntResults(ctx, h.Org, h.VRHuntID, source, start, func(raw json.RawMessage) error {
+		n++
+		sinceFlush++
+		rep.Rows++
+		var r row
+		if err := json.Unmarshal(raw, &r); err != nil {
+			rep.Unmatched++
+			return nil
+		}
+		targets := byValue[str(r.IOC)]
+		if targets == nil {
+			targets = byValue[strings.ToLower(str(r.IOC))]
+		}
+		if targets == nil && single {
+			targets = covered[:1]
+		}
+		if len(targets) == 0 || r.ClientID == "" {
+			rep.Unmatched++
+		} else {
+			if !clients[r.ClientID] {
+				if err := w.ensureClient(ctx, vr, h, r.ClientID); err != nil {
+					return err
+				}
+				clients[r.ClientID] = true
+			}
+			evidence := firstString(r.Evidence, r.OSPath, r.FullPath, r.Name)
+			src := str(r.Source)
+			if src == "" {
+				src = h.Artifact
+			}
+			key := sha256.Sum256([]byte(src + "\x00" + evidence))
+			rowBytes := []byte(raw)
+			if len(rowBytes) > maxRowBytes {
+				rowBytes = rowBytes[:maxRowBytes]
+			}
+			seen := map[int64]bool{}
+			for _, t := range targets {
+				if seen[t.IOCID] {
+					continue
+				}
+				seen[t.IOCID] = true
+				batch = append(batch, store.HitInput{IOCID: t.IOCID, CaseID: t.CaseID, ClientID: r.ClientID,
+					EvidenceKey: hex.EncodeToString(key[:]), Evidence: clipBytes(evidence, 4096), Source: clipBytes(src, 64),
+					EventTime: parseTime(firstAny(r.EventTime, r.Timestamp)), Row: append([]byte(nil), rowBytes...)})
+			}
+		}
+		if len(batch) >= w.BatchRows || sinceFlush >= 10*w.BatchRows {
+			sinceFlush = 0
+			return flush()
+		}
+		return nil
+	})
+	if err != nil {
+		return fresh, err
+	}
+	if len(batch) > 0 || n > start {
+		if err := flush(); err != nil {
+			return fresh, err
+		}
+	}
+	return fresh, nil
+}
+
+// ensureClient caches a client's description, looked up once.
+func (w *Watcher) ensureClient(ctx context.Context, vr Velociraptor, h store.Hunt, id string) error {
+	if _, err := w.Store.FindClient(ctx, h.Server, h.Org, id); err == nil {
+		return nil
+	} else if ioc.ErrorCode(err) != ioc.ENOTFOUND {
+		return err
+	}
+	ci, err := vr.ClientInfo(ctx, h.Org, id)
+	if ioc.ErrorCode(err) == ioc.ENOTFOUND {
+		ci = velociraptor.ClientInfo{ClientID: id}
+	} else if err != nil {
+		return fmt.Errorf("client info %s: %w", id, err)
+	}
+	return w.Store.SaveClient(ctx, store.Client{Server: h.Server, Org: h.Org, ClientID: id, Hostname: ci.Hostname,
+		FQDN: ci.FQDN, OS: ci.OS, Release: ci.Release, LastIP: ci.LastIP})
+}
+
+func allSameValue(c []store.HuntIOC) bool {
+	for _, x := range c[1:] {
+		if x.HuntValue != c[0].HuntValue {
+			return false
+		}
+	}
+	return true
+}
+
+func str(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case nil:
+		return ""
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64)
+	default:
+		b, _ := json.Marshal(x)
+		return string(b)
+	}
+}
+
+func firstString(vs ...any) string {
+	for _, v := range vs {
+		if s := str(v); s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+func firstAny(vs ...any) any {
+	for _, v := range vs {
+		if v != nil {
+			return v
+		}
+	}
+	return nil
+}
+
+func clipBytes(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && s[n]&0xC0 == 0x80 {
+		n--
+	}
+	return s[:n]
+}
+
+// parseTime reads an evidence time: RFC 3339 text, or epoch seconds,
+// milliseconds or microseconds. Implausible times count as unknown.
+func parseTime(v any) time.Time {
+	var t time.Time
+	switch x := v.(type) {
+	case string:
+		for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02 15:04:05"} {
+			if p, err := time.Parse(layout, x); err == nil {
+				t = p
+				break
+			}
+		}
+	case float64:
+		switch {
+		case x > 1e15:
+			t = time.UnixMicro(int64(x))
+		case x > 1e12:
+			t = time.UnixMilli(int64(x))
+		case x > 0:
+			t = time.Unix(int64(x), 0)
+		}
+	}
+	if t.Year() < 1990 || t.After(time.Now().Add(48*time.Hour)) {
+		return time.Time{}
+	}
+	return t.UTC()
+}

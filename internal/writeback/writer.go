@@ -1,0 +1,399 @@
+// Package writeback sends velohunt's findings to IRIS from the persisted
+// outbox: the matching host as an asset of the case linked to the IOC, a
+// timeline event per hit, and the "Velociraptor hunt" tab of each IOC. Each
+// write is retried with capped exponential backoff (honouring Retry-After)
+// while IRIS fails in a retryable way, and parked with IRIS's reason when it
+// refuses. Objects velohunt creates carry a marker tag; a write retried
+// after an attempt whose answer was lost looks for its object first, so a
+// crash never makes a duplicate.
+package writeback
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/velohunt/velohunt/internal/ioc"
+	"github.com/velohunt/velohunt/internal/iris"
+	"github.com/velohunt/velohunt/internal/render"
+	"github.com/velohunt/velohunt/internal/store"
+)
+
+// IRIS is what the writer calls.
+type IRIS interface {
+	ListAssets(ctx context.Context, cid int64) ([]iris.Asset, error)
+	Asset(ctx context.Context, cid, id int64) (iris.AssetDetail, error)
+	AddAsset(ctx context.Context, cid int64, a iris.NewAsset) (int64, error)
+	SetAssetIOCLinks(ctx context.Context, cid int64, a iris.AssetDetail, links []int64) error
+	ListEvents(ctx context.Context, cid int64) ([]iris.EventSummary, error)
+	AddEvent(ctx context.Context, cid int64, e iris.NewEvent) (int64, error)
+	UpdateIOCAttributes(ctx context.Context, cid, iocID int64, tab string, fields map[string]string) error
+}
+
+// Store is the part of the store the writer uses.
+type Store interface {
+	DueWrites(ctx context.Context, limit int) ([]store.Write, error)
+	BeginWrite(ctx context.Context, id int64) error
+	WriteDone(ctx context.Context, id, irisID int64) error
+	WriteRetry(ctx context.Context, id int64, msg string, next time.Time) error
+	WritePark(ctx context.Context, id int64, reason string) error
+	WriteDefer(ctx context.Context, id int64, next time.Time) error
+	AssetID(ctx context.Context, caseID int64, server, clientID string) (int64, error)
+	SetAssetID(ctx context.Context, caseID int64, server, clientID string, assetID int64) error
+	FindHitDetail(ctx context.Context, hitID int64) (store.HitDetail, error)
+	FindTabData(ctx context.Context, iocID int64, maxHits int) (store.TabData, error)
+}
+
+// Refs are IRIS reference ids, resolved by name at start-up.
+type Refs struct {
+	AssetTypes         map[string]int64 // OS key (windows, windows_server, linux, darwin, default) → asset type id
+	AnalysisStatusID   int64
+	CompromiseStatusID int64
+	EventCategoryID    int64
+}
+
+// Writer drains the outbox.
+type Writer struct {
+	IRIS         IRIS
+	Store        Store
+	Render       *render.Renderer
+	Refs         Refs
+	TabName      string
+	EventColor   string
+	MaxHitsOnTab int
+	// GUIURL returns the Velociraptor GUI link of a hunt, or "".
+	GUIURL func(server, org, huntID string) string
+	// Repair pushes the tab onto IOCs whose custom attributes are null (an
+	// administrator call); nil when no admin key is configured.
+	Repair func(ctx context.Context) error
+	// Resolve, when set, fills Refs before the first write (IRIS may be
+	// down at start-up); it is called again until it succeeds.
+	Resolve func(ctx context.Context) (Refs, error)
+	Logger  *slog.Logger
+	Now     func() time.Time
+	// MinBackoff and MaxBackoff bound the retry delay (defaults 2s, 10m).
+	MinBackoff, MaxBackoff time.Duration
+
+	mu       sync.Mutex
+	wake     chan struct{}
+	repaired bool
+	resolved bool
+}
+
+func (w *Writer) init() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.wake == nil {
+		w.wake = make(chan struct{}, 1)
+	}
+	if w.Now == nil {
+		w.Now = time.Now
+	}
+	if w.MaxHitsOnTab <= 0 {
+		w.MaxHitsOnTab = 50
+	}
+	if w.MinBackoff <= 0 {
+		w.MinBackoff = 2 * time.Second
+	}
+	if w.MaxBackoff <= 0 {
+		w.MaxBackoff = 10 * time.Minute
+	}
+}
+
+// Wake asks the loop to send soon.
+func (w *Writer) Wake() {
+	w.init()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run drains the outbox whenever woken and every few seconds, until ctx ends.
+func (w *Writer) Run(ctx context.Context) {
+	w.init()
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	var lastErr string
+	var lastLog time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-w.wake:
+		}
+		if _, err := w.Flush(ctx); err != nil && ctx.Err() == nil {
+			if err.Error() != lastErr || time.Since(lastLog) > 30*time.Second {
+				w.Logger.Error("writeback", "error", err)
+				lastErr, lastLog = err.Error(), time.Now()
+			}
+		}
+	}
+}
+
+// Flush sends every due write and returns how many were done. IRIS errors
+// are recorded on the writes; only store errors are returned.
+func (w *Writer) Flush(ctx context.Context) (int, error) {
+	w.init()
+	w.mu.Lock()
+	resolved := w.resolved || w.Resolve == nil
+	w.mu.Unlock()
+	if !resolved {
+		refs, err := w.Resolve(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("resolve IRIS reference data: %w", err)
+		}
+		w.mu.Lock()
+		w.Refs, w.resolved = refs, true
+		w.mu.Unlock()
+	}
+	done := 0
+	for {
+		due, err := w.Store.DueWrites(ctx, 200)
+		if err != nil || len(due) == 0 {
+			return done, err
+		}
+		progress := false
+		for _, wr := range due {
+			ok, err := w.send(ctx, wr)
+			if err != nil {
+				return done, err
+			}
+			if ok {
+				done++
+				progress = true
+			}
+		}
+		if !progress {
+			return done, nil
+		}
+	}
+}
+
+// errDefer postpones a write without counting a failure.
+var errDefer = errors.New("waiting for another write")
+
+// send performs one write and records the outcome. It reports whether the
+// write is done.
+func (w *Writer) send(ctx context.Context, wr store.Write) (bool, error) {
+	if err := w.Store.BeginWrite(ctx, wr.ID); err != nil {
+		return false, err
+	}
+	var irisID int64
+	var err error
+	switch wr.Kind {
+	case "asset":
+		irisID, err = w.asset(ctx, wr)
+	case "event":
+		irisID, err = w.event(ctx, wr)
+	case "tab":
+		err = w.tab(ctx, wr)
+	default:
+		err = fmt.Errorf("unknown write kind %q", wr.Kind)
+	}
+	switch {
+	case err == nil:
+		return true, w.Store.WriteDone(ctx, wr.ID, irisID)
+	case ctx.Err() != nil:
+		return false, ctx.Err()
+	case errors.Is(err, errDefer):
+		return false, w.Store.WriteDefer(ctx, wr.ID, w.Now().Add(w.MinBackoff))
+	case iris.IsRetryable(err):
+		d := min(w.MinBackoff<<min(wr.Attempts, 12), w.MaxBackoff)
+		if ra := iris.RetryAfter(err); ra > d {
+			d = min(ra, time.Hour)
+		}
+		return false, w.Store.WriteRetry(ctx, wr.ID, err.Error(), w.Now().Add(d))
+	case ioc.ErrorCode(err) == ioc.ENOTFOUND && !isIRIS(err):
+		// The hit or IOC row is gone from the store: nothing to write.
+		w.Logger.Warn("dropping write of a missing object", "write", wr.ID, "kind", wr.Kind, "error", err)
+		return true, w.Store.WriteDone(ctx, wr.ID, 0)
+	default:
+		w.Logger.Warn("IRIS refused a write; parked", "write", wr.ID, "kind", wr.Kind, "case_id", wr.CaseID, "error", err)
+		return false, w.Store.WritePark(ctx, wr.ID, err.Error())
+	}
+}
+
+func isIRIS(err error) bool {
+	var se *iris.StatusError
+	return errors.As(err, &se)
+}
+
+// assetTypeFor picks the IRIS asset type of an endpoint.
+func (w *Writer) assetTypeFor(c store.Client) int64 {
+	key := strings.ToLower(c.OS)
+	if key == "windows" && strings.Contains(strings.ToLower(c.Release), "server") {
+		if id, ok := w.Refs.AssetTypes["windows_server"]; ok {
+			return id
+		}
+	}
+	if id, ok := w.Refs.AssetTypes[key]; ok {
+		return id
+	}
+	return w.Refs.AssetTypes["default"]
+}
+
+func assetName(c store.Client) string {
+	name := c.Hostname
+	if name == "" {
+		name = c.ClientID
+	}
+	return render.Clip(render.Line(name), 150)
+}
+
+// asset makes sure the hit's host is an asset of the case linked to the
+// IOC: reuse the recorded asset, else one with the same name and type (IRIS
+// refuses duplicates), else create it.
+func (w *Writer) asset(ctx context.Context, wr store.Write) (int64, error) {
+	d, err := w.Store.FindHitDetail(ctx, wr.HitID)
+	if err != nil {
+		return 0, err
+	}
+	cid, iocID := wr.CaseID, d.IOC.IRISID
+	id, err := w.Store.AssetID(ctx, cid, d.Hunt.Server, d.Client.ClientID)
+	if err == nil {
+		return id, w.link(ctx, cid, id, iocID)
+	} else if ioc.ErrorCode(err) != ioc.ENOTFOUND {
+		return 0, err
+	}
+	if d.Client.ClientID == "" {
+		d.Client.ClientID = "unknown"
+	}
+	name, typeID := assetName(d.Client), w.assetTypeFor(d.Client)
+	if wr.Attempts > 0 {
+		// An earlier attempt may have created it before its answer was lost.
+		if id, found, err := w.findAsset(ctx, cid, name, typeID); err != nil {
+			return 0, err
+		} else if found {
+			return id, w.recordAndLink(ctx, d, cid, id, iocID)
+		}
+	}
+	id, err = w.IRIS.AddAsset(ctx, cid, iris.NewAsset{Name: name, TypeID: typeID, AnalysisStatusID: w.Refs.AnalysisStatusID,
+		CompromiseStatusID: w.Refs.CompromiseStatusID, IP: render.Line(d.Client.LastIP), Domain: render.Line(d.Client.FQDN),
+		Description: render.Text(fmt.Sprintf("Velociraptor client %s on server %s%s (%s %s). Added by velohunt when hunt %s found IOC %q.",
+			d.Client.ClientID, d.Hunt.Server, orgSuffix(d.Hunt.Org), d.Client.OS, d.Client.Release, d.Hunt.VRHuntID, render.Clip(d.IOC.Value, 100))),
+		Tags: "velohunt," + wr.Marker, IOCLinks: []int64{iocID}})
+	if errors.Is(err, iris.ErrDuplicateAsset) {
+		found := false
+		if id, found, err = w.findAsset(ctx, cid, name, typeID); err != nil {
+			return 0, err
+		} else if !found {
+			return 0, fmt.Errorf("IRIS reports a duplicate asset %q that its list does not show", name)
+		}
+		return id, w.recordAndLink(ctx, d, cid, id, iocID)
+	} else if err != nil {
+		return 0, err
+	}
+	return id, w.Store.SetAssetID(ctx, cid, d.Hunt.Server, d.Client.ClientID, id)
+}
+
+func orgSuffix(org string) string {
+	if org == "" {
+		return ""
+	}
+	return " (org " + org + ")"
+}
+
+func (w *Writer) recordAndLink(ctx context.Context, d store.HitDetail, cid, assetID, iocID int64) error {
+	if err := w.Store.SetAssetID(ctx, cid, d.Hunt.Server, d.Client.ClientID, assetID); err != nil {
+		return err
+	}
+	return w.link(ctx, cid, assetID, iocID)
+}
+
+// findAsset looks for an asset by name (case-insensitive) and type.
+func (w *Writer) findAsset(ctx context.Context, cid int64, name string, typeID int64) (int64, bool, error) {
+	list, err := w.IRIS.ListAssets(ctx, cid)
+	if err != nil {
+		return 0, false, err
+	}
+	for _, a := range list {
+		if a.TypeID == typeID && strings.EqualFold(a.Name, name) {
+			return a.ID, true, nil
+		}
+	}
+	return 0, false, nil
+}
+
+// link adds the IOC to the asset's links, keeping the others: IRIS replaces
+// all links on update.
+func (w *Writer) link(ctx context.Context, cid, assetID, iocID int64) error {
+	a, err := w.IRIS.Asset(ctx, cid, assetID)
+	if err != nil {
+		return err
+	}
+	if slices.Contains(a.LinkedIOCs, iocID) {
+		return nil
+	}
+	return w.IRIS.SetAssetIOCLinks(ctx, cid, a, append(slices.Clone(a.LinkedIOCs), iocID))
+}
+
+// event creates the hit's timeline event, linked to the asset and the IOC.
+func (w *Writer) event(ctx context.Context, wr store.Write) (int64, error) {
+	d, err := w.Store.FindHitDetail(ctx, wr.HitID)
+	if err != nil {
+		return 0, err
+	}
+	var assets []int64
+	assetID, err := w.Store.AssetID(ctx, wr.CaseID, d.Hunt.Server, d.Client.ClientID)
+	switch {
+	case err == nil:
+		assets = []int64{assetID}
+	case ioc.ErrorCode(err) != ioc.ENOTFOUND:
+		return 0, err
+	case w.Now().Sub(d.FirstSeen) < 15*time.Minute:
+		return 0, errDefer // the asset write comes first; wait for it
+	}
+	if wr.Attempts > 0 {
+		list, err := w.IRIS.ListEvents(ctx, wr.CaseID)
+		if err != nil {
+			return 0, err
+		}
+		for _, e := range list {
+			if hasTag(e.Tags, wr.Marker) {
+				return e.ID, nil
+			}
+		}
+	}
+	when, isEvidence := d.EventTime, true
+	if when.IsZero() {
+		when, isEvidence = d.Hunt.StartedAt, false
+		if when.IsZero() {
+			when = d.FirstSeen
+		}
+	}
+	view := render.Event{IOCType: d.IOC.TypeName, IOCValue: d.IOC.Value, ClientID: d.Client.ClientID,
+		Hostname: d.Client.Hostname, FQDN: d.Client.FQDN, OS: d.Client.OS, LastIP: d.Client.LastIP, Source: d.Source,
+		Evidence: d.Evidence, When: when, WhenIsEvidence: isEvidence, HuntID: d.Hunt.VRHuntID, Server: d.Hunt.Server,
+		Org: d.Hunt.Org}
+	if w.GUIURL != nil {
+		view.HuntURL = w.GUIURL(d.Hunt.Server, d.Hunt.Org, d.Hunt.VRHuntID)
+	}
+	title, err := w.Render.EventTitle(view)
+	if err != nil {
+		return 0, err
+	}
+	content, err := w.Render.EventContent(view)
+	if err != nil {
+		return 0, err
+	}
+	return w.IRIS.AddEvent(ctx, wr.CaseID, iris.NewEvent{Title: title, Date: render.IRISDate(when), TZ: "+00:00",
+		CategoryID: w.Refs.EventCategoryID, Content: content, Raw: render.Raw(d.Row),
+		Source: render.Token(fmt.Sprintf("Velociraptor %s hunt %s client %s", d.Hunt.Server, d.Hunt.VRHuntID, d.Client.ClientID)),
+		Tags:   "velohunt," + wr.Marker, Assets: assets, IOCs: []int64{d.IOC.IRISID}, Color: w.EventColor})
+}
+
+func hasTag(tags, tag string) bool {
+	for _, t := range strings.Split(tags, ",") {
+		if strings.TrimSpace(t) == tag {
+			return true
+		}
+	}
+	return false
+}
