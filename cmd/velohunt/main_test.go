@@ -42,7 +42,15 @@ func TestDemo(t *testing.T) {
 			t.Fatalf("hunt %s: state %s, %d clients", h.ID, h.State, len(h.Scheduled))
 		}
 	}
-	for _, want := range []string{"refused: md5 must be 32 hex digits", `"email-src" is not huntable`} {
+	cid := int64(101)
+	if got := len(d.IRIS.Assets(cid)); got != 2 {
+		t.Fatalf("%d assets, want the 2 hosts with hits\n%s", got, out.String())
+	}
+	if got := len(d.IRIS.Events(cid)); got != 10 {
+		t.Fatalf("%d events, want 10 (one per hit)\n%s", got, out.String())
+	}
+	for _, want := range []string{"refused: md5 must be 32 hex digits", `"email-src" is not huntable`,
+		"[Status]\n    HIT: found on 1 host(s), 2 hit(s)", "Status on the tab of refused IOC"} {
 		if !strings.Contains(out.String(), want) {
 			t.Fatalf("output lacks %q:\n%s", want, out.String())
 		}
@@ -82,7 +90,19 @@ func TestKill9(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer vr.Close()
-	vr.AddEndpoint(velotest.Endpoint{ClientID: "C.1", Hostname: "h1", OS: "linux", Online: true})
+	// Every third IOC is found on the endpoint, so hits are written back
+	// to IRIS while the service is being killed.
+	var conns []velotest.Conn
+	for round := 0; round < 5; round++ {
+		for k := 1; k <= 12; k++ {
+			n := round*12 + k
+			if n%3 == 0 {
+				conns = append(conns, velotest.Conn{Pid: n, Process: "beacon", LocalIP: "10.99.0.1", LocalPort: 40000 + n,
+					RemoteIP: fmt.Sprintf("10.%d.%d.%d", round, n/200, n%200+1), RemotePort: 443, Status: "ESTABLISHED"})
+			}
+		}
+	}
+	vr.AddEndpoint(velotest.Endpoint{ClientID: "C.1", Hostname: "h1", OS: "linux", Online: true, Conns: conns})
 	apiPath, err := vr.WriteAPIConfig(dir, "velohunt")
 	if err != nil {
 		t.Fatal(err)
@@ -93,11 +113,12 @@ func TestKill9(t *testing.T) {
 	cfg := fmt.Sprintf(`database: %s
 listen: %s
 log: {level: debug}
-iris: {url: %q, api_key: velohunt-key}
+iris: {url: %q, api_key: velohunt-key, admin_api_key: admin-key, setup_on_start: true}
 webhook: {secret: %q}
 velociraptor: {servers: [{name: main, api_config: %q}]}
 hunting: {batch_window: 300ms, max_iocs_per_hunt: 7}
 intake: {reconcile: "* * * * *", sync_delay: 50ms}
+watcher: {schedule: "@every 1s"}
 `, filepath.Join(dir, "v.db"), addr, irisSrv.URL(), secret, apiPath)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -120,7 +141,7 @@ intake: {reconcile: "* * * * *", sync_delay: 50ms}
 	}
 	rnd := rand.New(rand.NewPCG(7, 9))
 	n := 0
-	for round := 0; round < 5; round++ {
+	for round := range 5 {
 		cmd := start()
 		for range 12 {
 			n++
@@ -173,6 +194,28 @@ intake: {reconcile: "* * * * *", sync_delay: 50ms}
 				markers[tag] = true
 			}
 		}
+	}
+	// Every hit reached IRIS exactly once: one event per hit, one asset.
+	wantEvents := len(conns)
+	deadline = time.Now().Add(30 * time.Second)
+	for len(irisSrv.Events(cid)) < wantEvents && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // let a duplicate show up, if one were coming
+	events := irisSrv.Events(cid)
+	if len(events) != wantEvents {
+		log, _ := os.ReadFile(filepath.Join(dir, "serve.log"))
+		t.Fatalf("%d events in IRIS, want %d (one per hit)\n%s", len(events), wantEvents, tail(log, 3000))
+	}
+	seenTags := map[string]bool{}
+	for _, e := range events {
+		if seenTags[e.Tags] {
+			t.Fatalf("two events carry tags %q", e.Tags)
+		}
+		seenTags[e.Tags] = true
+	}
+	if assets := irisSrv.Assets(cid); len(assets) != 1 || len(assets[0].IOCLinks) != wantEvents {
+		t.Fatalf("assets %+v, want one asset linked to %d IOCs", assets, wantEvents)
 	}
 	// The store agrees: every IOC hunting, no hunt left unlaunched.
 	db, err := store.Open(ctx, filepath.Join(dir, "v.db"))

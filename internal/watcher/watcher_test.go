@@ -1,0 +1,236 @@
+package watcher_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/velohunt/velohunt/internal/ioc"
+	"github.com/velohunt/velohunt/internal/planner"
+	"github.com/velohunt/velohunt/internal/store"
+	"github.com/velohunt/velohunt/internal/velociraptor"
+	"github.com/velohunt/velohunt/internal/velociraptor/velotest"
+	"github.com/velohunt/velohunt/internal/watcher"
+)
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+type env struct {
+	db  *store.DB
+	clk *clock
+	srv *velotest.Server
+	w   *watcher.Watcher
+	p   *planner.Planner
+}
+
+var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func setup(t testing.TB) *env {
+	t.Helper()
+	ctx := context.Background()
+	e := &env{clk: &clock{t: time.Now()}}
+	var err error
+	if e.db, err = store.Open(ctx, filepath.Join(t.TempDir(), "v.db")); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.db.Close() })
+	e.db.Now = e.clk.Now
+	if e.srv, err = velotest.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.srv.Close)
+	path, _ := e.srv.WriteAPIConfig(t.TempDir(), "velohunt")
+	cfg, _ := velociraptor.LoadAPIConfig(path)
+	vr, err := velociraptor.Dial(cfg, velociraptor.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { vr.Close() })
+	if _, err := vr.SetArtifact(ctx, "", "name: Custom.Velohunt.File\ntype: CLIENT\n"); err != nil {
+		t.Fatal(err)
+	}
+	e.p = &planner.Planner{Store: e.db, Servers: map[string]planner.Velociraptor{"main": vr},
+		Kinds:      map[ioc.Kind]planner.Artifact{ioc.KindFile: {Name: "Custom.Velohunt.File", Parameter: "IOCs", Format: "json"}},
+		MaxPerHunt: 100, Expiry: 24 * time.Hour, ClientTimeout: time.Minute, Logger: discard, Now: e.clk.Now}
+	e.w = &watcher.Watcher{Store: e.db, Servers: map[string]watcher.Velociraptor{"main": vr}, BatchRows: 3, Logger: discard, Now: e.clk.Now}
+	return e
+}
+
+// hunt queues file-name IOCs in case 1 and starts their hunt.
+func (e *env) hunt(t testing.TB, names ...string) {
+	t.Helper()
+	ctx := context.Background()
+	e.db.UpsertCase(ctx, ioc.Case{ID: 1, Open: true}, ioc.Route{Server: "main"})
+	var in []store.IOCInput
+	for i, n := range names {
+		in = append(in, store.IOCInput{IOC: ioc.IOC{ID: int64(10 + i), TypeName: "filename", Value: n}, Target: ioc.Target{Kind: ioc.KindFile, Value: n}})
+	}
+	if _, err := e.db.SyncCaseIOCs(ctx, 1, in, "test", false); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.p.Step(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func endpoint(id, host string, files ...string) velotest.Endpoint {
+	ep := velotest.Endpoint{ClientID: id, Hostname: host, OS: "linux", Online: true}
+	for _, f := range files {
+		ep.Files = append(ep.Files, velotest.File{Path: f, Mtime: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)})
+	}
+	return ep
+}
+
+func (e *env) count(t testing.TB, q string) int {
+	t.Helper()
+	n := 0
+	for _, r := range e.srv.Received() {
+		if strings.Contains(r.VQL, q) {
+			n++
+		}
+	}
+	return n
+}
+
+func TestPass(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t)
+	e.srv.AddEndpoint(endpoint("C.1", "web1", "/tmp/a.sh", "/home/x/a.sh", "/tmp/b.bin"))
+	e.srv.AddEndpoint(endpoint("C.2", "web2", "/tmp/a.sh"))
+	e.srv.AddEndpoint(endpoint("C.3", "clean"))
+	e.hunt(t, "a.sh", "b.bin", "never.exe")
+
+	rep, err := e.w.Pass(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Rows != 4 || rep.Hits != 4 || rep.Unmatched != 0 {
+		t.Fatalf("report %+v, want 4 rows and 4 hits", rep)
+	}
+	if got := e.count(t, "client_info("); got != 2 {
+		t.Fatalf("%d client lookups, want one per client with hits (2)", got)
+	}
+	h, _ := e.db.RecentHunts(ctx, 1)
+	p, _ := e.db.HuntProgress(ctx, h[0].ID)
+	if p.RowsRead != 4 || p.Scheduled != 3 || p.Finished != 3 {
+		t.Fatalf("progress %+v", p)
+	}
+	st, _ := e.db.OutboxStats(ctx)
+	if st.ByKind["asset"] != 3 || st.ByKind["event"] != 4 || st.ByKind["tab"] != 3 {
+		t.Fatalf("outbox %+v, want 3 asset links (one per host and IOC), 4 events, one tab per IOC", st.ByKind)
+	}
+
+	t.Run("NoReRead", func(t *testing.T) {
+		before := e.count(t, "FROM source(")
+		rep, err := e.w.Pass(ctx)
+		if err != nil || rep.Rows != 0 {
+			t.Fatalf("rep=%+v err=%v", rep, err)
+		}
+		if e.count(t, "FROM source(") != before {
+			t.Fatal("results read again although no new row exists")
+		}
+	})
+	t.Run("LateClient", func(t *testing.T) {
+		e.srv.AddEndpoint(endpoint("C.4", "late", `/var/tmp/b.bin`))
+		rep, err := e.w.Pass(ctx)
+		if err != nil || rep.Rows != 1 || rep.Hits != 1 {
+			t.Fatalf("rep=%+v err=%v", rep, err)
+		}
+		last := e.srv.Received()
+		var start string
+		for _, r := range last {
+			if strings.Contains(r.VQL, "FROM source(") {
+				start = r.Env["VhStartRow"]
+			}
+		}
+		if start != "4" {
+			t.Fatalf("results read from row %s, want 4", start)
+		}
+	})
+	t.Run("RestartRereadsWithoutDuplicates", func(t *testing.T) {
+		// A crash between reading rows and committing leaves the cursor
+		// behind; reading them again must not make new hits.
+		hunts, _ := e.db.RunningHunts(ctx)
+		n, err := e.db.RecordHits(ctx, hunts[0], nil, 0, false)
+		if err != nil || n != 0 {
+			t.Fatal(err)
+		}
+		rep, err := e.w.Pass(ctx)
+		if err != nil || rep.Rows != 5 || rep.Hits != 0 {
+			t.Fatalf("rep=%+v err=%v, want 5 rows read again and no new hit", rep, err)
+		}
+	})
+	t.Run("Stopped", func(t *testing.T) {
+		hunts, _ := e.db.RunningHunts(ctx)
+		path, _ := e.srv.WriteAPIConfig(t.TempDir(), "velohunt")
+		cfg, _ := velociraptor.LoadAPIConfig(path)
+		vr, _ := velociraptor.Dial(cfg, velociraptor.Options{})
+		defer vr.Close()
+		if err := vr.StopHunt(ctx, "", hunts[0].VRHuntID); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := e.w.Pass(ctx)
+		if err != nil || rep.Ended != 1 {
+			t.Fatalf("rep=%+v err=%v", rep, err)
+		}
+		got, _ := e.db.FindHunt(ctx, hunts[0].ID)
+		if got.State != store.HuntStopped {
+			t.Fatalf("state %s", got.State)
+		}
+		rows, _ := e.db.CaseIOCs(ctx, 1)
+		for _, r := range rows {
+			if r.State != store.StateHunted {
+				t.Fatalf("IOC %s is %s after its hunt ended", r.Value, r.State)
+			}
+		}
+	})
+}
+
+func TestExpired(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t)
+	e.srv.AddEndpoint(endpoint("C.1", "h", "/tmp/x"))
+	e.hunt(t, "x")
+	e.clk.Add(25 * time.Hour)
+	rep, err := e.w.Pass(ctx)
+	if err != nil || rep.Ended != 1 || rep.Hits != 1 {
+		t.Fatalf("rep=%+v err=%v: an expired hunt is read one last time, then ended", rep, err)
+	}
+	h, _ := e.db.RecentHunts(ctx, 1)
+	if h[0].State != store.HuntExpired {
+		t.Fatalf("state %s", h[0].State)
+	}
+}
+
+func TestUnmatchedAndForeignRows(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t)
+	e.srv.SetBehaviour("Custom.Velohunt.File", func(ep *velotest.Endpoint, params map[string]string) []map[string]any {
+		return []map[string]any{
+			{"IOC": "not-in-this-hunt", "Evidence": "/x"},
+			{"IOC": "X.SH", "OSPath": "/tmp/X.SH", "EventTime": 1795342567.0},
+			{"Oops": json.Number("1")},
+		}
+	})
+	e.srv.AddEndpoint(endpoint("C.1", "h"))
+	e.hunt(t, "x.sh", "y.sh")
+	rep, err := e.w.Pass(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Rows != 3 || rep.Hits != 1 || rep.Unmatched != 2 {
+		t.Fatalf("rep=%+v, want 3 rows, 1 hit (case-insensitive match, OSPath as evidence), 2 unmatched", rep)
+	}
+}
