@@ -112,7 +112,7 @@ func (a *App) Build(ctx context.Context) error {
 		return err
 	}
 	a.Writer = &writeback.Writer{IRIS: a.IRIS, Store: a.Store, Render: rnd, TabName: c.Writeback.TabName,
-		EventColor: c.Writeback.EventColor, MaxHitsOnTab: c.Writeback.MaxHitsOnTab, GUIURL: a.huntURL,
+		EventColor: c.Writeback.EventColor, MaxHitsOnTab: c.Writeback.MaxHitsOnTab, GUIURL: a.huntURL, Settle: c.Writeback.Settle.D(),
 		Resolve: a.resolveRefs, Logger: a.Logger.With("component", "writeback")}
 	if c.IRIS.AdminAPIKey != "" {
 		admin, err := adminClient(c)

@@ -119,6 +119,7 @@ velociraptor: {servers: [{name: main, api_config: %q}]}
 hunting: {batch_window: 300ms, max_iocs_per_hunt: 7}
 intake: {reconcile: "* * * * *", sync_delay: 50ms}
 watcher: {schedule: "@every 1s"}
+writeback: {settle: 2s}
 `, filepath.Join(dir, "v.db"), addr, irisSrv.URL(), secret, apiPath)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

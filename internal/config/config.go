@@ -62,7 +62,11 @@ type Writeback struct {
 	AssetCompromiseStatus string            `yaml:"asset_compromise_status"`
 	AssetTypes            map[string]string `yaml:"asset_types"`
 	MaxHitsOnTab          int               `yaml:"max_hits_on_tab"`
-	TemplatesDir          string            `yaml:"templates_dir"`
+	// Settle is how long a write waits after a request whose answer was lost
+	// (timeout, dropped connection, 504) before it looks for what that
+	// request may have created or changed: at least IRIS's worker timeout.
+	Settle       Duration `yaml:"settle"`
+	TemplatesDir string   `yaml:"templates_dir"`
 }
 
 // Log configures logging.
@@ -199,6 +203,7 @@ func Default() Config {
 			AssetCompromiseStatus: "To be determined",
 			AssetTypes:            DefaultAssetTypes(),
 			MaxHitsOnTab:          50,
+			Settle:                Duration(3 * time.Minute),
 			TemplatesDir:          "templates/iris",
 		},
 	}
@@ -386,6 +391,9 @@ func (c *Config) validateWriteback() error {
 		default:
 			return fieldErr("writeback.asset_types."+k, "unknown OS key (use windows, windows_server, linux, darwin, default)")
 		}
+	}
+	if w.Settle < Duration(time.Second) {
+		return fieldErr("writeback.settle", "must be at least 1s")
 	}
 	if w.MaxHitsOnTab < 1 || w.MaxHitsOnTab > 1000 {
 		return fieldErr("writeback.max_hits_on_tab", "must be between 1 and 1000")

@@ -43,6 +43,16 @@ func IsRetryable(err error) bool {
 	return false
 }
 
+// AnswerMaybeLost reports whether IRIS may still be running, or may have
+// done, the request although the caller saw a failure: transport errors
+// (timeouts, dropped connections) and 504 from a proxy whose upstream is
+// still busy. A retry must give the request time to finish before it looks
+// for what it would have created.
+func AnswerMaybeLost(err error) bool {
+	var se *StatusError
+	return errors.As(err, &se) && (se.Status == 0 || se.Status == http.StatusGatewayTimeout)
+}
+
 // RetryAfter returns the delay IRIS asked for, or 0.
 func RetryAfter(err error) time.Duration {
 	var se *StatusError

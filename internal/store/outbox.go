@@ -227,3 +227,24 @@ func (db *DB) RetryParked(ctx context.Context) (int, error) {
 	})
 	return int(n), err
 }
+
+// CasesWithAttemptedOverwrites returns the cases that have asset or tab
+// writes attempted but not done: a process that stopped in the middle of one
+// may have left the request running in IRIS.
+func (db *DB) CasesWithAttemptedOverwrites(ctx context.Context) ([]int64, error) {
+	rows, err := db.db.QueryContext(ctx, `SELECT DISTINCT case_id FROM outbox
+		WHERE kind IN ('asset','tab') AND attempts > 0 AND done_at IS NULL AND parked = 0`)
+	if err != nil {
+		return nil, fmt.Errorf("attempted writes: %w", err)
+	}
+	defer rows.Close()
+	var out []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
+}

@@ -52,7 +52,7 @@ func setup(t testing.TB, n int) *env {
 	t.Cleanup(e.srv.Close)
 	var err error
 	e.admin, _ = iris.New(iris.Options{URL: e.srv.URL(), APIKey: "admin-key"})
-	svc, _ := iris.New(iris.Options{URL: e.srv.URL(), APIKey: "velohunt-key"})
+	svc, _ := iris.New(iris.Options{URL: e.srv.URL(), APIKey: "velohunt-key", Timeout: 250 * time.Millisecond})
 	if err := e.admin.UpdateAttributeTemplate(ctx, 1, map[string]map[string]map[string]any{tabName: render.TabTemplate()}); err != nil {
 		t.Fatal(err)
 	}
@@ -141,14 +141,38 @@ func (e *env) drain(t testing.TB, limit time.Duration) {
 	t.Fatalf("outbox not drained: %+v", st)
 }
 
+// drainReal flushes on the real clock until the outbox is empty.
+func (e *env) drainReal(t testing.TB, limit time.Duration) {
+	t.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if _, err := e.w.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		st, _ := e.db.OutboxStats(ctx)
+		if st.Pending == 0 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	st, _ := e.db.OutboxStats(ctx)
+	t.Fatalf("outbox not drained: %+v", st)
+}
+
 func TestExactlyOnceUnderFaults(t *testing.T) {
 	const hosts = 200
 	e := setup(t, 5)
 	e.hits(t, hosts, func(h, i int) string { return fmt.Sprintf(`C:\Users\u%d\evil-%d.exe`, h, i) })
-	// 30% of requests fail (500, 429, dropped connections, 502, 503) and
-	// 10% of the rest run but lose their answer.
-	e.srv.SetFaults(iristest.Faults{Rate: 0.3, Statuses: []int{500, 429, 0, 502, 503}, AfterRate: 0.1})
-	e.drain(t, 2*time.Minute)
+	// 30% of requests fail (500, 429, dropped connections, 502, 503), 10%
+	// of the rest run but lose their answer, and 1% answer after the
+	// client's timeout. This test runs on the real clock, so that a request
+	// still running in IRIS really finishes before its retry.
+	e.w.Now, e.db.Now = time.Now, time.Now
+	e.w.Settle = 800 * time.Millisecond
+	e.srv.SetFaults(iristest.Faults{Rate: 0.3, Statuses: []int{500, 429, 0, 502, 503}, AfterRate: 0.1,
+		SlowRate: 0.01, SlowDelay: 400 * time.Millisecond})
+	e.drainReal(t, 2*time.Minute)
 	e.srv.SetFaults(iristest.Faults{})
 
 	events := e.srv.Events(e.cid)
@@ -199,7 +223,7 @@ func TestExactlyOnceUnderFaults(t *testing.T) {
 	}
 	t.Run("ReplayMakesNothingNew", func(t *testing.T) {
 		e.hits(t, hosts, func(h, i int) string { return fmt.Sprintf(`C:\Users\u%d\evil-%d.exe`, h, i) })
-		e.drain(t, time.Minute)
+		e.drainReal(t, time.Minute)
 		if got := len(e.srv.Events(e.cid)); got != hosts*len(e.rows) {
 			t.Fatalf("%d events after replaying the same rows", got)
 		}
@@ -262,10 +286,16 @@ func TestNullCustomAttributes(t *testing.T) {
 		}
 		// A new process: the repair has not been tried yet.
 		fresh := &writeback.Writer{IRIS: e.w.IRIS, Store: e.w.Store, Render: e.w.Render, Refs: e.w.Refs, TabName: tabName,
-			Repair: e.w.Repair, Logger: e.w.Logger, Now: e.clk.Now, MinBackoff: time.Millisecond}
+			Repair: e.w.Repair, Logger: e.w.Logger, Now: e.clk.Now, MinBackoff: time.Millisecond, Settle: time.Second}
 		if n, err := e.db.RetryParked(ctx); err != nil || n != 1 {
 			t.Fatalf("retry parked: %d %v", n, err)
 		}
+		// A new process first waits for requests its predecessor may have
+		// left running, then writes.
+		if _, err := fresh.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		e.clk.Add(2 * time.Second)
 		if _, err := fresh.Flush(ctx); err != nil {
 			t.Fatal(err)
 		}

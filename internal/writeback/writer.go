@@ -47,6 +47,7 @@ type Store interface {
 	SetAssetID(ctx context.Context, caseID int64, server, clientID string, assetID int64) error
 	FindHitDetail(ctx context.Context, hitID int64) (store.HitDetail, error)
 	FindTabData(ctx context.Context, iocID int64, maxHits int) (store.TabData, error)
+	CasesWithAttemptedOverwrites(ctx context.Context) ([]int64, error)
 }
 
 // Refs are IRIS reference ids, resolved by name at start-up.
@@ -78,11 +79,22 @@ type Writer struct {
 	Now     func() time.Time
 	// MinBackoff and MaxBackoff bound the retry delay (defaults 2s, 10m).
 	MinBackoff, MaxBackoff time.Duration
+	// Settle is the least delay after a write whose request may still be
+	// running in IRIS (timeout, dropped connection, 504), so that the retry
+	// finds the object instead of racing it (default 3m: IRIS's gunicorn
+	// kills requests after 180s).
+	Settle time.Duration
 
 	mu       sync.Mutex
 	wake     chan struct{}
 	repaired bool
 	resolved bool
+	started  bool
+	// hold postpones overwriting writes (asset link updates, tab updates)
+	// to an object while an earlier request to it may still be running in
+	// IRIS: IRIS replaces all links on update, so a late request could undo
+	// a newer one. Keys: "case:N" (at start-up), "asset:N", "ioc:N".
+	hold map[string]time.Time
 }
 
 func (w *Writer) init() {
@@ -90,6 +102,7 @@ func (w *Writer) init() {
 	defer w.mu.Unlock()
 	if w.wake == nil {
 		w.wake = make(chan struct{}, 1)
+		w.hold = map[string]time.Time{}
 	}
 	if w.Now == nil {
 		w.Now = time.Now
@@ -102,6 +115,9 @@ func (w *Writer) init() {
 	}
 	if w.MaxBackoff <= 0 {
 		w.MaxBackoff = 10 * time.Minute
+	}
+	if w.Settle <= 0 {
+		w.Settle = 3 * time.Minute
 	}
 }
 
@@ -153,6 +169,18 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 		w.Refs, w.resolved = refs, true
 		w.mu.Unlock()
 	}
+	if !w.started {
+		cases, err := w.Store.CasesWithAttemptedOverwrites(ctx)
+		if err != nil {
+			return 0, err
+		}
+		w.mu.Lock()
+		for _, c := range cases {
+			w.hold[fmt.Sprintf("case:%d", c)] = w.Now().Add(w.Settle)
+		}
+		w.started = true
+		w.mu.Unlock()
+	}
 	done := 0
 	for {
 		due, err := w.Store.DueWrites(ctx, 200)
@@ -160,8 +188,9 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 			return done, err
 		}
 		progress := false
+		c := &batchCache{events: map[int64]map[string]int64{}, assets: map[int64][]iris.Asset{}}
 		for _, wr := range due {
-			ok, err := w.send(ctx, wr)
+			ok, err := w.send(ctx, c, wr)
 			if err != nil {
 				return done, err
 			}
@@ -176,22 +205,58 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 	}
 }
 
+// batchCache holds IRIS lists read while handling one batch of writes, so
+// that retried writes of the same case share one list request. A batch
+// handles each write once, and a write whose answer was lost is retried in
+// a later batch, with fresh lists.
+type batchCache struct {
+	events map[int64]map[string]int64 // case → marker tag → event id
+	assets map[int64][]iris.Asset     // case → assets
+}
+
+func (w *Writer) heldUntil(key string) time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.hold[key]
+}
+
+func (w *Writer) setHold(key string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.hold[key] = w.Now().Add(w.Settle)
+}
+
+// heldError postpones a write until an earlier request may have finished.
+type heldError struct{ until time.Time }
+
+func (e *heldError) Error() string { return "held until " + e.until.Format(time.RFC3339) }
+
 // errDefer postpones a write without counting a failure.
 var errDefer = errors.New("waiting for another write")
 
 // send performs one write and records the outcome. It reports whether the
 // write is done.
-func (w *Writer) send(ctx context.Context, wr store.Write) (bool, error) {
+func (w *Writer) send(ctx context.Context, c *batchCache, wr store.Write) (bool, error) {
+	if wr.Kind == "asset" || wr.Kind == "tab" {
+		until := w.heldUntil(fmt.Sprintf("case:%d", wr.CaseID))
+		if t := w.heldUntil(fmt.Sprintf("ioc:%d", wr.IOCID)); wr.Kind == "tab" && t.After(until) {
+			until = t
+		}
+		if w.Now().Before(until) {
+			return false, w.Store.WriteDefer(ctx, wr.ID, until)
+		}
+	}
 	if err := w.Store.BeginWrite(ctx, wr.ID); err != nil {
 		return false, err
 	}
 	var irisID int64
 	var err error
+	var held *heldError
 	switch wr.Kind {
 	case "asset":
-		irisID, err = w.asset(ctx, wr)
+		irisID, err = w.asset(ctx, c, wr)
 	case "event":
-		irisID, err = w.event(ctx, wr)
+		irisID, err = w.event(ctx, c, wr)
 	case "tab":
 		err = w.tab(ctx, wr)
 	default:
@@ -202,12 +267,23 @@ func (w *Writer) send(ctx context.Context, wr store.Write) (bool, error) {
 		return true, w.Store.WriteDone(ctx, wr.ID, irisID)
 	case ctx.Err() != nil:
 		return false, ctx.Err()
+	case errors.As(err, &held):
+		return false, w.Store.WriteDefer(ctx, wr.ID, held.until)
 	case errors.Is(err, errDefer):
-		return false, w.Store.WriteDefer(ctx, wr.ID, w.Now().Add(w.MinBackoff))
+		return false, w.Store.WriteDefer(ctx, wr.ID, w.Now().Add(max(w.MinBackoff, time.Second)))
 	case iris.IsRetryable(err):
 		d := min(w.MinBackoff<<min(wr.Attempts, 12), w.MaxBackoff)
 		if ra := iris.RetryAfter(err); ra > d {
 			d = min(ra, time.Hour)
+		}
+		if iris.AnswerMaybeLost(err) {
+			d = max(d, w.Settle)
+			switch {
+			case wr.Kind == "asset" && irisID != 0:
+				w.setHold(fmt.Sprintf("asset:%d", irisID))
+			case wr.Kind == "tab":
+				w.setHold(fmt.Sprintf("ioc:%d", wr.IOCID))
+			}
 		}
 		return false, w.Store.WriteRetry(ctx, wr.ID, err.Error(), w.Now().Add(d))
 	case ioc.ErrorCode(err) == ioc.ENOTFOUND && !isIRIS(err):
@@ -250,7 +326,7 @@ func assetName(c store.Client) string {
 // asset makes sure the hit's host is an asset of the case linked to the
 // IOC: reuse the recorded asset, else one with the same name and type (IRIS
 // refuses duplicates), else create it.
-func (w *Writer) asset(ctx context.Context, wr store.Write) (int64, error) {
+func (w *Writer) asset(ctx context.Context, c *batchCache, wr store.Write) (int64, error) {
 	d, err := w.Store.FindHitDetail(ctx, wr.HitID)
 	if err != nil {
 		return 0, err
@@ -268,7 +344,7 @@ func (w *Writer) asset(ctx context.Context, wr store.Write) (int64, error) {
 	name, typeID := assetName(d.Client), w.assetTypeFor(d.Client)
 	if wr.Attempts > 0 {
 		// An earlier attempt may have created it before its answer was lost.
-		if id, found, err := w.findAsset(ctx, cid, name, typeID); err != nil {
+		if id, found, err := w.findAsset(ctx, c, cid, name, typeID, false); err != nil {
 			return 0, err
 		} else if found {
 			return id, w.recordAndLink(ctx, d, cid, id, iocID)
@@ -281,7 +357,7 @@ func (w *Writer) asset(ctx context.Context, wr store.Write) (int64, error) {
 		Tags: "velohunt," + wr.Marker, IOCLinks: []int64{iocID}})
 	if errors.Is(err, iris.ErrDuplicateAsset) {
 		found := false
-		if id, found, err = w.findAsset(ctx, cid, name, typeID); err != nil {
+		if id, found, err = w.findAsset(ctx, c, cid, name, typeID, true); err != nil {
 			return 0, err
 		} else if !found {
 			return 0, fmt.Errorf("IRIS reports a duplicate asset %q that its list does not show", name)
@@ -289,6 +365,9 @@ func (w *Writer) asset(ctx context.Context, wr store.Write) (int64, error) {
 		return id, w.recordAndLink(ctx, d, cid, id, iocID)
 	} else if err != nil {
 		return 0, err
+	}
+	if list, ok := c.assets[cid]; ok {
+		c.assets[cid] = append(list, iris.Asset{ID: id, Name: name, TypeID: typeID})
 	}
 	return id, w.Store.SetAssetID(ctx, cid, d.Hunt.Server, d.Client.ClientID, id)
 }
@@ -307,11 +386,16 @@ func (w *Writer) recordAndLink(ctx context.Context, d store.HitDetail, cid, asse
 	return w.link(ctx, cid, assetID, iocID)
 }
 
-// findAsset looks for an asset by name (case-insensitive) and type.
-func (w *Writer) findAsset(ctx context.Context, cid int64, name string, typeID int64) (int64, bool, error) {
-	list, err := w.IRIS.ListAssets(ctx, cid)
-	if err != nil {
-		return 0, false, err
+// findAsset looks for an asset by name (case-insensitive) and type, in the
+// batch's list of the case's assets unless fresh is set.
+func (w *Writer) findAsset(ctx context.Context, c *batchCache, cid int64, name string, typeID int64, fresh bool) (int64, bool, error) {
+	list, ok := c.assets[cid]
+	if !ok || fresh {
+		var err error
+		if list, err = w.IRIS.ListAssets(ctx, cid); err != nil {
+			return 0, false, err
+		}
+		c.assets[cid] = list
 	}
 	for _, a := range list {
 		if a.TypeID == typeID && strings.EqualFold(a.Name, name) {
@@ -324,6 +408,9 @@ func (w *Writer) findAsset(ctx context.Context, cid int64, name string, typeID i
 // link adds the IOC to the asset's links, keeping the others: IRIS replaces
 // all links on update.
 func (w *Writer) link(ctx context.Context, cid, assetID, iocID int64) error {
+	if until := w.heldUntil(fmt.Sprintf("asset:%d", assetID)); w.Now().Before(until) {
+		return &heldError{until: until}
+	}
 	a, err := w.IRIS.Asset(ctx, cid, assetID)
 	if err != nil {
 		return err
@@ -335,7 +422,7 @@ func (w *Writer) link(ctx context.Context, cid, assetID, iocID int64) error {
 }
 
 // event creates the hit's timeline event, linked to the asset and the IOC.
-func (w *Writer) event(ctx context.Context, wr store.Write) (int64, error) {
+func (w *Writer) event(ctx context.Context, c *batchCache, wr store.Write) (int64, error) {
 	d, err := w.Store.FindHitDetail(ctx, wr.HitID)
 	if err != nil {
 		return 0, err
@@ -351,14 +438,25 @@ func (w *Writer) event(ctx context.Context, wr store.Write) (int64, error) {
 		return 0, errDefer // the asset write comes first; wait for it
 	}
 	if wr.Attempts > 0 {
-		list, err := w.IRIS.ListEvents(ctx, wr.CaseID)
-		if err != nil {
-			return 0, err
-		}
-		for _, e := range list {
-			if hasTag(e.Tags, wr.Marker) {
-				return e.ID, nil
+		// An earlier attempt may have created it before its answer was lost.
+		tags, ok := c.events[wr.CaseID]
+		if !ok {
+			list, err := w.IRIS.ListEvents(ctx, wr.CaseID)
+			if err != nil {
+				return 0, err
 			}
+			tags = map[string]int64{}
+			for _, e := range list {
+				for _, t := range strings.Split(e.Tags, ",") {
+					if t = strings.TrimSpace(t); strings.HasPrefix(t, "vh-") {
+						tags[t] = e.ID
+					}
+				}
+			}
+			c.events[wr.CaseID] = tags
+		}
+		if id, ok := tags[wr.Marker]; ok {
+			return id, nil
 		}
 	}
 	when, isEvidence := d.EventTime, true
@@ -387,13 +485,4 @@ func (w *Writer) event(ctx context.Context, wr store.Write) (int64, error) {
 		CategoryID: w.Refs.EventCategoryID, Content: content, Raw: render.Raw(d.Row),
 		Source: render.Token(fmt.Sprintf("Velociraptor %s hunt %s client %s", d.Hunt.Server, d.Hunt.VRHuntID, d.Client.ClientID)),
 		Tags:   "velohunt," + wr.Marker, Assets: assets, IOCs: []int64{d.IOC.IRISID}, Color: w.EventColor})
-}
-
-func hasTag(tags, tag string) bool {
-	for _, t := range strings.Split(tags, ",") {
-		if strings.TrimSpace(t) == tag {
-			return true
-		}
-	}
-	return false
 }

@@ -71,6 +71,11 @@ type Faults struct {
 	AfterRate float64
 	// Down makes every request fail with 503.
 	Down bool
+	// SlowRate is the probability that a request waits SlowDelay before it
+	// runs (and commits): a client with a shorter timeout sees a timeout
+	// although IRIS did the work.
+	SlowRate  float64
+	SlowDelay time.Duration
 }
 
 // Case is a simulated case.
@@ -209,6 +214,13 @@ type handler func(q *request)
 // the cid resolution and access check.
 func (s *Server) api(route string, caseRoute bool, h handler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		slow := s.faults.SlowRate > 0 && s.rnd.Float64() < s.faults.SlowRate
+		delay := s.faults.SlowDelay
+		s.mu.Unlock()
+		if slow {
+			time.Sleep(delay)
+		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.requests[route]++
