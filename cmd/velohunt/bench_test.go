@@ -8,14 +8,17 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/velohunt/velohunt/internal/config"
 	"github.com/velohunt/velohunt/internal/iris"
 	"github.com/velohunt/velohunt/internal/iris/iristest"
 	"github.com/velohunt/velohunt/internal/store"
+	"github.com/velohunt/velohunt/internal/velociraptor/velotest"
 )
 
 // BenchmarkIntakeBurst creates 10,000 IOCs (2,500 of each kind) in a burst
@@ -136,5 +139,120 @@ func burstIOC(i int) (string, string) {
 		return "domain", fmt.Sprintf("host%d.evil.example", n)
 	default:
 		return "filename", fmt.Sprintf("dropper-%d.exe", n)
+	}
+}
+
+// BenchmarkResultsWriteback runs the second half of the loop at scale: one
+// hunt of 100 md5 IOCs returns 1,000,000 result rows from 5,000 clients, 1%
+// of them hits (2 per client, on 2 IOCs). The service reads them all
+// (streamed from a cursor), records the hits and writes assets, links,
+// timeline events and tabs into the simulated IRIS. It reports rows per
+// second, peak heap, and IRIS requests against the minimum the issue names
+// (one per new asset, one per event, one tab update per IOC per pass).
+//
+//	go test -run XXX -bench ResultsWriteback -benchtime 1x ./cmd/velohunt
+func BenchmarkResultsWriteback(b *testing.B) {
+	const (
+		rows    = 1_000_000
+		clients = 5000
+		iocs    = 100
+	)
+	hashes := make([]string, iocs)
+	for i := range hashes {
+		h := md5.Sum([]byte(fmt.Sprint("ioc", i)))
+		hashes[i] = hex.EncodeToString(h[:])
+	}
+	var endpoints []velotest.Endpoint
+	for c := range clients {
+		os := []string{"windows", "linux"}[c%2]
+		endpoints = append(endpoints, velotest.Endpoint{ClientID: fmt.Sprintf("C.%016x", c), Hostname: fmt.Sprintf("host-%04d", c),
+			OS: os, LastIP: fmt.Sprintf("10.1.%d.%d", c/250, c%250+1)})
+	}
+	source := velotest.RowSource{Rows: rows, Clients: clients, Row: func(i int) map[string]any {
+		k := i / 100
+		client := fmt.Sprintf("C.%016x", k%clients)
+		path := fmt.Sprintf(`C:\Data\share\file-%07d.bin`, i)
+		if i%100 != 7 {
+			// Not a match: rows of an artifact that lists more than hits.
+			return map[string]any{"IOC": "", "Source": "file", "Evidence": path, "ClientId": client, "Size": 1024}
+		}
+		return map[string]any{"IOC": hashes[(k*7+k/clients)%iocs], "Source": "file", "Evidence": path, "ClientId": client,
+			"EventTime": "2026-11-20T08:14:55Z", "OSPath": path, "Size": 1024}
+	}}
+	for range b.N {
+		ctx := context.Background()
+		d, err := startDemoWith(ctx, b.TempDir(), io.Discard, endpoints, func(c *config.Config, vr *velotest.Server) {
+			vr.SetRowSource("Custom.Velohunt.Hash", source)
+			c.Hunting.BatchWindow = config.Duration(200 * time.Millisecond)
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		cid, _ := d.Admin.AddCase(ctx, "scale", "benchmark", 1, "")
+		var peak atomic.Uint64
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var ms runtime.MemStats
+			t := time.NewTicker(20 * time.Millisecond)
+			defer t.Stop()
+			for {
+				runtime.ReadMemStats(&ms)
+				if ms.HeapInuse > peak.Load() {
+					peak.Store(ms.HeapInuse)
+				}
+				select {
+				case <-stop:
+					return
+				case <-t.C:
+				}
+			}
+		}()
+		before := d.IRIS.Requests()
+		b.ResetTimer()
+		start := time.Now()
+		for _, h := range hashes {
+			if _, err := d.Admin.AddIOC(ctx, cid, iris.NewIOC{Value: h, TypeID: iristest.TypeID("md5"), TLPID: 2}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := d.waitHunting(ctx, cid, iocs, time.Minute); err != nil {
+			b.Fatal(err)
+		}
+		if err := d.waitWritten(ctx, 30*time.Minute); err != nil {
+			b.Fatal(err)
+		}
+		elapsed := time.Since(start)
+		b.StopTimer()
+		close(stop)
+		wg.Wait()
+
+		events, assets := d.IRIS.Events(cid), d.IRIS.Assets(cid)
+		if len(events) != rows/100 || len(assets) != clients {
+			b.Fatalf("%d events and %d assets, want %d and %d", len(events), len(assets), rows/100, clients)
+		}
+		after := d.IRIS.Requests()
+		writes := map[string]int{}
+		total := 0
+		for route, n := range after {
+			if delta := n - before[route]; delta > 0 && !strings.HasPrefix(route, "GET /manage/") &&
+				route != "POST /case/ioc/add" && route != "GET /api/versions" && route != "GET /user/whoami" &&
+				route != "GET /manage/cases/list" && route != "GET /case/ioc/list" && route != "GET /case/ioc/state" {
+				writes[route] = delta
+				total += delta
+			}
+		}
+		tabs := writes["POST /case/ioc/update/{id}"]
+		minimum := len(assets) + len(events) + tabs
+		b.ReportMetric(float64(rows)/elapsed.Seconds(), "rows/s")
+		b.ReportMetric(float64(peak.Load())/(1<<20), "peak-heap-MiB")
+		b.ReportMetric(float64(total), "iris-requests")
+		b.ReportMetric(float64(minimum), "iris-minimum")
+		b.ReportMetric(float64(tabs), "tab-updates")
+		b.ReportMetric(elapsed.Seconds(), "s-total")
+		b.Logf("IRIS write-path requests by route: %v", writes)
+		d.Close()
 	}
 }

@@ -108,13 +108,19 @@ type demo struct {
 }
 
 func startDemo(ctx context.Context, dir string, logOut io.Writer) (*demo, error) {
+	return startDemoWith(ctx, dir, logOut, demoEndpoints(), nil)
+}
+
+// startDemoWith starts the simulators with the given endpoints and the app
+// with the demo configuration, adjusted by tune (benchmarks use it).
+func startDemoWith(ctx context.Context, dir string, logOut io.Writer, endpoints []velotest.Endpoint, tune func(*config.Config, *velotest.Server)) (*demo, error) {
 	d := &demo{IRIS: iristest.Start(), dir: dir}
 	var err error
 	if d.VR, err = velotest.Start(); err != nil {
 		d.IRIS.Close()
 		return nil, err
 	}
-	for _, ep := range demoEndpoints() {
+	for _, ep := range endpoints {
 		d.VR.AddEndpoint(ep)
 	}
 	apiPath, err := d.VR.WriteAPIConfig(dir, "velohunt")
@@ -137,6 +143,9 @@ func startDemo(ctx context.Context, dir string, logOut io.Writer) (*demo, error)
 	cfg.Intake.SyncDelay = config.Duration(100 * time.Millisecond)
 	cfg.Intake.Reconcile = "* * * * *"
 	cfg.Watcher.Schedule = "@every 1s"
+	if tune != nil {
+		tune(&cfg, d.VR)
+	}
 	if err := cfg.Validate(); err != nil {
 		d.Close()
 		return nil, err

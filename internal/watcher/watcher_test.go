@@ -234,3 +234,23 @@ func TestUnmatchedAndForeignRows(t *testing.T) {
 		t.Fatalf("rep=%+v, want 3 rows, 1 hit (case-insensitive match, OSPath as evidence), 2 unmatched", rep)
 	}
 }
+
+func TestVelociraptorOutage(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t)
+	e.srv.AddEndpoint(endpoint("C.1", "h", "/tmp/x", "/tmp/y/x"))
+	e.hunt(t, "x")
+	e.srv.SetDown(true)
+	if _, err := e.w.Pass(ctx); ioc.ErrorCode(err) != ioc.EUNAVAILABLE {
+		t.Fatalf("err=%v, want an error while Velociraptor is down", err)
+	}
+	hunts, _ := e.db.RunningHunts(ctx)
+	if p, _ := e.db.HuntProgress(ctx, hunts[0].ID); p.RowsRead != 0 {
+		t.Fatalf("cursor moved during the outage: %+v", p)
+	}
+	e.srv.SetDown(false)
+	rep, err := e.w.Pass(ctx)
+	if err != nil || rep.Hits != 2 {
+		t.Fatalf("after the outage: rep=%+v err=%v", rep, err)
+	}
+}

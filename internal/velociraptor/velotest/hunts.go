@@ -32,6 +32,37 @@ type Hunt struct {
 	Scheduled   map[string]bool // client ids
 	Finished    map[string]bool
 	Rows        []json.RawMessage
+	source      *RowSource
+}
+
+// RowSource generates a hunt's results instead of running the artifact on
+// endpoints: Rows rows from Clients clients, row i made by Row(i) (which
+// must set ClientId). Benchmarks use it to serve millions of rows without
+// holding them.
+type RowSource struct {
+	Rows    int
+	Clients int
+	Row     func(i int) map[string]any
+}
+
+// SetRowSource makes hunts of the artifact, once started, serve generated rows.
+func (s *Server) SetRowSource(artifact string, src RowSource) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sources == nil {
+		s.sources = map[string]RowSource{}
+	}
+	s.sources[artifact] = src
+}
+
+func (h *Hunt) counts() (scheduled, finished, rows int) {
+	scheduled, finished, rows = len(h.Scheduled), len(h.Finished), len(h.Rows)
+	if h.source != nil {
+		scheduled += h.source.Clients
+		finished += h.source.Clients
+		rows += h.source.Rows
+	}
+	return
 }
 
 func newHuntID() string {
@@ -135,6 +166,9 @@ func (s *Server) updateHunt(user string, env map[string]string, org string, star
 	if found {
 		if start && h.State == "PAUSED" {
 			h.State = "RUNNING"
+			if src, ok := s.sources[h.Artifact]; ok {
+				h.source = &src
+			}
 			// PAUSED→RUNNING makes every connected client join at once.
 			for _, ep := range s.sortedEndpoints() {
 				if ep.Online && ep.Org == h.Org {
@@ -207,11 +241,12 @@ func (s *Server) huntInfo(user string, env map[string]string, org string, out *r
 	h, found := s.hunts[vals[0]]
 	var rows []json.RawMessage
 	if found && h.Org == org {
+		sched, fin, n := h.counts()
 		rows = append(rows, mustRow(map[string]any{
 			"hunt_id": h.ID, "state": h.State, "create_time": h.Created.UnixMicro(), "start_time": h.Created.UnixMicro(),
 			"expires": h.Expires.UnixMicro(),
-			"stats": map[string]any{"total_clients_scheduled": len(h.Scheduled), "total_finished_clients": len(h.Finished),
-				"total_clients_with_results": len(h.Finished), "total_clients_with_errors": 0, "total_collected_rows": len(h.Rows),
+			"stats": map[string]any{"total_clients_scheduled": sched, "total_finished_clients": fin,
+				"total_clients_with_results": fin, "total_clients_with_errors": 0, "total_collected_rows": n,
 				"stopped": h.State == "STOPPED"},
 			"artifact_sources": []string{h.Artifact},
 		}))
@@ -243,8 +278,42 @@ func (s *Server) huntResults(user string, env map[string]string, org string, out
 			rows = append(rows, h.Rows[start:]...)
 		}
 	}
+	var src *RowSource
+	var flow string
+	stored := 0
+	if found && h.source != nil {
+		src, flow, stored = h.source, "F."+strings.TrimPrefix(h.ID, "H.")+".H", len(h.Rows)
+	}
+	org2 := org
 	s.mu.Unlock()
-	return out.rows(rows)
+	if src == nil {
+		return out.rows(rows)
+	}
+	// Generated rows follow the stored ones, streamed in parts.
+	if len(rows) > 0 {
+		if err := out.send(rows); err != nil {
+			return err
+		}
+	}
+	start = max(start-stored, 0)
+	part := make([]json.RawMessage, 0, max(out.maxRow, 1))
+	for i := start; i < src.Rows; i++ {
+		row := src.Row(i)
+		row["FlowId"], row["_OrgId"] = flow, org2
+		part = append(part, mustRow(row))
+		if len(part) == cap(part) {
+			if err := out.send(part); err != nil {
+				return err
+			}
+			part = part[:0]
+		}
+	}
+	if len(part) > 0 {
+		if err := out.send(part); err != nil {
+			return err
+		}
+	}
+	return out.send(nil)
 }
 
 func (s *Server) clientInfo(user string, env map[string]string, org string, out *responder) error {

@@ -78,6 +78,7 @@ type Server struct {
 	// LogOnHunt, when set, is sent as a log line by every hunt() call, which
 	// then yields null (e.g. "hunt: Unknown artifact X").
 	logOnHunt string
+	sources   map[string]RowSource
 }
 
 // Behaviour returns the rows an artifact yields on an endpoint for the
