@@ -53,11 +53,13 @@ func (c *Client) HuntInfo(ctx context.Context, org, huntID string) (HuntInfo, er
 		Rows: int64(v.Stats.Rows), ArtifactSources: v.Sources}, nil
 }
 
-// HuntResults streams the rows of one artifact source of a hunt, starting at
+// HuntResults streams the rows of one artifact source of a hunt ("Name" or
+// "Name/Source", as listed in the hunt's artifact_sources), starting at
 // row startRow, and calls fn with each. Memory stays bounded whatever the
 // number of rows.
 func (c *Client) HuntResults(ctx context.Context, org, huntID, source string, startRow int64, fn func(json.RawMessage) error) error {
-	env := map[string]string{"VhHuntId": huntID, "VhArtifactSource": source, "VhStartRow": strconv.FormatInt(startRow, 10)}
+	artifact, src, _ := strings.Cut(source, "/")
+	env := map[string]string{"VhHuntId": huntID, "VhArtifact": artifact, "VhSource": src, "VhStartRow": strconv.FormatInt(startRow, 10)}
 	return c.run(ctx, call{name: "hunt-results", text: vqlHuntResults, env: env, org: org, stream: true}, fn)
 }
 

@@ -27,10 +27,11 @@ SELECT VhHunt.HuntId AS HuntId FROM scope()`
 	// Env: VhHuntId.
 	vqlHuntInfo vql = `SELECT hunt_id, state, create_time, start_time, expires, stats, artifact_sources FROM hunts(hunt_id=VhHuntId, summary=TRUE)`
 
-	// Env: VhHuntId, VhArtifactSource ("Name" or "Name/Source"), VhStartRow.
-	// source() honours start_row, so rows already read are not read again;
-	// hunt_results(source=) returns nothing in 0.77 (see the contract).
-	vqlHuntResults vql = `SELECT * FROM source(hunt_id=VhHuntId, artifact=VhArtifactSource, start_row=int(int=VhStartRow))`
+	// Env: VhHuntId, VhArtifact, VhSource ("" for artifacts without named
+	// sources), VhStartRow. source() honours start_row, so rows already read
+	// are not read again, and takes the source apart from the artifact
+	// (hunt_results(source=) returns nothing in 0.77, see the contract).
+	vqlHuntResults vql = `SELECT * FROM source(hunt_id=VhHuntId, artifact=VhArtifact, source=VhSource, start_row=int(int=VhStartRow))`
 
 	// Env: VhClientId.
 	vqlClientInfo vql = `SELECT client_info(client_id=VhClientId) AS Info FROM scope()`

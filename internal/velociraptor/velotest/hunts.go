@@ -256,7 +256,7 @@ func (s *Server) huntInfo(user string, env map[string]string, org string, out *r
 }
 
 func (s *Server) huntResults(user string, env map[string]string, org string, out *responder) error {
-	vals, ok := need(out, env, "VhHuntId", "VhArtifactSource", "VhStartRow")
+	vals, ok := need(out, env, "VhHuntId", "VhArtifact", "VhSource", "VhStartRow")
 	if !ok {
 		return out.rows(nil)
 	}
@@ -264,14 +264,18 @@ func (s *Server) huntResults(user string, env map[string]string, org string, out
 		out.log("source: PermissionDenied: Permission denied: [READ_RESULTS]")
 		return out.rows(nil)
 	}
-	start, _ := strconv.Atoi(vals[2])
+	start, _ := strconv.Atoi(vals[3])
+	name := vals[1]
+	if vals[2] != "" {
+		name += "/" + vals[2]
+	}
 	s.mu.Lock()
 	h, found := s.hunts[vals[0]]
 	var rows []json.RawMessage
 	if found && h.Org == org {
-		if h.Artifact != vals[1] {
+		if h.Artifact != name {
 			s.mu.Unlock()
-			out.log("source: artifact %s not available in hunt. Available artifacts are %s", vals[1], h.Artifact)
+			out.log("source: artifact %s not available in hunt. Available artifacts are %s", name, h.Artifact)
 			return out.rows(nil)
 		}
 		if start < len(h.Rows) {
