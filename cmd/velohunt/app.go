@@ -87,7 +87,7 @@ func (a *App) Build(ctx context.Context) error {
 		}
 		a.VR[s.Name], servers[s.Name] = cl, cl
 	}
-	a.Syncer = &intake.Syncer{IRIS: a.IRIS, Store: a.Store, Route: c.Route, NeedTags: c.RoutesUseTags(),
+	a.Syncer = &intake.Syncer{IRIS: a.IRIS, Store: a.Store, Route: c.Route, NeedDetails: c.NeedCaseDetails(), Override: c.CaseOverride,
 		Logger: a.Logger.With("component", "intake")}
 	kinds := map[ioc.Kind]planner.Artifact{}
 	for name, k := range c.Hunting.Kinds {

@@ -106,6 +106,15 @@ type Velociraptor struct {
 	Servers []Server `yaml:"servers"`
 	Routes  []Route  `yaml:"routes"`
 	Default Target   `yaml:"default"`
+	// CaseAttribute names a case custom attribute whose value,
+	// "server" or "server/org", overrides the routes for that case.
+	CaseAttribute CaseAttribute `yaml:"case_attribute"`
+}
+
+// CaseAttribute is a case custom attribute (tab and field).
+type CaseAttribute struct {
+	Tab   string `yaml:"tab"`
+	Field string `yaml:"field"`
 }
 
 // Server is one Velociraptor server reached through its gRPC API.
@@ -459,6 +468,9 @@ func (c *Config) validateVelociraptor() error {
 	} else if !names[v.Default.Server] {
 		return fieldErr("velociraptor.default.server", "unknown server %q", v.Default.Server)
 	}
+	if a := v.CaseAttribute; (a.Tab == "") != (a.Field == "") {
+		return fieldErr("velociraptor.case_attribute", "set both tab and field, or neither")
+	}
 	for i, r := range v.Routes {
 		f := fmt.Sprintf("velociraptor.routes[%d]", i)
 		set := 0
@@ -571,9 +583,13 @@ func (s Secret) MarshalYAML() (any, error) { return s.String(), nil }
 // Reveal returns the secret value, for the one place that sends it.
 func (s Secret) Reveal() string { return string(s) }
 
-// Route returns the Velociraptor server and org of a case: the first route
-// whose customer, tag or case id matches, else the default.
+// Route returns the Velociraptor server and org of a case: the case's own
+// override attribute when set and naming a known server, else the first
+// route whose customer, tag or case id matches, else the default.
 func (c *Config) Route(cs ioc.Case) ioc.Route {
+	if r, ok, _ := c.CaseOverride(cs); ok {
+		return r
+	}
 	for _, r := range c.Velociraptor.Routes {
 		switch {
 		case r.CaseID != 0 && r.CaseID == cs.ID,
@@ -585,9 +601,30 @@ func (c *Config) Route(cs ioc.Case) ioc.Route {
 	return ioc.Route{Server: c.Velociraptor.Default.Server, Org: c.Velociraptor.Default.Org}
 }
 
-// RoutesUseTags reports whether any route matches on a case tag, which the
-// IRIS case list does not carry.
-func (c *Config) RoutesUseTags() bool {
+// CaseOverride reads the case's routing attribute. It reports false when
+// the case has none, and an error when its value names no configured server.
+func (c *Config) CaseOverride(cs ioc.Case) (ioc.Route, bool, error) {
+	a := c.Velociraptor.CaseAttribute
+	if a.Tab == "" {
+		return ioc.Route{}, false, nil
+	}
+	v := strings.TrimSpace(cs.Custom[a.Tab][a.Field])
+	if v == "" {
+		return ioc.Route{}, false, nil
+	}
+	server, org, _ := strings.Cut(v, "/")
+	if _, ok := c.Server(server); !ok {
+		return ioc.Route{}, false, fmt.Errorf("case %d: %s/%s = %q names no configured Velociraptor server", cs.ID, a.Tab, a.Field, v)
+	}
+	return ioc.Route{Server: server, Org: org}, true, nil
+}
+
+// NeedCaseDetails reports whether routing reads what only a single case's
+// details carry (tags, custom attributes), not the case list.
+func (c *Config) NeedCaseDetails() bool {
+	if c.Velociraptor.CaseAttribute.Tab != "" {
+		return true
+	}
 	for _, r := range c.Velociraptor.Routes {
 		if r.Tag != "" {
 			return true

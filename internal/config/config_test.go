@@ -132,7 +132,7 @@ func TestRoute(t *testing.T) {
 			}
 		})
 	}
-	if !c.RoutesUseTags() {
-		t.Fatal("RoutesUseTags=false")
+	if !c.NeedCaseDetails() {
+		t.Fatal("NeedCaseDetails=false")
 	}
 }

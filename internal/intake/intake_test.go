@@ -151,12 +151,17 @@ func TestInboxEvents(t *testing.T) {
 		if got := e.states(t, cid)["evil.example"]; got != store.StateHunting {
 			t.Fatalf("state=%q", got)
 		}
-		// While it is hunting, a manual trigger changes nothing.
+		// A manual trigger ("Hunt in Velociraptor") re-hunts at once, even
+		// while a hunt runs: an analyst asked for it.
 		manual := strings.Replace(payload, `"user_id":1`, `"user_id":2`, 1) // last writer is velohunt
 		e.db.AddInbox(ctx, intake.EventManual, []byte(manual))
 		e.in.Step(ctx)
-		if got := e.states(t, cid)["evil.example"]; got != store.StateHunting {
-			t.Fatalf("state=%q after manual trigger during a hunt", got)
+		if got := e.states(t, cid)["evil.example"]; got != store.StateQueued {
+			t.Fatalf("state=%q after manual trigger during a hunt, want queued", got)
+		}
+		g, _ = e.db.QueuedGroups(ctx)
+		if len(g) != 1 || !g[0].Urgent {
+			t.Fatalf("groups %+v: a manual re-hunt must not wait for the batch window", g)
 		}
 	})
 }

@@ -163,7 +163,7 @@ func (in *Intake) handleInbox(ctx context.Context) error {
 		}
 		n := 0
 		for _, id := range manual {
-			c, err := in.Store.RequeueIOC(ctx, id, "manual")
+			c, err := in.Store.RequeueIOC(ctx, id, "manual", true)
 			if err != nil {
 				return err
 			}

@@ -33,7 +33,7 @@ type Store interface {
 	CloseCasesExcept(ctx context.Context, open []int64) ([]int64, error)
 	SetCaseIOCState(ctx context.Context, caseID, state int64) error
 	SyncCaseIOCs(ctx context.Context, caseID int64, list []store.IOCInput, source string, complete bool) (store.SyncResult, error)
-	RequeueIOC(ctx context.Context, irisID int64, source string) (int, error)
+	RequeueIOC(ctx context.Context, irisID int64, source string, overlap bool) (int, error)
 	AddInbox(ctx context.Context, event string, payload []byte) error
 	PeekInbox(ctx context.Context, limit int) ([]store.InboxItem, error)
 	DeleteInbox(ctx context.Context, upTo int64) error
@@ -45,9 +45,12 @@ type Syncer struct {
 	Store Store
 	// Route picks the Velociraptor server and org of a case.
 	Route func(ioc.Case) ioc.Route
-	// NeedTags makes the syncer read each case's tags (the case list has
-	// none) because a route matches on them.
-	NeedTags bool
+	// NeedDetails makes the syncer read each case's details (tags, custom
+	// attributes: the case list has neither) because routing uses them.
+	NeedDetails bool
+	// Override, when set, reads a case's routing attribute; an error (a
+	// value naming no server) is logged and the routes apply.
+	Override func(ioc.Case) (ioc.Route, bool, error)
 	Logger   *slog.Logger
 }
 
@@ -117,16 +120,27 @@ func (s *Syncer) syncCase(ctx context.Context, c ioc.Case, source string, full b
 	if err != nil && ioc.ErrorCode(err) != ioc.ENOTFOUND {
 		return false, store.SyncResult{}, err
 	}
-	if s.NeedTags && c.Tags == nil && (full || !known) {
+	route := ioc.Route{}
+	switch {
+	case s.NeedDetails && c.Tags == nil && (full || !known):
 		detail, err := s.IRIS.Case(ctx, c.ID)
 		if err != nil {
 			return false, store.SyncResult{}, err
 		}
-		c.Tags = detail.Tags
-	} else if known && c.Tags == nil {
-		c.Tags = prev.Tags
+		c.Tags, c.Custom = detail.Tags, detail.Custom
+		if s.Override != nil {
+			if _, _, err := s.Override(c); err != nil {
+				s.Logger.Warn("routing attribute ignored", "case_id", c.ID, "error", err)
+			}
+		}
+		route = s.Route(c)
+	case known && c.Tags == nil && s.NeedDetails:
+		// Tags and attributes are read on full syncs; keep the stored route.
+		c.Tags, route = prev.Tags, prev.Route
+	default:
+		route = s.Route(c)
 	}
-	if err := s.Store.UpsertCase(ctx, c, s.Route(c)); err != nil {
+	if err := s.Store.UpsertCase(ctx, c, route); err != nil {
 		return false, store.SyncResult{}, err
 	}
 	// Read the counter before the list: a change made in between is seen

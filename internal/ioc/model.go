@@ -9,6 +9,10 @@ type Case struct {
 	Customer string
 	Tags     []string
 	Open     bool
+	State    string // IRIS state name: "Open", "Containment", "Closed"...
+	// Custom holds the case's custom attribute values, tab → field → text
+	// (read only when routing uses one).
+	Custom map[string]map[string]string
 }
 
 // IOC is an IOC as IRIS stores it: a global row (IRIS 2.4) that one or more

@@ -76,6 +76,9 @@ func (c *Client) ListCases(ctx context.Context) ([]ioc.Case, error) {
 	for i, r := range rows {
 		closed := (r.CloseDate != nil && *r.CloseDate != "") || (r.StateName != nil && *r.StateName == "Closed")
 		out[i] = ioc.Case{ID: int64(r.ID), Name: r.Name, Customer: r.Client, Open: !closed}
+		if r.StateName != nil {
+			out[i].State = *r.StateName
+		}
 	}
 	return out, nil
 }
@@ -88,12 +91,33 @@ func (c *Client) Case(ctx context.Context, id int64) (ioc.Case, error) {
 		Customer  string  `json:"customer_name"`
 		CloseDate *string `json:"close_date"`
 		Tags      string  `json:"case_tags"`
+		State     *string `json:"state_name"`
+		Custom    map[string]map[string]struct {
+			Value any `json:"value"`
+		} `json:"custom_attributes"`
 	}
 	if err := c.do(ctx, "GET", "/manage/cases/"+strconv.FormatInt(id, 10), -1, nil, &r); err != nil {
 		return ioc.Case{}, err
 	}
-	return ioc.Case{ID: int64(r.ID), Name: r.Name, Customer: r.Customer, Tags: splitTags(r.Tags),
-		Open: r.CloseDate == nil || *r.CloseDate == ""}, nil
+	cs := ioc.Case{ID: int64(r.ID), Name: r.Name, Customer: r.Customer, Tags: splitTags(r.Tags),
+		Open: r.CloseDate == nil || *r.CloseDate == ""}
+	if r.State != nil {
+		cs.State = *r.State
+	}
+	for tab, fields := range r.Custom {
+		for name, f := range fields {
+			if v, ok := f.Value.(string); ok && v != "" {
+				if cs.Custom == nil {
+					cs.Custom = map[string]map[string]string{}
+				}
+				if cs.Custom[tab] == nil {
+					cs.Custom[tab] = map[string]string{}
+				}
+				cs.Custom[tab][name] = v
+			}
+		}
+	}
+	return cs, nil
 }
 
 // IOCState returns a case's IOC change counter, cheap to poll.

@@ -32,6 +32,8 @@ type Velociraptor interface {
 	StartHunt(ctx context.Context, org, huntID string) error
 	// FindHuntByTag returns the hunt carrying tag, or ENOTFOUND.
 	FindHuntByTag(ctx context.Context, org, tag string) (string, string, error)
+	// StopHunt stops a hunt.
+	StopHunt(ctx context.Context, org, huntID string) error
 }
 
 // Store is the part of the store the planner uses.
@@ -44,6 +46,7 @@ type Store interface {
 	SetHuntCreated(ctx context.Context, id int64, vrHuntID string) error
 	SetHuntRunning(ctx context.Context, id int64) error
 	SetLaunchError(ctx context.Context, id int64, msg string, next time.Time) error
+	EndHuntWithReason(ctx context.Context, id int64, state, reason string) ([]int64, error)
 }
 
 // Artifact is how one kind is hunted.
@@ -165,7 +168,7 @@ func (p *Planner) Plan(ctx context.Context, flush bool) ([]store.Hunt, error) {
 			continue
 		}
 		n := g.Count / p.MaxPerHunt
-		quiet := now.Sub(g.Newest) >= p.Window
+		quiet := now.Sub(g.Newest) >= p.Window || g.Urgent
 		waited := p.MaxWait > 0 && now.Sub(g.Oldest) >= p.MaxWait
 		if g.Count%p.MaxPerHunt != 0 && (flush || quiet || waited) {
 			n++
@@ -237,6 +240,20 @@ func (p *Planner) launch(ctx context.Context, h store.Hunt) error {
 		return fmt.Errorf("server %q is not configured", h.Server)
 	}
 	if err := p.prepare(ctx, h.Server, h.Org); err != nil {
+		return err
+	}
+	rows, err := p.Store.HuntIOCs(ctx, h.ID)
+	if err != nil {
+		return err
+	}
+	if !anyLive(rows) {
+		// Every IOC was removed or changed while the hunt waited.
+		if h.VRHuntID != "" {
+			if err := vr.StopHunt(ctx, h.Org, h.VRHuntID); err != nil && ioc.ErrorCode(err) != ioc.ENOTFOUND {
+				return err
+			}
+		}
+		_, err := p.Store.EndHuntWithReason(ctx, h.ID, store.HuntStopped, "no IOC of it is hunted any more")
 		return err
 	}
 	id := h.VRHuntID
@@ -315,6 +332,9 @@ func (p *Planner) request(ctx context.Context, h store.Hunt) (velociraptor.HuntR
 	cases := map[int64]bool{}
 	var values []string
 	for _, r := range rows {
+		if !r.Live {
+			continue
+		}
 		cases[r.CaseID] = true
 		if !seen[r.HuntValue] {
 			seen[r.HuntValue] = true
@@ -345,6 +365,15 @@ func (p *Planner) request(ctx context.Context, h store.Hunt) (velociraptor.HuntR
 		Tags:          []string{"velohunt", h.Marker},
 		ClientTimeout: p.ClientTimeout, CPULimit: p.CPULimit, OpsPerSecond: p.OpsPerSecond,
 	}, nil
+}
+
+func anyLive(rows []store.HuntIOC) bool {
+	for _, r := range rows {
+		if r.Live {
+			return true
+		}
+	}
+	return false
 }
 
 // FormatList renders hunt values for an artifact parameter.

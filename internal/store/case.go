@@ -21,12 +21,12 @@ type Case struct {
 func (db *DB) UpsertCase(ctx context.Context, c ioc.Case, r ioc.Route) error {
 	return db.tx(ctx, func(tx *Tx) error {
 		_, err := tx.ExecContext(ctx, `
-			INSERT INTO cases (case_id, name, customer, tags, is_open, server, org, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+			INSERT INTO cases (case_id, name, customer, tags, is_open, server, org, state_name, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (case_id) DO UPDATE SET name = excluded.name, customer = excluded.customer,
 				tags = excluded.tags, is_open = excluded.is_open, server = excluded.server,
-				org = excluded.org, updated_at = excluded.updated_at`,
-			c.ID, c.Name, c.Customer, strings.Join(c.Tags, ","), c.Open, r.Server, r.Org, tx.nowMS())
+				org = excluded.org, state_name = excluded.state_name, updated_at = excluded.updated_at`,
+			c.ID, c.Name, c.Customer, strings.Join(c.Tags, ","), c.Open, r.Server, r.Org, c.State, tx.nowMS())
 		if err != nil {
 			return fmt.Errorf("upsert case %d: %w", c.ID, err)
 		}
@@ -39,8 +39,8 @@ func (db *DB) FindCase(ctx context.Context, id int64) (Case, error) {
 	var c Case
 	var tags string
 	err := db.db.QueryRowContext(ctx, `
-		SELECT case_id, name, customer, tags, is_open, server, org, ioc_state FROM cases WHERE case_id = ?`, id).
-		Scan(&c.ID, &c.Name, &c.Customer, &tags, &c.Open, &c.Route.Server, &c.Route.Org, &c.IOCState)
+		SELECT case_id, name, customer, tags, is_open, server, org, ioc_state, state_name FROM cases WHERE case_id = ?`, id).
+		Scan(&c.ID, &c.Name, &c.Customer, &tags, &c.Open, &c.Route.Server, &c.Route.Org, &c.IOCState, &c.State)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Case{}, ioc.Errorf(ioc.ENOTFOUND, "case %d is unknown to velohunt", id)
 	} else if err != nil {
@@ -55,7 +55,7 @@ func (db *DB) FindCase(ctx context.Context, id int64) (Case, error) {
 // OpenCases returns the cases last seen open, by id.
 func (db *DB) OpenCases(ctx context.Context) ([]Case, error) {
 	rows, err := db.db.QueryContext(ctx, `
-		SELECT case_id, name, customer, tags, is_open, server, org, ioc_state FROM cases WHERE is_open = 1 ORDER BY case_id`)
+		SELECT case_id, name, customer, tags, is_open, server, org, ioc_state, state_name FROM cases WHERE is_open = 1 ORDER BY case_id`)
 	if err != nil {
 		return nil, fmt.Errorf("list open cases: %w", err)
 	}
@@ -64,7 +64,7 @@ func (db *DB) OpenCases(ctx context.Context) ([]Case, error) {
 	for rows.Next() {
 		var c Case
 		var tags string
-		if err := rows.Scan(&c.ID, &c.Name, &c.Customer, &tags, &c.Open, &c.Route.Server, &c.Route.Org, &c.IOCState); err != nil {
+		if err := rows.Scan(&c.ID, &c.Name, &c.Customer, &tags, &c.Open, &c.Route.Server, &c.Route.Org, &c.IOCState, &c.State); err != nil {
 			return nil, fmt.Errorf("list open cases: %w", err)
 		}
 		if tags != "" {
@@ -105,9 +105,16 @@ func (db *DB) CloseCasesExcept(ctx context.Context, open []int64) ([]int64, erro
 			if _, err := tx.ExecContext(ctx, `UPDATE cases SET is_open = 0, updated_at = ? WHERE case_id = ?`, tx.nowMS(), id); err != nil {
 				return fmt.Errorf("close case %d: %w", id, err)
 			}
+			// Its IOCs leave the next batch and their hunts stop; the tab
+			// says why.
 			if _, err := tx.ExecContext(ctx, `
 				UPDATE iocs SET state = 'removed', reason = 'case closed', queued_at = NULL, updated_at = ?
-				WHERE case_id = ? AND state = 'queued'`, tx.nowMS(), id); err != nil {
+				WHERE case_id = ? AND state != 'removed'`, tx.nowMS(), id); err != nil {
+				return fmt.Errorf("close case %d: %w", id, err)
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO outbox (kind, case_id, ioc_id, dedup, marker, created_at)
+				SELECT 'tab', case_id, id, '', '', ? FROM iocs WHERE case_id = ? AND reason = 'case closed'
+				ON CONFLICT DO NOTHING`, tx.nowMS(), id); err != nil {
 				return fmt.Errorf("close case %d: %w", id, err)
 			}
 			closed = append(closed, id)

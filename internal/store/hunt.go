@@ -30,6 +30,7 @@ type Group struct {
 	Count  int
 	Oldest time.Time // queue time of its oldest IOC
 	Newest time.Time // queue time of its newest IOC
+	Urgent bool      // an analyst asked for it (manual trigger, hunt command)
 }
 
 // Hunt is a stored hunt.
@@ -56,14 +57,17 @@ type HuntIOC struct {
 	IOCID     int64
 	CaseID    int64
 	IRISID    int64
-	HuntValue string
+	HuntValue string // the value the hunt was planned with
+	// Live is false when the IOC was removed, its case closed, or its value
+	// changed since: the hunt's rows no longer belong to it.
+	Live bool
 }
 
 // QueuedGroups returns the queued IOCs of open cases grouped by server, org
 // and kind.
 func (db *DB) QueuedGroups(ctx context.Context) ([]Group, error) {
 	rows, err := db.db.QueryContext(ctx, `
-		SELECT c.server, c.org, i.kind, COUNT(*), MIN(i.queued_at), MAX(i.queued_at)
+		SELECT c.server, c.org, i.kind, COUNT(*), MIN(i.queued_at), MAX(i.queued_at), MAX(i.source IN ('manual','cli'))
 		FROM iocs i JOIN cases c ON c.case_id = i.case_id
 		WHERE i.state = 'queued' AND c.is_open = 1
 		GROUP BY c.server, c.org, i.kind ORDER BY MIN(i.queued_at)`)
@@ -76,7 +80,7 @@ func (db *DB) QueuedGroups(ctx context.Context) ([]Group, error) {
 		var g Group
 		var kind string
 		var oldest, newest sql.NullInt64
-		if err := rows.Scan(&g.Server, &g.Org, &kind, &g.Count, &oldest, &newest); err != nil {
+		if err := rows.Scan(&g.Server, &g.Org, &kind, &g.Count, &oldest, &newest, &g.Urgent); err != nil {
 			return nil, fmt.Errorf("queued groups: %w", err)
 		}
 		g.Kind = ioc.Kind(kind)
@@ -131,7 +135,8 @@ func (db *DB) PlanHunt(ctx context.Context, g Group, max int, artifact string, e
 			return fmt.Errorf("plan hunt: %w", err)
 		}
 		for _, id := range ids {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO hunt_iocs (hunt_id, ioc_id) VALUES (?, ?)`, h.ID, id); err != nil {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO hunt_iocs (hunt_id, ioc_id, hunt_value)
+				SELECT ?, id, hunt_value FROM iocs WHERE id = ?`, h.ID, id); err != nil {
 				return fmt.Errorf("plan hunt: %w", err)
 			}
 		}
@@ -211,12 +216,12 @@ func (db *DB) RecentHunts(ctx context.Context, limit int) ([]Hunt, error) {
 	return db.queryHunts(ctx, `ORDER BY id DESC LIMIT ?`, limit)
 }
 
-// HuntIOCs returns the IOC rows a hunt covers, with distinct hunt values
-// first by value.
+// HuntIOCs returns the IOC rows a hunt covers, by planned value.
 func (db *DB) HuntIOCs(ctx context.Context, huntID int64) ([]HuntIOC, error) {
 	rows, err := db.db.QueryContext(ctx, `
-		SELECT i.id, i.case_id, i.iris_id, i.hunt_value FROM hunt_iocs h JOIN iocs i ON i.id = h.ioc_id
-		WHERE h.hunt_id = ? ORDER BY i.hunt_value, i.id`, huntID)
+		SELECT i.id, i.case_id, i.iris_id, h.hunt_value, i.state != 'removed' AND i.hunt_value = h.hunt_value
+		FROM hunt_iocs h JOIN iocs i ON i.id = h.ioc_id
+		WHERE h.hunt_id = ? ORDER BY h.hunt_value, i.id`, huntID)
 	if err != nil {
 		return nil, fmt.Errorf("hunt iocs: %w", err)
 	}
@@ -224,7 +229,7 @@ func (db *DB) HuntIOCs(ctx context.Context, huntID int64) ([]HuntIOC, error) {
 	var out []HuntIOC
 	for rows.Next() {
 		var h HuntIOC
-		if err := rows.Scan(&h.IOCID, &h.CaseID, &h.IRISID, &h.HuntValue); err != nil {
+		if err := rows.Scan(&h.IOCID, &h.CaseID, &h.IRISID, &h.HuntValue, &h.Live); err != nil {
 			return nil, fmt.Errorf("hunt iocs: %w", err)
 		}
 		out = append(out, h)

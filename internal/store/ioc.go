@@ -153,16 +153,17 @@ func (tx *Tx) initialState(in IOCInput) (string, sql.NullInt64) {
 }
 
 // RequeueIOC queues every (case, IOC) row of an IRIS IOC for a new hunt, as
-// asked by a manual trigger or the hunt command. Rows already queued or
-// covered by a running hunt are left alone: the same (case, IOC) is never
-// hunted twice at once. It returns how many rows it queued.
-func (db *DB) RequeueIOC(ctx context.Context, irisID int64, source string) (int, error) {
+// asked by a manual trigger or the hunt command. Rows already queued are
+// left alone. Rows covered by a running hunt are queued only when overlap
+// is set (an analyst's explicit request); otherwise the same (case, IOC) is
+// never hunted twice at once. It returns how many rows it queued.
+func (db *DB) RequeueIOC(ctx context.Context, irisID int64, source string, overlap bool) (int, error) {
 	var n int
 	err := db.tx(ctx, func(tx *Tx) error {
 		res, err := tx.ExecContext(ctx, `
 			UPDATE iocs SET state = 'queued', queued_at = ?, source = ?, updated_at = ?
-			WHERE iris_id = ? AND state = 'hunted'
-			AND case_id IN (SELECT case_id FROM cases WHERE is_open = 1)`, tx.nowMS(), source, tx.nowMS(), irisID)
+			WHERE iris_id = ? AND (state = 'hunted' OR (? AND state = 'hunting'))
+			AND case_id IN (SELECT case_id FROM cases WHERE is_open = 1)`, tx.nowMS(), source, tx.nowMS(), irisID, overlap)
 		if err != nil {
 			return fmt.Errorf("requeue ioc %d: %w", irisID, err)
 		}

@@ -67,10 +67,17 @@ func (db *DB) SetHuntProgress(ctx context.Context, id int64, p Progress) (bool, 
 // covered and that no other running hunt covers become "hunted". It returns
 // the ids of the IOC rows the hunt covered.
 func (db *DB) EndHunt(ctx context.Context, id int64, state string) ([]int64, error) {
+	return db.EndHuntWithReason(ctx, id, state, "")
+}
+
+// EndHuntWithReason is EndHunt with the reason of an early stop (planned,
+// created or running hunts).
+func (db *DB) EndHuntWithReason(ctx context.Context, id int64, state, reason string) ([]int64, error) {
 	var iocs []int64
 	err := db.tx(ctx, func(tx *Tx) error {
 		iocs = iocs[:0]
-		if _, err := tx.ExecContext(ctx, `UPDATE hunts SET state = ?, ended_at = ? WHERE id = ? AND state = 'running'`, state, tx.nowMS(), id); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE hunts SET state = ?, ended_at = ?, end_reason = ?
+			WHERE id = ? AND state IN ('planned','created','running')`, state, tx.nowMS(), reason, id); err != nil {
 			return fmt.Errorf("end hunt %d: %w", id, err)
 		}
 		_, err := tx.ExecContext(ctx, `

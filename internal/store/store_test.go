@@ -115,7 +115,7 @@ func TestSyncAndPlan(t *testing.T) {
 	})
 
 	t.Run("NoRequeueWhileHunting", func(t *testing.T) {
-		n, err := db.RequeueIOC(ctx, 10, "manual")
+		n, err := db.RequeueIOC(ctx, 10, "cli", false)
 		if err != nil {
 			t.Fatal(err)
 		}

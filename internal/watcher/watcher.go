@@ -31,6 +31,8 @@ type Velociraptor interface {
 	HuntResults(ctx context.Context, org, huntID, source string, startRow int64, fn func(json.RawMessage) error) error
 	// ClientInfo describes a client, or ENOTFOUND.
 	ClientInfo(ctx context.Context, org, clientID string) (velociraptor.ClientInfo, error)
+	// StopHunt stops a hunt.
+	StopHunt(ctx context.Context, org, huntID string) error
 }
 
 // Store is the part of the store the watcher uses.
@@ -39,6 +41,7 @@ type Store interface {
 	HuntProgress(ctx context.Context, id int64) (store.Progress, error)
 	SetHuntProgress(ctx context.Context, id int64, p store.Progress) (bool, error)
 	EndHunt(ctx context.Context, id int64, state string) ([]int64, error)
+	EndHuntWithReason(ctx context.Context, id int64, state, reason string) ([]int64, error)
 	HuntIOCs(ctx context.Context, huntID int64) ([]store.HuntIOC, error)
 	FindClient(ctx context.Context, server, org, id string) (store.Client, error)
 	SaveClient(ctx context.Context, c store.Client) error
@@ -172,6 +175,25 @@ func (w *Watcher) watch(ctx context.Context, h store.Hunt, touched map[int64]boo
 			touched[c.IOCID] = true
 		}
 	}
+	live := 0
+	for _, c := range covered {
+		if c.Live {
+			live++
+		}
+	}
+	if live == 0 && len(covered) > 0 {
+		// Every IOC it hunts was removed, changed or its case closed.
+		if err := vr.StopHunt(ctx, h.Org, h.VRHuntID); err != nil && ioc.ErrorCode(err) != ioc.ENOTFOUND {
+			return err
+		}
+		if _, err := w.Store.EndHuntWithReason(ctx, h.ID, store.HuntStopped, "no IOC of it is hunted any more (case closed, IOC deleted or changed)"); err != nil {
+			return err
+		}
+		w.Logger.Info("hunt stopped: nothing left to hunt", "hunt_id", h.VRHuntID, "server", h.Server)
+		rep.Ended++
+		touch()
+		return nil
+	}
 	info, err := vr.HuntInfo(ctx, h.Org, h.VRHuntID)
 	if ioc.ErrorCode(err) == ioc.ENOTFOUND {
 		// Deleted in Velociraptor: nothing more will come.
@@ -251,10 +273,13 @@ func (w *Watcher) readResults(ctx context.Context, vr Velociraptor, h store.Hunt
 	}
 	byValue := map[string][]store.HuntIOC{}
 	for _, c := range covered {
+		if !c.Live {
+			continue // its rows no longer belong to it
+		}
 		byValue[c.HuntValue] = append(byValue[c.HuntValue], c)
 		byValue[strings.ToLower(c.HuntValue)] = append(byValue[strings.ToLower(c.HuntValue)], c)
 	}
-	single := len(covered) > 0 && allSameValue(covered)
+	single := len(byValue) > 0 && allSameValue(covered)
 	clients := map[string]bool{}
 	var batch []store.HitInput
 	n, fresh := start, 0

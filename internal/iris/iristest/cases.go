@@ -45,7 +45,7 @@ func (s *Server) caseRoutes(mux *http.ServeMux) {
 		reply(q.w, 200, true, "", map[string]any{"case_id": c.ID, "case_name": "#" + strconv.FormatInt(c.ID, 10) + " - " + c.Name,
 			"case_description": c.Description, "customer_id": c.CustomerID, "customer_name": s.customers[c.CustomerID],
 			"open_date": c.OpenDate.Format("2006-01-02"), "close_date": closeDate, "state_name": state, "case_tags": c.Tags,
-			"custom_attributes": map[string]any{}})
+			"custom_attributes": c.Custom})
 	}))
 	mux.HandleFunc("POST /manage/cases/add", s.api("POST /manage/cases/add", false, func(q *request) {
 		name, desc := str(q.body["case_name"]), str(q.body["case_description"])
@@ -82,6 +82,23 @@ func (s *Server) caseRoutes(mux *http.ServeMux) {
 		if v, ok := q.body["case_tags"]; ok {
 			c.Tags = strings.TrimSpace(str(v))
 		}
+		if v, ok := q.body["custom_attributes"].(map[string]any); ok {
+			if c.Custom == nil {
+				c.Custom = map[string]any{}
+			}
+			for tab, fields := range v {
+				fm, _ := fields.(map[string]any)
+				st, _ := c.Custom[tab].(map[string]any)
+				if st == nil {
+					continue // IRIS ignores tabs the case template lacks
+				}
+				for name, val := range fm {
+					if f, ok := st[name].(map[string]any); ok && f["type"] != "html" {
+						f["value"] = val
+					}
+				}
+			}
+		}
 		reply(q.w, 200, true, "Case updated", map[string]any{"case_id": c.ID})
 	}))
 }
@@ -95,6 +112,23 @@ func (s *Server) setOpen(q *request, open bool) {
 	}
 	c.Open = open
 	reply(q.w, 200, true, "Case updated", map[string]any{"case_id": c.ID})
+}
+
+// SetCaseAttribute defines (as an administrator's case template would) and
+// sets a text custom attribute on a case.
+func (s *Server) SetCaseAttribute(id int64, tab, field, value string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.cases[id]
+	if c.Custom == nil {
+		c.Custom = map[string]any{}
+	}
+	t, _ := c.Custom[tab].(map[string]any)
+	if t == nil {
+		t = map[string]any{}
+		c.Custom[tab] = t
+	}
+	t[field] = map[string]any{"type": "input_string", "mandatory": false, "value": value}
 }
 
 // AddCustomer adds a customer and returns its id.

@@ -90,6 +90,7 @@ type Case struct {
 	IOCState    int64
 	AssetState  int64
 	EventState  int64
+	Custom      map[string]any
 }
 
 // IOC is a simulated global IOC (IRIS 2.4: one row, linked to cases).
