@@ -18,6 +18,7 @@ import (
 	"github.com/velohunt/velohunt/internal/ioc"
 	"github.com/velohunt/velohunt/internal/iris"
 	"github.com/velohunt/velohunt/internal/planner"
+	"github.com/velohunt/velohunt/internal/rehunt"
 	"github.com/velohunt/velohunt/internal/render"
 	"github.com/velohunt/velohunt/internal/schedule"
 	"github.com/velohunt/velohunt/internal/store"
@@ -52,6 +53,7 @@ type App struct {
 	Planner *planner.Planner
 	Watcher *watcher.Watcher
 	Writer  *writeback.Writer
+	Rehunt  *rehunt.Runner
 	Cron    *schedule.Scheduler
 
 	listener net.Listener
@@ -93,7 +95,13 @@ func (a *App) Build(ctx context.Context) error {
 	for name, k := range c.Hunting.Kinds {
 		kinds[ioc.Kind(name)] = planner.Artifact{Name: k.Artifact, Parameter: k.Parameter, Format: k.Format, Params: k.Parameters}
 	}
-	a.Planner = &planner.Planner{Store: a.Store, Servers: servers, Kinds: kinds, Window: c.Hunting.BatchWindow.D(), MaxWait: c.Hunting.BatchMaxWait.D(),
+	limits := map[string]planner.Limits{}
+	for _, s := range c.Velociraptor.Servers {
+		l := s.Limits
+		limits[s.Name] = planner.Limits{MaxActiveHunts: l.MaxActiveHunts, MaxHuntsPerHour: l.MaxHuntsPerHour,
+			MaxIOCsPerHunt: l.MaxIOCsPerHunt, CPULimit: l.CPULimit, OpsPerSecond: l.OpsPerSecond}
+	}
+	a.Planner = &planner.Planner{Store: a.Store, Servers: servers, Kinds: kinds, Limits: limits, Window: c.Hunting.BatchWindow.D(), MaxWait: c.Hunting.BatchMaxWait.D(),
 		MaxPerHunt: c.Hunting.MaxIOCsPerHunt, Expiry: c.Hunting.Expiry.D(), ClientTimeout: c.Hunting.ClientTimeout.D(),
 		CPULimit: c.Hunting.CPULimit, OpsPerSecond: c.Hunting.OpsPerSecond, Prepare: a.uploadArtifacts,
 		Logger: a.Logger.With("component", "planner")}
@@ -209,6 +217,23 @@ func (a *App) Open(ctx context.Context) error {
 		a.closeClients()
 		return err
 	}
+	rules, err := rehunt.Compile(c, a.tlpIDs(ctx))
+	if err != nil {
+		a.closeClients()
+		return err
+	}
+	a.Rehunt = &rehunt.Runner{Store: a.Store, Rules: rules, Queued: a.Planner.Wake, Logger: a.Logger.With("component", "rehunt")}
+	for _, r := range c.Rehunt.Rules {
+		name := r.Name
+		tz := r.TimeZone
+		if tz == "" {
+			tz = c.Intake.TimeZone
+		}
+		if err := a.Cron.Add("rehunt:"+name, "CRON_TZ="+tz+" "+r.Schedule, func() { a.Rehunt.MarkDue(context.Background(), name) }); err != nil {
+			a.closeClients()
+			return err
+		}
+	}
 	if c.IRIS.SetupOnStart {
 		admin, err := adminClient(c)
 		if err == nil {
@@ -248,6 +273,7 @@ func (a *App) Open(ctx context.Context) error {
 	})
 	a.goLoop(func() { a.Planner.Run(runCtx) })
 	a.goLoop(func() { a.Watcher.Run(runCtx) })
+	a.goLoop(func() { a.Rehunt.Run(runCtx) })
 	a.goLoop(func() { a.Writer.Run(runCtx) })
 	if c.Watcher.WatchFlows {
 		for _, t := range c.Targets() {
@@ -332,6 +358,26 @@ func (a *App) closeClients() {
 	if a.Store != nil {
 		a.Store.Close()
 	}
+}
+
+// tlpIDs maps TLP names to IRIS ids; nil (the seeded ids) when IRIS
+// cannot be asked.
+func (a *App) tlpIDs(ctx context.Context) map[string]int64 {
+	if len(a.Config.Rehunt.Rules) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	list, err := a.IRIS.TLPs(ctx)
+	if err != nil {
+		a.Logger.Warn("cannot read IRIS TLPs; using the seeded ids", "error", err)
+		return nil
+	}
+	m := map[string]int64{}
+	for _, t := range list {
+		m[strings.ToLower(t.Name)] = t.ID
+	}
+	return m
 }
 
 // ownUserID is the configured IRIS user id of velohunt, else IRIS's answer.

@@ -11,6 +11,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/velohunt/velohunt/internal/config"
+	"github.com/velohunt/velohunt/internal/rehunt"
 	"github.com/velohunt/velohunt/internal/store"
 )
 
@@ -21,15 +23,28 @@ type StatusCommand struct {
 
 // Status is the picture `status` prints and /status serves.
 type Status struct {
-	OpenCases  int            `json:"open_cases"`
-	IOCs       map[string]int `json:"iocs"`
-	Hunts      map[string]int `json:"hunts"`
-	InboxDepth int            `json:"webhook_events_pending"`
-	Failing    []HuntLine     `json:"failing_launches"`
-	Refused    []RefusedLine  `json:"refused_iocs"`
-	Recent     []HuntLine     `json:"recent_hunts"`
-	Outbox     OutboxLine     `json:"iris_writes"`
-	Parked     []ParkedLine   `json:"parked_writes"`
+	OpenCases  int               `json:"open_cases"`
+	IOCs       map[string]int    `json:"iocs"`
+	Hunts      map[string]int    `json:"hunts"`
+	InboxDepth int               `json:"webhook_events_pending"`
+	Failing    []HuntLine        `json:"failing_launches"`
+	Refused    []RefusedLine     `json:"refused_iocs"`
+	Recent     []HuntLine        `json:"recent_hunts"`
+	Outbox     OutboxLine        `json:"iris_writes"`
+	Parked     []ParkedLine      `json:"parked_writes"`
+	Holds      map[string]string `json:"held_back_by_limits,omitempty"`
+	Rules      []RuleLine        `json:"rehunt_rules,omitempty"`
+}
+
+// RuleLine is a re-hunt rule's schedule and last run.
+type RuleLine struct {
+	Name     string `json:"name"`
+	Schedule string `json:"schedule"`
+	Next     string `json:"next_run"`
+	LastDue  string `json:"last_run,omitempty"`
+	Pending  bool   `json:"pending,omitempty"`
+	Queued   int    `json:"last_queued"`
+	Skipped  int    `json:"last_skipped"`
 }
 
 // OutboxLine is the backlog of writes to IRIS.
@@ -72,6 +87,22 @@ type RefusedLine struct {
 	Reason string `json:"reason"`
 }
 
+// addRules adds the re-hunt rules' next and last runs.
+func addRules(ctx context.Context, st *Status, cfg config.Config, db *store.DB) error {
+	rules, err := rehunt.Compile(cfg, nil)
+	if err != nil {
+		return err
+	}
+	for _, r := range rules {
+		line := RuleLine{Name: r.Name, Schedule: r.Spec, Next: r.Schedule.Next(time.Now()).Format(time.RFC3339)}
+		if last, err := db.LastRehuntRun(ctx, r.Name); err == nil {
+			line.LastDue, line.Pending, line.Queued, line.Skipped = last.DueAt.Format(time.RFC3339), last.Finished.IsZero(), last.Queued, last.Skipped
+		}
+		st.Rules = append(st.Rules, line)
+	}
+	return nil
+}
+
 func collectStatus(ctx context.Context, db *store.DB) (Status, error) {
 	st, err := db.Stats(ctx)
 	if err != nil {
@@ -98,6 +129,9 @@ func collectStatus(ctx context.Context, db *store.DB) (Status, error) {
 			*list.out = append(*list.out, HuntLine{ID: h.ID, HuntID: h.VRHuntID, Server: h.Server, Org: h.Org, Kind: string(h.Kind),
 				State: h.State, IOCs: len(n), Attempts: h.Attempts, LastError: h.LastError, Created: h.CreatedAt.Format(time.RFC3339)})
 		}
+	}
+	if out.Holds, err = db.ServerHolds(ctx); err != nil {
+		return out, err
 	}
 	ob, err := db.OutboxStats(ctx)
 	if err != nil {
@@ -143,6 +177,9 @@ func (c *StatusCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := addRules(ctx, &st, cfg, db); err != nil {
+		return err
+	}
 	if *asJSON {
 		enc := json.NewEncoder(c.Stdout)
 		enc.SetIndent("", "  ")
@@ -160,6 +197,20 @@ func printStatus(w io.Writer, st Status) {
 		strings.TrimSpace(counts(st.Outbox.PendingByKind)), st.Outbox.Retrying,
 		(time.Duration(st.Outbox.OldestSeconds) * time.Second).String(), st.Outbox.Parked)
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	for server, why := range st.Holds {
+		fmt.Fprintf(tw, "held back on %s: %s\n", server, why)
+	}
+	if len(st.Rules) > 0 {
+		fmt.Fprintln(tw, "\nre-hunt rules:")
+		fmt.Fprintln(tw, "  rule\tschedule\tnext run\tlast run\tqueued\tskipped")
+		for _, r := range st.Rules {
+			last := dash(r.LastDue)
+			if r.Pending {
+				last += " (running)"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%d\t%d\n", r.Name, r.Schedule, r.Next, last, r.Queued, r.Skipped)
+		}
+	}
 	if len(st.Failing) > 0 {
 		fmt.Fprintln(tw, "\nlaunches failing (retried with backoff):")
 		fmt.Fprintln(tw, "  hunt\tserver\torg\tkind\tattempts\tlast error")

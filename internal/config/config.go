@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -38,7 +39,33 @@ type Config struct {
 	Intake       Intake       `yaml:"intake"`
 	Watcher      Watcher      `yaml:"watcher"`
 	Writeback    Writeback    `yaml:"writeback"`
+	Rehunt       Rehunt       `yaml:"rehunt"`
 }
+
+// Rehunt holds the re-hunt rules.
+type Rehunt struct {
+	Rules []RehuntRule `yaml:"rules"`
+}
+
+// RehuntRule re-hunts the IOCs it selects on a schedule.
+type RehuntRule struct {
+	Name     string `yaml:"name"`
+	Schedule string `yaml:"schedule"`  // cron spec
+	TimeZone string `yaml:"time_zone"` // default intake.time_zone
+	// Selector; an empty list selects everything.
+	Kinds      []string `yaml:"kinds"`       // hash, ip, domain, file
+	TLP        []string `yaml:"tlp"`         // red, amber, green, clear, amber+strict
+	CaseStates []string `yaml:"case_states"` // "open" (default: any open case) or IRIS state names
+	CaseTags   []string `yaml:"case_tags"`
+	Customers  []string `yaml:"customers"`
+	// MinAge is the least time since the IOC's last hunt started.
+	MinAge Duration `yaml:"min_age"`
+	// Overlap re-hunts IOCs that an unexpired hunt still covers.
+	Overlap bool `yaml:"overlap"`
+}
+
+// TLPNames are IRIS's TLP names.
+var TLPNames = []string{"red", "amber", "green", "clear", "amber+strict"}
 
 // Watcher configures how hunt results are read.
 type Watcher struct {
@@ -125,6 +152,18 @@ type Server struct {
 	APIConfig string   `yaml:"api_config"`
 	GUIURL    string   `yaml:"gui_url"`
 	Timeout   Duration `yaml:"timeout"`
+	Limits    Limits   `yaml:"limits"`
+}
+
+// Limits protect a server's fleet. Zero means no limit (or, for the last
+// three, the hunting section's value).
+type Limits struct {
+	// MaxActiveHunts bounds hunts still running on clients at once.
+	MaxActiveHunts  int `yaml:"max_active_hunts"`
+	MaxHuntsPerHour int `yaml:"max_hunts_per_hour"`
+	MaxIOCsPerHunt  int `yaml:"max_iocs_per_hunt"`
+	CPULimit        int `yaml:"cpu_limit"`
+	OpsPerSecond    int `yaml:"ops_per_second"`
 }
 
 // Target is a server and an org.
@@ -374,7 +413,49 @@ func (c *Config) Validate() error {
 	if _, err := cron.ParseStandard("CRON_TZ=" + loc.String() + " " + c.Watcher.Schedule); err != nil {
 		return fieldErr("watcher.schedule", "bad cron spec %q: %v", c.Watcher.Schedule, err)
 	}
+	if err := c.validateRehunt(); err != nil {
+		return err
+	}
 	return c.validateWriteback()
+}
+
+func (c *Config) validateRehunt() error {
+	names := map[string]bool{}
+	for i, r := range c.Rehunt.Rules {
+		f := fmt.Sprintf("rehunt.rules[%d]", i)
+		if r.Name == "" {
+			return &FieldError{Field: f + ".name", Err: ErrMissing}
+		}
+		if names[r.Name] {
+			return fieldErr(f+".name", "duplicate rule name %q", r.Name)
+		}
+		names[r.Name] = true
+		tz := r.TimeZone
+		if tz == "" {
+			tz = c.Intake.TimeZone
+		}
+		loc, err := time.LoadLocation(tz)
+		if err != nil {
+			return fieldErr(f+".time_zone", "unknown time zone %q", tz)
+		}
+		if _, err := cron.ParseStandard("CRON_TZ=" + loc.String() + " " + r.Schedule); err != nil {
+			return fieldErr(f+".schedule", "bad cron spec %q: %v", r.Schedule, err)
+		}
+		for _, k := range r.Kinds {
+			if !ioc.Kind(k).Valid() {
+				return fieldErr(f+".kinds", "unknown kind %q (known: hash, ip, domain, file)", k)
+			}
+		}
+		for _, t := range r.TLP {
+			if !slices.Contains(TLPNames, strings.ToLower(t)) {
+				return fieldErr(f+".tlp", "unknown TLP %q (known: %s)", t, strings.Join(TLPNames, ", "))
+			}
+		}
+		if r.MinAge < 0 {
+			return fieldErr(f+".min_age", "must not be negative")
+		}
+	}
+	return nil
 }
 
 func (c *Config) validateWriteback() error {
@@ -453,6 +534,19 @@ func (c *Config) validateVelociraptor() error {
 		}
 		if s.Timeout < 0 {
 			return fieldErr(f+".timeout", "must not be negative")
+		}
+		l := s.Limits
+		for _, x := range []struct {
+			key string
+			v   int
+		}{{"max_active_hunts", l.MaxActiveHunts}, {"max_hunts_per_hour", l.MaxHuntsPerHour}, {"max_iocs_per_hunt", l.MaxIOCsPerHunt},
+			{"cpu_limit", l.CPULimit}, {"ops_per_second", l.OpsPerSecond}} {
+			if x.v < 0 {
+				return fieldErr(f+".limits."+x.key, "must not be negative")
+			}
+		}
+		if l.CPULimit > 100 {
+			return fieldErr(f+".limits.cpu_limit", "must be at most 100 (percent)")
 		}
 		if s.GUIURL != "" {
 			if u, err := url.Parse(s.GUIURL); err != nil || u.Host == "" {

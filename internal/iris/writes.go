@@ -36,6 +36,11 @@ func (c *Client) EventCategories(ctx context.Context) ([]RefItem, error) {
 	return c.idNameList(ctx, "/manage/event-categories/list", "id", "name")
 }
 
+// TLPs returns IRIS's TLP levels.
+func (c *Client) TLPs(ctx context.Context) ([]RefItem, error) {
+	return c.idNameList(ctx, "/manage/tlp/list", "tlp_id", "tlp_name")
+}
+
 // CompromiseStatuses returns IRIS's compromise statuses (value, name).
 func (c *Client) CompromiseStatuses(ctx context.Context) ([]RefItem, error) {
 	return c.idNameList(ctx, "/manage/compromise-status/list", "value", "name")

@@ -47,6 +47,19 @@ type Store interface {
 	SetHuntRunning(ctx context.Context, id int64) error
 	SetLaunchError(ctx context.Context, id int64, msg string, next time.Time) error
 	EndHuntWithReason(ctx context.Context, id int64, state, reason string) ([]int64, error)
+	ActiveHunts(ctx context.Context, server string) (int, error)
+	HuntsPlannedSince(ctx context.Context, server string, t time.Time) (int, error)
+	SetServerHold(ctx context.Context, server, reason string) error
+}
+
+// Limits protect one server's fleet; zero means no limit or the planner's
+// default.
+type Limits struct {
+	MaxActiveHunts  int
+	MaxHuntsPerHour int
+	MaxIOCsPerHunt  int
+	CPULimit        int
+	OpsPerSecond    int
 }
 
 // Artifact is how one kind is hunted.
@@ -73,6 +86,8 @@ type Planner struct {
 	ClientTimeout time.Duration
 	CPULimit      int
 	OpsPerSecond  int
+	// Limits by server name.
+	Limits map[string]Limits
 	// Prepare runs once per server and org before the first launch there
 	// (artifact upload); a failure postpones the launch.
 	Prepare func(ctx context.Context, server, org string) error
@@ -158,6 +173,7 @@ func (p *Planner) Plan(ctx context.Context, flush bool) ([]store.Hunt, error) {
 	}
 	var planned []store.Hunt
 	now := p.Now()
+	holds := map[string]string{}
 	for _, g := range groups {
 		art, ok := p.Kinds[g.Kind]
 		if !ok {
@@ -167,14 +183,28 @@ func (p *Planner) Plan(ctx context.Context, flush bool) ([]store.Hunt, error) {
 			p.Logger.Warn("queued IOCs routed to an unknown server", "server", g.Server, "count", g.Count)
 			continue
 		}
-		n := g.Count / p.MaxPerHunt
+		max := p.MaxPerHunt
+		if l := p.Limits[g.Server].MaxIOCsPerHunt; l > 0 {
+			max = l
+		}
+		n := g.Count / max
 		quiet := now.Sub(g.Newest) >= p.Window || g.Urgent
 		waited := p.MaxWait > 0 && now.Sub(g.Oldest) >= p.MaxWait
-		if g.Count%p.MaxPerHunt != 0 && (flush || quiet || waited) {
+		if g.Count%max != 0 && (flush || quiet || waited) {
 			n++
 		}
+		if n > 0 {
+			allowed, why, err := p.allowance(ctx, g.Server, n)
+			if err != nil {
+				return planned, err
+			}
+			if allowed < n {
+				holds[g.Server] = fmt.Sprintf("%s; %d queued IOC(s) wait", why, g.Count)
+			}
+			n = allowed
+		}
 		for range n {
-			h, err := p.Store.PlanHunt(ctx, g, p.MaxPerHunt, art.Name, p.Expiry)
+			h, err := p.Store.PlanHunt(ctx, g, max, art.Name, p.Expiry)
 			if ioc.ErrorCode(err) == ioc.ENOTFOUND {
 				break
 			} else if err != nil {
@@ -184,7 +214,37 @@ func (p *Planner) Plan(ctx context.Context, flush bool) ([]store.Hunt, error) {
 			p.Logger.Info("hunt planned", "hunt", h.ID, "server", g.Server, "org", g.Org, "kind", g.Kind)
 		}
 	}
+	for name := range p.Servers {
+		if err := p.Store.SetServerHold(ctx, name, holds[name]); err != nil {
+			return planned, err
+		}
+	}
 	return planned, nil
+}
+
+// allowance is how many of n new hunts a server's limits allow now, and
+// the limit that holds the others back.
+func (p *Planner) allowance(ctx context.Context, server string, n int) (int, string, error) {
+	l := p.Limits[server]
+	if l.MaxActiveHunts > 0 {
+		active, err := p.Store.ActiveHunts(ctx, server)
+		if err != nil {
+			return 0, "", err
+		}
+		if free := l.MaxActiveHunts - active; free < n {
+			return max(free, 0), fmt.Sprintf("server %s has %d active hunt(s), the limit is %d", server, active, l.MaxActiveHunts), nil
+		}
+	}
+	if l.MaxHuntsPerHour > 0 {
+		recent, err := p.Store.HuntsPlannedSince(ctx, server, p.Now().Add(-time.Hour))
+		if err != nil {
+			return 0, "", err
+		}
+		if free := l.MaxHuntsPerHour - recent; free < n {
+			return max(free, 0), fmt.Sprintf("server %s started %d hunt(s) in the last hour, the limit is %d", server, recent, l.MaxHuntsPerHour), nil
+		}
+	}
+	return n, "", nil
 }
 
 // LaunchDue launches every hunt whose launch is due and returns how many
@@ -359,11 +419,20 @@ func (p *Planner) request(ctx context.Context, h store.Hunt) (velociraptor.HuntR
 	if expires < time.Minute {
 		expires = time.Minute
 	}
+	cpu, ops := p.CPULimit, p.OpsPerSecond
+	if l := p.Limits[h.Server]; l.CPULimit > 0 || l.OpsPerSecond > 0 {
+		if l.CPULimit > 0 {
+			cpu = l.CPULimit
+		}
+		if l.OpsPerSecond > 0 {
+			ops = l.OpsPerSecond
+		}
+	}
 	return velociraptor.HuntRequest{
 		Org: h.Org, Artifact: h.Artifact, Params: params, Expires: expires,
 		Description:   fmt.Sprintf("velohunt: %d %s IOC(s) from IRIS case(s) %s", len(values), h.Kind, caseList(cases)),
 		Tags:          []string{"velohunt", h.Marker},
-		ClientTimeout: p.ClientTimeout, CPULimit: p.CPULimit, OpsPerSecond: p.OpsPerSecond,
+		ClientTimeout: p.ClientTimeout, CPULimit: cpu, OpsPerSecond: ops,
 	}, nil
 }
 
