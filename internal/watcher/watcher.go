@@ -231,7 +231,8 @@ func (w *Watcher) watch(ctx context.Context, h store.Hunt, touched map[int64]boo
 	switch {
 	case info.State == "STOPPED" || info.State == "ARCHIVED" || info.State == "DELETED":
 		end = store.HuntStopped
-	case w.Now().After(h.ExpiresAt) || (!info.Expires.IsZero() && info.Expires.Year() > 1970 && w.Now().After(info.Expires)):
+	case w.Now().After(h.ExpiresAt):
+		// velohunt set the hunt's expiry itself; its own record is the clock.
 		end = store.HuntExpired
 	}
 	if end != "" {
