@@ -264,3 +264,62 @@ func tail(b []byte, n int) string {
 	}
 	return string(b)
 }
+
+func TestCheck(t *testing.T) {
+	ctx := context.Background()
+	d, err := startDemo(ctx, t.TempDir(), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	status := func(list []finding, what string) string {
+		for _, f := range list {
+			if f.What == what {
+				return f.Status
+			}
+		}
+		return "absent"
+	}
+	t.Run("OK", func(t *testing.T) {
+		list, err := runChecks(ctx, d.App.Config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b bytes.Buffer
+		if failed := printFindings(&b, list); failed != 0 {
+			t.Fatalf("%d failures:\n%s", failed, b.String())
+		}
+		for _, what := range []string{"connect and authenticate", "IOC tab", "roles", "START_HUNT", "ARTIFACT_WRITER", "READ_RESULTS"} {
+			if got := status(list, what); got != checkOK && what != "connect and authenticate" {
+				t.Fatalf("%s: %s\n%s", what, got, b.String())
+			}
+		}
+	})
+	t.Run("MissingStartHunt", func(t *testing.T) {
+		d.VR.SetUser("velohunt", velotest.PermAnyQuery, velotest.PermReadResults, velotest.PermArtifactWriter)
+		defer d.VR.SetUser("velohunt", velotest.Investigator...)
+		list, err := runChecks(ctx, d.App.Config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := status(list, "START_HUNT"); got != checkFail {
+			t.Fatalf("START_HUNT: %s", got)
+		}
+		for _, f := range list {
+			if f.What == "START_HUNT" && !strings.Contains(f.Detail, "investigator") {
+				t.Fatalf("no fix given: %q", f.Detail)
+			}
+		}
+	})
+	t.Run("BadIRISKey", func(t *testing.T) {
+		cfg := d.App.Config
+		cfg.IRIS.APIKey = "wrong"
+		list, err := runChecks(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := status(list, "connect and authenticate"); got != checkFail {
+			t.Fatalf("IRIS with a wrong key: %s", got)
+		}
+	})
+}

@@ -29,6 +29,7 @@ Usage:
   velohunt status  -config FILE [-json]    show IOCs, hunts, refusals, parked writes and the backlog
   velohunt setup   -config FILE            add the "Velociraptor hunt" tab to IRIS (administrator key)
   velohunt retry-parked -config FILE       queue IRIS writes that IRIS refused again
+  velohunt check   -config FILE            check IRIS and every Velociraptor server and org; print what to fix
   velohunt version                         print the version
 `
 
@@ -48,6 +49,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		cmd = &HuntCommand{Stdout: stdout, Stderr: stderr}
 	case "status":
 		cmd = &StatusCommand{Stdout: stdout}
+	case "check":
+		cmd = &CheckCommand{Stdout: stdout, Stderr: stderr}
 	case "retry-parked":
 		cmd = &RetryParkedCommand{Stdout: stdout, Stderr: stderr}
 	case "setup":

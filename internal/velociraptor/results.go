@@ -156,3 +156,35 @@ func (j *jsonInt) UnmarshalJSON(b []byte) error {
 	*j = jsonInt(n)
 	return nil
 }
+
+// WhoAmI returns the API user's name and, when the server tells, its roles
+// in the org (nil when the user record cannot be read).
+func (c *Client) WhoAmI(ctx context.Context, org string) (string, []string, error) {
+	rows, err := c.rows(ctx, call{name: "whoami", text: vqlWhoAmI, org: org})
+	if err != nil && ioc.ErrorCode(err) != ioc.EPERMISSION {
+		return "", nil, err
+	}
+	if len(rows) == 0 {
+		return "", nil, err
+	}
+	var v struct {
+		Name string
+		User map[string]json.RawMessage
+	}
+	if jerr := json.Unmarshal(rows[0], &v); jerr != nil {
+		return "", nil, fmt.Errorf("whoami: %w", jerr)
+	}
+	var roles []string
+	for k, raw := range v.User {
+		if strings.EqualFold(k, "roles") {
+			json.Unmarshal(raw, &roles)
+		}
+	}
+	return v.Name, roles, nil
+}
+
+// ProbeReadResults checks READ_RESULTS by reading one hunt of the list.
+func (c *Client) ProbeReadResults(ctx context.Context, org string) error {
+	_, err := c.rows(ctx, call{name: "probe-read-results", text: vqlProbeReadResults, org: org})
+	return err
+}

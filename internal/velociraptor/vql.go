@@ -42,6 +42,12 @@ SELECT VhHunt.HuntId AS HuntId FROM scope()`
 	// Env: VhNames (JSON array of artifact names).
 	vqlGetArtifacts vql = `SELECT name, raw FROM artifact_definitions(names=parse_json_array(data=VhNames))`
 
+	// The API user's record in the org: its name and roles (for `check`).
+	vqlWhoAmI vql = `SELECT whoami() AS Name, user(user=whoami()) AS User FROM scope()`
+
+	// Touches no endpoint: reading the hunt list needs READ_RESULTS.
+	vqlProbeReadResults vql = `SELECT hunt_id FROM hunts(summary=TRUE) LIMIT 1`
+
 	// Completed flows, as an endless stream; wakes the watcher early. Never
 	// System.Hunt.Participation: watching it breaks hunt scheduling.
 	vqlWatchFlowCompletion vql = `SELECT FlowId, ClientId FROM watch_monitoring(artifact='System.Flow.Completion') WHERE FlowId =~ '[.]H$'`
@@ -52,5 +58,5 @@ SELECT VhHunt.HuntId AS HuntId FROM scope()`
 func Queries() []string {
 	return []string{string(vqlVersion), string(vqlCreateHunt), string(vqlStartHunt), string(vqlStopHunt),
 		string(vqlFindHuntByTag), string(vqlHuntInfo), string(vqlHuntResults), string(vqlClientInfo),
-		string(vqlSetArtifact), string(vqlGetArtifacts), string(vqlWatchFlowCompletion)}
+		string(vqlSetArtifact), string(vqlGetArtifacts), string(vqlWatchFlowCompletion), string(vqlWhoAmI), string(vqlProbeReadResults)}
 }

@@ -346,6 +346,13 @@ func (s *Server) dispatch(ctx context.Context, user, text string, env map[string
 		return s.updateHunt(user, env, org, true, out)
 	case strings.Contains(text, "hunt_update(") && strings.Contains(text, "stop=TRUE"):
 		return s.updateHunt(user, env, org, false, out)
+	case strings.Contains(text, "user(user=whoami())"):
+		return s.whoami(user, out)
+	case strings.Contains(text, "FROM hunts(summary=TRUE) LIMIT"):
+		if !s.can(user, PermReadResults) {
+			out.log("hunts: PermissionDenied: Permission denied: [READ_RESULTS]")
+		}
+		return out.rows(nil)
 	case strings.Contains(text, "FROM hunts(summary=TRUE) WHERE"):
 		return s.findHunts(user, env, org, out)
 	case strings.Contains(text, "FROM hunts(hunt_id="):
@@ -386,4 +393,23 @@ func (s *Server) can(user, perm string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.users[user][perm]
+}
+
+// whoami answers with the user and the roles its permissions amount to.
+func (s *Server) whoami(user string, out *responder) error {
+	s.mu.Lock()
+	perms := s.users[user]
+	s.mu.Unlock()
+	var roles []string
+	if perms[PermStartHunt] && perms[PermCollectClient] {
+		roles = append(roles, "investigator")
+	} else if perms[PermAnyQuery] && perms[PermReadResults] {
+		roles = append(roles, "api")
+	} else if perms[PermReadResults] {
+		roles = append(roles, "reader")
+	}
+	if perms[PermArtifactWriter] {
+		roles = append(roles, "artifact_writer")
+	}
+	return out.rows([]json.RawMessage{mustRow(map[string]any{"Name": user, "User": map[string]any{"name": user, "roles": roles}})})
 }
