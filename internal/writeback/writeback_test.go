@@ -52,7 +52,7 @@ func setup(t testing.TB, n int) *env {
 	t.Cleanup(e.srv.Close)
 	var err error
 	e.admin, _ = iris.New(iris.Options{URL: e.srv.URL(), APIKey: "admin-key"})
-	svc, _ := iris.New(iris.Options{URL: e.srv.URL(), APIKey: "velohunt-key", Timeout: 250 * time.Millisecond})
+	svc, _ := iris.New(iris.Options{URL: e.srv.URL(), APIKey: "velohunt-key", Timeout: 20 * time.Second})
 	if err := e.admin.UpdateAttributeTemplate(ctx, 1, map[string]map[string]map[string]any{tabName: render.TabTemplate()}); err != nil {
 		t.Fatal(err)
 	}
@@ -170,6 +170,7 @@ func TestExactlyOnceUnderFaults(t *testing.T) {
 	// still running in IRIS really finishes before its retry.
 	e.w.Now, e.db.Now = time.Now, time.Now
 	e.w.Settle = 800 * time.Millisecond
+	e.w.IRIS, _ = iris.New(iris.Options{URL: e.srv.URL(), APIKey: "velohunt-key", Timeout: 250 * time.Millisecond})
 	e.srv.SetFaults(iristest.Faults{Rate: 0.3, Statuses: []int{500, 429, 0, 502, 503}, AfterRate: 0.1,
 		SlowRate: 0.01, SlowDelay: 400 * time.Millisecond})
 	e.drainReal(t, 2*time.Minute)
