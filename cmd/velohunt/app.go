@@ -17,6 +17,7 @@ import (
 	"github.com/velohunt/velohunt/internal/intake"
 	"github.com/velohunt/velohunt/internal/ioc"
 	"github.com/velohunt/velohunt/internal/iris"
+	"github.com/velohunt/velohunt/internal/metrics"
 	"github.com/velohunt/velohunt/internal/planner"
 	"github.com/velohunt/velohunt/internal/rehunt"
 	"github.com/velohunt/velohunt/internal/render"
@@ -26,6 +27,7 @@ import (
 	"github.com/velohunt/velohunt/internal/watcher"
 	"github.com/velohunt/velohunt/internal/writeback"
 	"github.com/velohunt/velohunt/templates"
+	"golang.org/x/time/rate"
 )
 
 // The adapters satisfy the interfaces their consumers declare.
@@ -55,6 +57,10 @@ type App struct {
 	Writer  *writeback.Writer
 	Rehunt  *rehunt.Runner
 	Cron    *schedule.Scheduler
+	Metrics *metrics.Metrics
+	// ReadyWindow is how long a successful request to a peer counts for
+	// /readyz before the peer is asked again (default 5m).
+	ReadyWindow time.Duration
 
 	listener net.Listener
 	server   *http.Server
@@ -71,8 +77,9 @@ func (a *App) Build(ctx context.Context) error {
 		return err
 	}
 	a.Store = db
+	a.Metrics = metrics.New(db)
 	a.IRIS, err = iris.New(iris.Options{URL: c.IRIS.URL, APIKey: c.IRIS.APIKey.Reveal(), CAFile: c.IRIS.CAFile,
-		InsecureSkipVerify: c.IRIS.InsecureSkipVerify, Timeout: c.IRIS.Timeout.D()})
+		InsecureSkipVerify: c.IRIS.InsecureSkipVerify, Timeout: c.IRIS.Timeout.D(), Observe: a.Metrics.ObserveIRIS})
 	if err != nil {
 		return err
 	}
@@ -83,13 +90,13 @@ func (a *App) Build(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("velociraptor server %s: %w", s.Name, err)
 		}
-		cl, err := velociraptor.Dial(api, velociraptor.Options{Timeout: s.Timeout.D()})
+		cl, err := velociraptor.Dial(api, velociraptor.Options{Timeout: s.Timeout.D(), Observe: a.Metrics.VelociraptorObserver(s.Name)})
 		if err != nil {
 			return fmt.Errorf("velociraptor server %s: %w", s.Name, err)
 		}
 		a.VR[s.Name], servers[s.Name] = cl, cl
 	}
-	a.Syncer = &intake.Syncer{IRIS: a.IRIS, Store: a.Store, Route: c.Route, NeedDetails: c.NeedCaseDetails(), Override: c.CaseOverride,
+	a.Syncer = &intake.Syncer{IRIS: a.IRIS, Store: a.Store, Route: c.Route, NeedDetails: c.NeedCaseDetails(), Override: c.CaseOverride, Recorder: a.Metrics,
 		Logger: a.Logger.With("component", "intake")}
 	kinds := map[ioc.Kind]planner.Artifact{}
 	for name, k := range c.Hunting.Kinds {
@@ -103,13 +110,13 @@ func (a *App) Build(ctx context.Context) error {
 	}
 	a.Planner = &planner.Planner{Store: a.Store, Servers: servers, Kinds: kinds, Limits: limits, Window: c.Hunting.BatchWindow.D(), MaxWait: c.Hunting.BatchMaxWait.D(),
 		MaxPerHunt: c.Hunting.MaxIOCsPerHunt, Expiry: c.Hunting.Expiry.D(), ClientTimeout: c.Hunting.ClientTimeout.D(),
-		CPULimit: c.Hunting.CPULimit, OpsPerSecond: c.Hunting.OpsPerSecond, Prepare: a.uploadArtifacts,
+		CPULimit: c.Hunting.CPULimit, OpsPerSecond: c.Hunting.OpsPerSecond, Prepare: a.uploadArtifacts, Recorder: a.Metrics,
 		Logger: a.Logger.With("component", "planner")}
 	watchServers := map[string]watcher.Velociraptor{}
 	for name, cl := range a.VR {
 		watchServers[name] = cl
 	}
-	a.Watcher = &watcher.Watcher{Store: a.Store, Servers: watchServers, EventPerHost: c.Writeback.EventPer == "host",
+	a.Watcher = &watcher.Watcher{Store: a.Store, Servers: watchServers, EventPerHost: c.Writeback.EventPer == "host", Recorder: a.Metrics,
 		Logger: a.Logger.With("component", "watcher")}
 	files, err := templates.IRIS(c.Writeback.TemplatesDir)
 	if err != nil {
@@ -121,7 +128,7 @@ func (a *App) Build(ctx context.Context) error {
 	}
 	a.Writer = &writeback.Writer{IRIS: a.IRIS, Store: a.Store, Render: rnd, TabName: c.Writeback.TabName,
 		EventColor: c.Writeback.EventColor, MaxHitsOnTab: c.Writeback.MaxHitsOnTab, GUIURL: a.huntURL, Settle: c.Writeback.Settle.D(),
-		Resolve: a.resolveRefs, Logger: a.Logger.With("component", "writeback")}
+		Resolve: a.resolveRefs, Recorder: a.Metrics, Logger: a.Logger.With("component", "writeback")}
 	if c.IRIS.AdminAPIKey != "" {
 		admin, err := adminClient(c)
 		if err != nil {
@@ -252,8 +259,12 @@ func (a *App) Open(ctx context.Context) error {
 	a.listener = lis
 	mux := http.NewServeMux()
 	mux.Handle("POST "+c.Webhook.Path+"/{event}", &intake.Webhook{Store: a.Store, Secret: c.Webhook.Secret.Reveal(),
-		MaxBody: c.Webhook.MaxBodyBytes, Wake: a.Intake.Wake, Logger: a.Logger.With("component", "webhook")})
+		MaxBody: c.Webhook.MaxBodyBytes, Wake: a.Intake.Wake, Recorder: a.Metrics,
+		Limiter: rate.NewLimiter(rate.Limit(c.Webhook.RateLimit), int(2*c.Webhook.RateLimit)+1),
+		Logger:  a.Logger.With("component", "webhook")})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", a.serveReady)
+	mux.Handle("GET /metrics", a.Metrics.Handler())
 	mux.HandleFunc("GET /status", a.serveStatus)
 	a.server = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
@@ -447,6 +458,42 @@ func (a *App) uploadArtifacts(ctx context.Context, server, org string) error {
 		a.Logger.Info("artifact uploaded", "artifact", n, "server", server, "org", org)
 	}
 	return nil
+}
+
+// serveReady answers 200 when the store answers and IRIS and every
+// Velociraptor server were reachable in the last five minutes (asking them
+// now when they were not), else 503 with what is wrong.
+func (a *App) serveReady(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	problems := map[string]string{}
+	if err := a.Store.Ping(ctx); err != nil {
+		problems["store"] = err.Error()
+	}
+	window := a.ReadyWindow
+	if window == 0 {
+		window = 5 * time.Minute
+	}
+	recent := func(peer string) bool { return time.Since(a.Metrics.LastOK(peer)) < window }
+	if !recent("iris") {
+		if _, err := a.IRIS.Versions(ctx); err != nil {
+			problems["iris"] = ioc.ErrorMessage(err)
+		}
+	}
+	for name, cl := range a.VR {
+		if !recent("velociraptor:" + name) {
+			if _, err := cl.Version(ctx, ""); err != nil {
+				problems["velociraptor:"+name] = ioc.ErrorMessage(err)
+			}
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if len(problems) > 0 {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		json.NewEncoder(w).Encode(map[string]any{"ready": false, "problems": problems})
+		return
+	}
+	json.NewEncoder(w).Encode(map[string]any{"ready": true})
 }
 
 func (a *App) serveStatus(w http.ResponseWriter, r *http.Request) {

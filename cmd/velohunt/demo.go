@@ -150,7 +150,7 @@ func startDemoWith(ctx context.Context, dir string, logOut io.Writer, endpoints 
 		d.Close()
 		return nil, err
 	}
-	d.App = &App{Config: cfg, Logger: slog.New(slog.NewTextHandler(logOut, nil))}
+	d.App = &App{Config: cfg, Logger: slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	if err := d.App.Open(ctx); err != nil {
 		d.App = nil
 		d.Close()

@@ -8,10 +8,12 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -322,4 +324,76 @@ func TestCheck(t *testing.T) {
 			t.Fatalf("IRIS with a wrong key: %s", got)
 		}
 	})
+}
+
+// TestServeEndpoints checks /metrics, /healthz, /readyz and /status of a
+// running service, and that its log (JSON, debug) holds no secret.
+func TestServeEndpoints(t *testing.T) {
+	ctx := context.Background()
+	var logs bytes.Buffer
+	d, err := startDemoWith(ctx, t.TempDir(), &syncWriter{w: &logs}, demoEndpoints(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	d.App.ReadyWindow = time.Nanosecond // always ask the peers
+	if err := d.Play(ctx, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + d.App.Addr() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	code, body := get("/metrics")
+	if code != 200 {
+		t.Fatalf("/metrics: %d", code)
+	}
+	for _, want := range []string{`velohunt_hunts_started_total{server="demo"} 4`, `velohunt_iocs_received_total{outcome="refused",source="webhook"} 2`,
+		"velohunt_iris_request_seconds_bucket", "velohunt_velociraptor_request_seconds_bucket", `velohunt_outbox_pending{kind="event"} 0`,
+		"velohunt_outbox_oldest_seconds", `velohunt_hits_total 10`, `velohunt_iris_writes_total{kind="event",result="done"} 10`,
+		"velohunt_result_rows_read_total", `velohunt_webhook_requests_total{event="create",result="Accepted"}`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if code, _ := get("/healthz"); code != 200 {
+		t.Fatalf("/healthz: %d", code)
+	}
+	if code, body := get("/readyz"); code != 200 {
+		t.Fatalf("/readyz: %d %s", code, body)
+	}
+	d.VR.SetDown(true)
+	if code, body := get("/readyz"); code != 503 || !strings.Contains(body, "velociraptor:demo") {
+		t.Fatalf("/readyz with Velociraptor down: %d %s", code, body)
+	}
+	d.VR.SetDown(false)
+	if code, body := get("/status"); code != 200 || !strings.Contains(body, `"iris_writes"`) {
+		t.Fatalf("/status: %d %s", code, body)
+	}
+	secret := d.App.Config.Webhook.Secret.Reveal()
+	for _, s := range []string{secret, "velohunt-key", "admin-key", "PRIVATE KEY"} {
+		if strings.Contains(logs.String(), s) {
+			t.Fatalf("the log holds a secret (%q)", s[:4])
+		}
+	}
+	if !strings.Contains(logs.String(), "hunt started") {
+		t.Fatal("the log was not captured")
+	}
+}
+
+// syncWriter serialises writes from the service's goroutines.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }

@@ -126,6 +126,8 @@ type Webhook struct {
 	Secret       Secret `yaml:"secret"`
 	SecretFile   string `yaml:"secret_file"`
 	MaxBodyBytes int64  `yaml:"max_body_bytes"`
+	// RateLimit bounds webhook requests per second (burst: twice as many).
+	RateLimit float64 `yaml:"rate_limit"`
 }
 
 // Velociraptor lists the servers and the routing of cases to them.
@@ -229,7 +231,7 @@ func Default() Config {
 		Listen:   "127.0.0.1:8080",
 		Log:      Log{Level: "info", Format: "text"},
 		IRIS:     IRIS{Timeout: Duration(30 * time.Second)},
-		Webhook:  Webhook{Path: "/iris/webhook", MaxBodyBytes: 4 << 20},
+		Webhook:  Webhook{Path: "/iris/webhook", MaxBodyBytes: 4 << 20, RateLimit: 50},
 		Hunting: Hunting{
 			BatchWindow:     Duration(5 * time.Second),
 			BatchMaxWait:    Duration(time.Minute),
@@ -390,6 +392,9 @@ func (c *Config) Validate() error {
 	}
 	if len(c.Webhook.Secret) < 16 {
 		return fieldErr("webhook.secret", "must be at least 16 characters")
+	}
+	if c.Webhook.RateLimit <= 0 {
+		return fieldErr("webhook.rate_limit", "must be positive (requests per second)")
 	}
 	if c.Webhook.MaxBodyBytes < 1024 {
 		return fieldErr("webhook.max_body_bytes", "must be at least 1024")

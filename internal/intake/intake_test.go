@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/velohunt/velohunt/internal/intake"
 	"github.com/velohunt/velohunt/internal/ioc"
 	"github.com/velohunt/velohunt/internal/iris"
@@ -211,5 +213,29 @@ func TestWebhook(t *testing.T) {
 	items, _ := e.db.PeekInbox(context.Background(), 10)
 	if len(items) != 2 || woken != 2 {
 		t.Fatalf("stored %d events, woke %d times; want 2 and 2", len(items), woken)
+	}
+}
+
+func TestWebhookRateLimit(t *testing.T) {
+	e := setup(t)
+	h := &intake.Webhook{Store: e.db, Secret: "0123456789abcdef-secret", MaxBody: 2048, Wake: func() {},
+		Limiter: rate.NewLimiter(0, 2), Logger: discard}
+	mux := http.NewServeMux()
+	mux.Handle("POST /iris/webhook/{event}", h)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	var codes []int
+	for range 4 {
+		req, _ := http.NewRequest("POST", srv.URL+"/iris/webhook/create", strings.NewReader(`{"iocs":[]}`))
+		req.Header.Set("Authorization", "Bearer wrong") // floods are refused before the secret check
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		codes = append(codes, resp.StatusCode)
+	}
+	if codes[0] != 401 || codes[1] != 401 || codes[2] != 429 || codes[3] != 429 {
+		t.Fatalf("codes %v, want 401 401 429 429", codes)
 	}
 }

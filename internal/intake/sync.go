@@ -39,6 +39,17 @@ type Store interface {
 	DeleteInbox(ctx context.Context, upTo int64) error
 }
 
+// Recorder counts what intake learns (metrics).
+type Recorder interface {
+	IOCsReceived(source, outcome string, n int)
+	WebhookEvent(event, result string)
+}
+
+type noRecorder struct{}
+
+func (noRecorder) IOCsReceived(string, string, int) {}
+func (noRecorder) WebhookEvent(string, string)      {}
+
 // Syncer copies the IOCs of open IRIS cases into the store.
 type Syncer struct {
 	IRIS  IRIS
@@ -51,6 +62,7 @@ type Syncer struct {
 	// Override, when set, reads a case's routing attribute; an error (a
 	// value naming no server) is logged and the routes apply.
 	Override func(ioc.Case) (ioc.Route, bool, error)
+	Recorder Recorder
 	Logger   *slog.Logger
 }
 
@@ -164,6 +176,14 @@ func (s *Syncer) syncCase(ctx context.Context, c ioc.Case, source string, full b
 	if err != nil {
 		return false, res, err
 	}
+	rec := s.Recorder
+	if rec == nil {
+		rec = noRecorder{}
+	}
+	rec.IOCsReceived(source, "queued", res.Added-res.Refused)
+	rec.IOCsReceived(source, "refused", res.Refused)
+	rec.IOCsReceived(source, "changed", res.Changed)
+	rec.IOCsReceived(source, "removed", res.Removed)
 	if res.Added+res.Changed+res.Removed > 0 {
 		s.Logger.Info("case synced", "case_id", c.ID, "added", res.Added, "changed", res.Changed,
 			"removed", res.Removed, "refused", res.Refused, "source", source)

@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"strings"
 
+	"golang.org/x/time/rate"
+
 	"github.com/velohunt/velohunt/internal/iris"
 )
 
@@ -28,12 +30,28 @@ type Webhook struct {
 	Secret  string
 	MaxBody int64
 	// Wake is called after an event is stored.
-	Wake   func()
-	Logger *slog.Logger
+	Wake func()
+	// Limiter, when set, bounds the request rate (checked before the
+	// secret, so floods cost little).
+	Limiter  *rate.Limiter
+	Recorder Recorder
+	Logger   *slog.Logger
 }
 
 // ServeHTTP handles POST <path>/{create|update|manual}.
 func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rw := &statusWriter{ResponseWriter: w}
+	w = rw
+	defer func() {
+		if h.Recorder != nil {
+			h.Recorder.WebhookEvent(r.PathValue("event"), http.StatusText(rw.status))
+		}
+	}()
+	if h.Limiter != nil && !h.Limiter.Allow() {
+		w.Header().Set("Retry-After", "1")
+		writeJSON(w, http.StatusTooManyRequests, "too many requests")
+		return
+	}
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		writeJSON(w, http.StatusMethodNotAllowed, "only POST")
@@ -88,6 +106,17 @@ func (h *Webhook) authorised(r *http.Request) bool {
 	}
 	a, b := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(h.Secret))
 	return subtle.ConstantTimeCompare(a[:], b[:]) == 1 && h.Secret != ""
+}
+
+// statusWriter remembers the status written, for the metrics.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	s.status = code
+	s.ResponseWriter.WriteHeader(code)
 }
 
 func writeJSON(w http.ResponseWriter, status int, msg string) {

@@ -27,10 +27,10 @@ const maxResponse = 64 << 20
 
 // Client talks to one IRIS instance.
 type Client struct {
-	base   *url.URL
-	key    string
-	http   *http.Client
-	userID int64
+	base    *url.URL
+	key     string
+	http    *http.Client
+	observe func(op string, status int, d time.Duration, err error, retryable bool)
 }
 
 // Options configure a Client.
@@ -42,6 +42,9 @@ type Options struct {
 	Timeout            time.Duration
 	// Transport replaces the HTTP transport (tests inject faults with it).
 	Transport http.RoundTripper
+	// Observe, when set, is told about every request: "METHOD /path", the
+	// HTTP status (0 for transport errors), the latency and the error.
+	Observe func(op string, status int, d time.Duration, err error, retryable bool)
 }
 
 // New returns a client. It does not contact IRIS.
@@ -75,7 +78,7 @@ func New(opts Options) (*Client, error) {
 	}
 	// No cookie jar: IRIS sets a session cookie that an API client must not
 	// send back (it would switch CSRF checks on).
-	return &Client{base: u, key: opts.APIKey, http: &http.Client{Timeout: opts.Timeout, Transport: rt}}, nil
+	return &Client{base: u, key: opts.APIKey, http: &http.Client{Timeout: opts.Timeout, Transport: rt}, observe: opts.Observe}, nil
 }
 
 // envelope is IRIS's legacy reply: {"status","message","data"}.
@@ -87,8 +90,19 @@ type envelope struct {
 
 // do sends a request and decodes data into out (if not nil). cid < 0 means
 // the route takes no case.
-func (c *Client) do(ctx context.Context, method, path string, cid int64, body, out any) error {
+func (c *Client) do(ctx context.Context, method, path string, cid int64, body, out any) (err error) {
 	op := method + " " + path
+	if c.observe != nil {
+		start := time.Now()
+		defer func() {
+			status := 0
+			var se *StatusError
+			if errors.As(err, &se) {
+				status = se.Status
+			}
+			c.observe(op, status, time.Since(start), err, IsRetryable(err))
+		}()
+	}
 	u := *c.base
 	u.Path = c.base.Path + path
 	if cid >= 0 {

@@ -52,6 +52,19 @@ type Store interface {
 	SetServerHold(ctx context.Context, server, reason string) error
 }
 
+// Recorder counts what the planner does (metrics).
+type Recorder interface {
+	HuntPlanned(server string, kind ioc.Kind)
+	HuntStarted(server string)
+	HuntLaunchFailed(server, code string)
+}
+
+type noRecorder struct{}
+
+func (noRecorder) HuntPlanned(string, ioc.Kind)    {}
+func (noRecorder) HuntStarted(string)              {}
+func (noRecorder) HuntLaunchFailed(string, string) {}
+
 // Limits protect one server's fleet; zero means no limit or the planner's
 // default.
 type Limits struct {
@@ -90,9 +103,10 @@ type Planner struct {
 	Limits map[string]Limits
 	// Prepare runs once per server and org before the first launch there
 	// (artifact upload); a failure postpones the launch.
-	Prepare func(ctx context.Context, server, org string) error
-	Logger  *slog.Logger
-	Now     func() time.Time
+	Prepare  func(ctx context.Context, server, org string) error
+	Recorder Recorder
+	Logger   *slog.Logger
+	Now      func() time.Time
 
 	mu       sync.Mutex
 	prepared map[string]bool
@@ -120,6 +134,9 @@ func (p *Planner) init() {
 	}
 	if p.Now == nil {
 		p.Now = time.Now
+	}
+	if p.Recorder == nil {
+		p.Recorder = noRecorder{}
 	}
 }
 
@@ -211,6 +228,7 @@ func (p *Planner) Plan(ctx context.Context, flush bool) ([]store.Hunt, error) {
 				return planned, err
 			}
 			planned = append(planned, h)
+			p.Recorder.HuntPlanned(g.Server, g.Kind)
 			p.Logger.Info("hunt planned", "hunt", h.ID, "server", g.Server, "org", g.Org, "kind", g.Kind)
 		}
 	}
@@ -287,6 +305,7 @@ func (p *Planner) Launch(ctx context.Context, h store.Hunt) (bool, error) {
 		if ctx.Err() != nil {
 			return false, ctx.Err()
 		}
+		p.Recorder.HuntLaunchFailed(h.Server, ioc.ErrorCode(err))
 		next := p.Now().Add(backoff(h.Attempts))
 		p.Logger.Warn("hunt launch failed", "hunt", h.ID, "server", h.Server, "attempt", h.Attempts, "retry_at", next, "error", err)
 		return false, p.Store.SetLaunchError(ctx, h.ID, err.Error(), next)
@@ -346,6 +365,7 @@ func (p *Planner) launch(ctx context.Context, h store.Hunt) error {
 	if err := p.Store.SetHuntRunning(ctx, h.ID); err != nil {
 		return err
 	}
+	p.Recorder.HuntStarted(h.Server)
 	p.Logger.Info("hunt started", "hunt", h.ID, "hunt_id", id, "server", h.Server, "org", h.Org, "kind", h.Kind, "artifact", h.Artifact)
 	return nil
 }

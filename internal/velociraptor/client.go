@@ -39,6 +39,7 @@ type Client struct {
 	conn    *grpc.ClientConn
 	api     pb.APIClient
 	timeout time.Duration
+	observe func(op string, d time.Duration, err error)
 }
 
 // Options configure a Client.
@@ -46,6 +47,9 @@ type Options struct {
 	// Timeout bounds each call (default 60s). Streams ended by the caller's
 	// context are not bounded.
 	Timeout time.Duration
+	// Observe, when set, is told about every query: its operation name,
+	// latency and error.
+	Observe func(op string, d time.Duration, err error)
 }
 
 // Dial connects to the server described by an api_client config over mTLS.
@@ -74,7 +78,7 @@ func NewWithConn(conn *grpc.ClientConn, opts Options) *Client {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 60 * time.Second
 	}
-	return &Client{conn: conn, api: pb.NewAPIClient(conn), timeout: opts.Timeout}
+	return &Client{conn: conn, api: pb.NewAPIClient(conn), timeout: opts.Timeout, observe: opts.Observe}
 }
 
 // Close closes the connection.
@@ -97,7 +101,11 @@ var failureLog = regexp.MustCompile(`(?i)(PermissionDenied|Permission denied|VQL
 // run sends the query and calls fn with every row, in order. Log lines that
 // report a failure make run return an error after the stream ends (rows
 // already passed to fn stay passed).
-func (c *Client) run(ctx context.Context, q call, fn func(row json.RawMessage) error) error {
+func (c *Client) run(ctx context.Context, q call, fn func(row json.RawMessage) error) (err error) {
+	if c.observe != nil {
+		start := time.Now()
+		defer func() { c.observe(q.name, time.Since(start), err) }()
+	}
 	if !q.stream {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)

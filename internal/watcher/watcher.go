@@ -49,6 +49,17 @@ type Store interface {
 	EnqueueTabs(ctx context.Context, iocIDs []int64) error
 }
 
+// Recorder counts what the watcher reads (metrics).
+type Recorder interface {
+	RowsRead(server string, n int)
+	Hits(n int)
+}
+
+type noRecorder struct{}
+
+func (noRecorder) RowsRead(string, int) {}
+func (noRecorder) Hits(int)             {}
+
 // Watcher reads hunt results.
 type Watcher struct {
 	Store        Store
@@ -56,6 +67,7 @@ type Watcher struct {
 	EventPerHost bool
 	// BatchRows is how many rows are processed per store transaction.
 	BatchRows int
+	Recorder  Recorder
 	Logger    *slog.Logger
 	Now       func() time.Time
 
@@ -79,6 +91,9 @@ func (w *Watcher) init() {
 	}
 	if w.BatchRows <= 0 {
 		w.BatchRows = 1000
+	}
+	if w.Recorder == nil {
+		w.Recorder = noRecorder{}
 	}
 }
 
@@ -284,10 +299,14 @@ func (w *Watcher) readResults(ctx context.Context, vr Velociraptor, h store.Hunt
 	clients := map[string]bool{}
 	var batch []store.HitInput
 	n, fresh := start, 0
+	counted := 0
 	flush := func() error {
 		k, err := w.Store.RecordHits(ctx, h, batch, n, w.EventPerHost)
 		fresh += k
 		rep.Hits += k
+		w.Recorder.Hits(k)
+		w.Recorder.RowsRead(h.Server, int(n-start)-counted)
+		counted = int(n - start)
 		batch = batch[:0]
 		return err
 	}

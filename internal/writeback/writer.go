@@ -58,6 +58,15 @@ type Refs struct {
 	EventCategoryID    int64
 }
 
+// Recorder counts write outcomes (metrics).
+type Recorder interface {
+	Write(kind, result string)
+}
+
+type noRecorder struct{}
+
+func (noRecorder) Write(string, string) {}
+
 // Writer drains the outbox.
 type Writer struct {
 	IRIS         IRIS
@@ -83,7 +92,8 @@ type Writer struct {
 	// running in IRIS (timeout, dropped connection, 504), so that the retry
 	// finds the object instead of racing it (default 3m: IRIS's gunicorn
 	// kills requests after 180s).
-	Settle time.Duration
+	Settle   time.Duration
+	Recorder Recorder
 
 	mu       sync.Mutex
 	wake     chan struct{}
@@ -118,6 +128,9 @@ func (w *Writer) init() {
 	}
 	if w.Settle <= 0 {
 		w.Settle = 3 * time.Minute
+	}
+	if w.Recorder == nil {
+		w.Recorder = noRecorder{}
 	}
 }
 
@@ -264,6 +277,7 @@ func (w *Writer) send(ctx context.Context, c *batchCache, wr store.Write) (bool,
 	}
 	switch {
 	case err == nil:
+		w.Recorder.Write(wr.Kind, "done")
 		return true, w.Store.WriteDone(ctx, wr.ID, irisID)
 	case ctx.Err() != nil:
 		return false, ctx.Err()
@@ -272,6 +286,7 @@ func (w *Writer) send(ctx context.Context, c *batchCache, wr store.Write) (bool,
 	case errors.Is(err, errDefer):
 		return false, w.Store.WriteDefer(ctx, wr.ID, w.Now().Add(max(w.MinBackoff, time.Second)))
 	case iris.IsRetryable(err):
+		w.Recorder.Write(wr.Kind, "retry")
 		d := min(w.MinBackoff<<min(wr.Attempts, 12), w.MaxBackoff)
 		if ra := iris.RetryAfter(err); ra > d {
 			d = min(ra, time.Hour)
@@ -291,6 +306,7 @@ func (w *Writer) send(ctx context.Context, c *batchCache, wr store.Write) (bool,
 		w.Logger.Warn("dropping write of a missing object", "write", wr.ID, "kind", wr.Kind, "error", err)
 		return true, w.Store.WriteDone(ctx, wr.ID, 0)
 	default:
+		w.Recorder.Write(wr.Kind, "parked")
 		w.Logger.Warn("IRIS refused a write; parked", "write", wr.ID, "kind", wr.Kind, "case_id", wr.CaseID, "error", err)
 		return false, w.Store.WritePark(ctx, wr.ID, err.Error())
 	}

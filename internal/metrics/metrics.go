@@ -1,0 +1,226 @@
+// Package metrics exposes velohunt's Prometheus metrics. Packages that do
+// the work declare the few recorder methods they call; this package
+// implements them all, and reads the store's counts on each scrape.
+package metrics
+
+import (
+	"context"
+	"net/http"
+	"regexp"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/velohunt/velohunt/internal/ioc"
+	"github.com/velohunt/velohunt/internal/store"
+)
+
+// StoreStats is what the scrape reads from the store.
+type StoreStats interface {
+	Stats(ctx context.Context) (store.Stats, error)
+	OutboxStats(ctx context.Context) (store.OutboxStats, error)
+}
+
+// Metrics holds the registry and every metric.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	iocs         *prometheus.CounterVec
+	webhooks     *prometheus.CounterVec
+	huntsPlanned *prometheus.CounterVec
+	huntsStarted *prometheus.CounterVec
+	launchFailed *prometheus.CounterVec
+	rowsRead     *prometheus.CounterVec
+	hits         prometheus.Counter
+	writes       *prometheus.CounterVec
+	irisLatency  *prometheus.HistogramVec
+	irisErrors   *prometheus.CounterVec
+	vrLatency    *prometheus.HistogramVec
+	vrErrors     *prometheus.CounterVec
+
+	mu     sync.Mutex
+	lastOK map[string]time.Time
+}
+
+// New registers every metric, plus Go and process collectors and the
+// store's gauges.
+func New(st StoreStats) *Metrics {
+	r := prometheus.NewRegistry()
+	m := &Metrics{Registry: r, lastOK: map[string]time.Time{},
+		iocs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "velohunt_iocs_received_total",
+			Help: "IOCs learned from IRIS, by source (webhook, reconcile, cli, manual) and outcome (queued, refused, changed, removed)."}, []string{"source", "outcome"}),
+		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "velohunt_webhook_requests_total",
+			Help: "Webhook requests by event and result."}, []string{"event", "result"}),
+		huntsPlanned: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "velohunt_hunts_planned_total",
+			Help: "Hunts planned, by server and kind."}, []string{"server", "kind"}),
+		huntsStarted: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "velohunt_hunts_started_total",
+			Help: "Hunts created and started in Velociraptor, by server."}, []string{"server"}),
+		launchFailed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "velohunt_hunt_launch_failures_total",
+			Help: "Failed hunt launch attempts (retried), by server and error code."}, []string{"server", "code"}),
+		rowsRead: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "velohunt_result_rows_read_total",
+			Help: "Hunt result rows read, by server."}, []string{"server"}),
+		hits: prometheus.NewCounter(prometheus.CounterOpts{Name: "velohunt_hits_total", Help: "New hits recorded."}),
+		writes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "velohunt_iris_writes_total",
+			Help: "Outbox writes by kind (asset, event, tab) and result (done, retry, parked)."}, []string{"kind", "result"}),
+		irisLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "velohunt_iris_request_seconds",
+			Help: "IRIS request latency by route and result.", Buckets: prometheus.DefBuckets}, []string{"route", "result"}),
+		irisErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "velohunt_iris_request_errors_total",
+			Help: "Failed IRIS requests by kind (retryable, permanent, transport, canceled)."}, []string{"kind"}),
+		vrLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "velohunt_velociraptor_request_seconds",
+			Help:    "Velociraptor query latency by server, operation and result (streams last as long as they run).",
+			Buckets: prometheus.DefBuckets}, []string{"server", "op", "result"}),
+		vrErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "velohunt_velociraptor_request_errors_total",
+			Help: "Failed Velociraptor queries by server and error code."}, []string{"server", "code"}),
+	}
+	r.MustRegister(m.iocs, m.webhooks, m.huntsPlanned, m.huntsStarted, m.launchFailed, m.rowsRead, m.hits, m.writes,
+		m.irisLatency, m.irisErrors, m.vrLatency, m.vrErrors,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		&storeCollector{st: st})
+	return m
+}
+
+// Handler serves /metrics.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})
+}
+
+// IOCsReceived counts IOCs learned by source and outcome.
+func (m *Metrics) IOCsReceived(source, outcome string, n int) {
+	if n > 0 {
+		m.iocs.WithLabelValues(source, outcome).Add(float64(n))
+	}
+}
+
+// WebhookEvent counts a webhook request.
+func (m *Metrics) WebhookEvent(event, result string) { m.webhooks.WithLabelValues(event, result).Inc() }
+
+// HuntPlanned counts a planned hunt.
+func (m *Metrics) HuntPlanned(server string, kind ioc.Kind) {
+	m.huntsPlanned.WithLabelValues(server, string(kind)).Inc()
+}
+
+// HuntStarted counts a started hunt.
+func (m *Metrics) HuntStarted(server string) { m.huntsStarted.WithLabelValues(server).Inc() }
+
+// HuntLaunchFailed counts a failed launch attempt.
+func (m *Metrics) HuntLaunchFailed(server, code string) {
+	m.launchFailed.WithLabelValues(server, code).Inc()
+}
+
+// RowsRead counts result rows read.
+func (m *Metrics) RowsRead(server string, n int) {
+	if n > 0 {
+		m.rowsRead.WithLabelValues(server).Add(float64(n))
+	}
+}
+
+// Hits counts new hits.
+func (m *Metrics) Hits(n int) {
+	if n > 0 {
+		m.hits.Add(float64(n))
+	}
+}
+
+// Write counts an outbox write outcome.
+func (m *Metrics) Write(kind, result string) { m.writes.WithLabelValues(kind, result).Inc() }
+
+var ids = regexp.MustCompile(`/[0-9]+`)
+
+// ObserveIRIS records one IRIS request. op is "METHOD /path"; numeric path
+// parts become {id} so that labels stay few.
+func (m *Metrics) ObserveIRIS(op string, status int, d time.Duration, err error, retryable bool) {
+	route := ids.ReplaceAllString(op, "/{id}")
+	result := "ok"
+	switch {
+	case err == nil:
+		m.markOK("iris")
+	case status == 0 && retryable:
+		result = "transport"
+	case retryable:
+		result = "retryable"
+	case status == 0:
+		result = "canceled"
+	default:
+		result = "permanent"
+	}
+	if err != nil {
+		m.irisErrors.WithLabelValues(result).Inc()
+	}
+	m.irisLatency.WithLabelValues(route, result).Observe(d.Seconds())
+}
+
+// VelociraptorObserver returns the observer of one server's client.
+func (m *Metrics) VelociraptorObserver(server string) func(op string, d time.Duration, err error) {
+	return func(op string, d time.Duration, err error) {
+		result := "ok"
+		if err != nil {
+			result = ioc.ErrorCode(err)
+			m.vrErrors.WithLabelValues(server, result).Inc()
+		} else {
+			m.markOK("velociraptor:" + server)
+		}
+		m.vrLatency.WithLabelValues(server, op, result).Observe(d.Seconds())
+	}
+}
+
+func (m *Metrics) markOK(peer string) {
+	m.mu.Lock()
+	m.lastOK[peer] = time.Now()
+	m.mu.Unlock()
+}
+
+// LastOK returns when a request to a peer ("iris", "velociraptor:NAME")
+// last succeeded.
+func (m *Metrics) LastOK(peer string) time.Time {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.lastOK[peer]
+}
+
+// storeCollector reads gauges from the store on each scrape.
+type storeCollector struct{ st StoreStats }
+
+var (
+	descIOCs    = prometheus.NewDesc("velohunt_iocs", "IOC rows by state.", []string{"state"}, nil)
+	descHunts   = prometheus.NewDesc("velohunt_hunts", "Hunts by state.", []string{"state"}, nil)
+	descCases   = prometheus.NewDesc("velohunt_open_cases", "Open cases velohunt follows.", nil, nil)
+	descInbox   = prometheus.NewDesc("velohunt_webhook_events_pending", "Webhook events stored and not handled yet.", nil, nil)
+	descPending = prometheus.NewDesc("velohunt_outbox_pending", "IRIS writes waiting, by kind.", []string{"kind"}, nil)
+	descOldest  = prometheus.NewDesc("velohunt_outbox_oldest_seconds", "Age of the oldest waiting IRIS write.", nil, nil)
+	descParked  = prometheus.NewDesc("velohunt_outbox_parked", "IRIS writes IRIS refused, waiting for an operator.", nil, nil)
+	descUp      = prometheus.NewDesc("velohunt_store_up", "1 when the store answered this scrape.", nil, nil)
+)
+
+func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descIOCs, descHunts, descCases, descInbox, descPending, descOldest, descParked, descUp} {
+		ch <- d
+	}
+}
+
+func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := c.st.Stats(ctx)
+	ob, err2 := c.st.OutboxStats(ctx)
+	if err != nil || err2 != nil {
+		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, 0)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, 1)
+	for _, s := range []string{store.StateQueued, store.StateHunting, store.StateHunted, store.StateRefused, store.StateRemoved} {
+		ch <- prometheus.MustNewConstMetric(descIOCs, prometheus.GaugeValue, float64(st.IOCs[s]), s)
+	}
+	for _, s := range []string{store.HuntPlanned, store.HuntCreated, store.HuntRunning, store.HuntFinished, store.HuntStopped, store.HuntExpired} {
+		ch <- prometheus.MustNewConstMetric(descHunts, prometheus.GaugeValue, float64(st.Hunts[s]), s)
+	}
+	ch <- prometheus.MustNewConstMetric(descCases, prometheus.GaugeValue, float64(st.OpenCases))
+	ch <- prometheus.MustNewConstMetric(descInbox, prometheus.GaugeValue, float64(st.InboxDepth))
+	for _, k := range []string{"asset", "event", "tab"} {
+		ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, float64(ob.ByKind[k]), k)
+	}
+	ch <- prometheus.MustNewConstMetric(descOldest, prometheus.GaugeValue, ob.OldestAge.Seconds())
+	ch <- prometheus.MustNewConstMetric(descParked, prometheus.GaugeValue, float64(ob.Parked))
+}
