@@ -1,0 +1,305 @@
+package iris_test
+
+// The IRIS conformance suite. It runs against the simulated IRIS always,
+// and against a real IRIS 2.4 when these are set:
+//
+//	VELOHUNT_TEST_IRIS_URL        e.g. https://127.0.0.1:8443
+//	VELOHUNT_TEST_IRIS_KEY        API key of a non-admin service user
+//	VELOHUNT_TEST_IRIS_ADMIN_KEY  API key of an administrator (creates the
+//	                              test case, grants nothing else; the tab
+//	                              checks add a "velohunt-conformance" tab to
+//	                              the IOC template)
+//	VELOHUNT_TEST_IRIS_INSECURE   1 to accept a self-signed certificate
+//
+// Each run creates its own case. A double that disagrees with the real
+// IRIS is a bug in the double (contracts/iris-api.md).
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/velohunt/velohunt/internal/ioc"
+	"github.com/velohunt/velohunt/internal/iris"
+	"github.com/velohunt/velohunt/internal/iris/iristest"
+)
+
+// irisEnv is one IRIS to run the suite against.
+type irisEnv struct {
+	url, key, adminKey string
+	insecure           bool
+	svc, admin         *iris.Client
+	real               bool
+	svcUserIsAdmin     bool
+}
+
+// RunWithIRIS runs fn against the simulator and, when configured, a real IRIS.
+func RunWithIRIS(t *testing.T, fn func(t *testing.T, e *irisEnv)) {
+	t.Run("Simulator", func(t *testing.T) {
+		srv := iristest.Start()
+		defer srv.Close()
+		fn(t, newIRISEnv(t, srv.URL(), "velohunt-key", "admin-key", false, false))
+	})
+	t.Run("Real", func(t *testing.T) {
+		url, key, admin := os.Getenv("VELOHUNT_TEST_IRIS_URL"), os.Getenv("VELOHUNT_TEST_IRIS_KEY"), os.Getenv("VELOHUNT_TEST_IRIS_ADMIN_KEY")
+		if url == "" || key == "" || admin == "" {
+			t.Skip("no real IRIS: set VELOHUNT_TEST_IRIS_URL, VELOHUNT_TEST_IRIS_KEY and VELOHUNT_TEST_IRIS_ADMIN_KEY to run the suite against one")
+		}
+		e := newIRISEnv(t, url, key, admin, os.Getenv("VELOHUNT_TEST_IRIS_INSECURE") == "1", true)
+		fn(t, e)
+	})
+}
+
+func newIRISEnv(t *testing.T, url, key, admin string, insecure, real bool) *irisEnv {
+	t.Helper()
+	e := &irisEnv{url: url, key: key, adminKey: admin, insecure: insecure, real: real}
+	var err error
+	if e.svc, err = iris.New(iris.Options{URL: url, APIKey: key, InsecureSkipVerify: insecure, Timeout: 30 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	if e.admin, err = iris.New(iris.Options{URL: url, APIKey: admin, InsecureSkipVerify: insecure, Timeout: 30 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// raw sends a request velohunt's client never sends (to show a trap).
+func (e *irisEnv) raw(t *testing.T, method, path string, body any) (int, map[string]any) {
+	t.Helper()
+	var rd *bytes.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	} else {
+		rd = bytes.NewReader(nil)
+	}
+	req, _ := http.NewRequest(method, e.url+path, rd)
+	req.Header.Set("Authorization", "Bearer "+e.adminKey)
+	req.Header.Set("Content-Type", "application/json")
+	cl := http.DefaultClient
+	if e.insecure {
+		cl = insecureClient()
+	}
+	resp, err := cl.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var v map[string]any
+	json.NewDecoder(resp.Body).Decode(&v)
+	return resp.StatusCode, v
+}
+
+func (e *irisEnv) newCase(t *testing.T) int64 {
+	t.Helper()
+	id, err := e.admin.AddCase(context.Background(), fmt.Sprintf("velohunt conformance %d", time.Now().UnixNano()),
+		"created by velohunt's IRIS conformance suite", 1, "velohunt-conformance")
+	if err != nil {
+		t.Fatalf("create the test case (customer 1 must exist): %v", err)
+	}
+	return id
+}
+
+func typeID(t *testing.T, c *iris.Client, name string) int64 {
+	t.Helper()
+	types, err := c.IOCTypes(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ty := range types {
+		if ty.Name == name {
+			return ty.ID
+		}
+	}
+	t.Fatalf("IRIS has no IOC type %q", name)
+	return 0
+}
+
+func TestIRISContract(t *testing.T) {
+	RunWithIRIS(t, func(t *testing.T, e *irisEnv) {
+		ctx := context.Background()
+		if v, err := e.svc.Versions(ctx); err != nil || !strings.HasPrefix(v, "v2.") {
+			t.Fatalf("Versions=%q err=%v", v, err)
+		}
+		if _, err := e.svc.WhoAmI(ctx); err != nil {
+			t.Fatalf("WhoAmI: %v", err)
+		}
+		t.Run("ReferenceLists", func(t *testing.T) {
+			for name, list := range map[string]func(context.Context) ([]iris.RefItem, error){
+				"ioc types": e.svc.IOCTypes, "asset types": e.svc.AssetTypes, "analysis statuses": e.svc.AnalysisStatuses,
+				"event categories": e.svc.EventCategories, "compromise statuses": e.svc.CompromiseStatuses, "tlp": e.svc.TLPs} {
+				items, err := list(ctx)
+				if err != nil || len(items) == 0 {
+					t.Fatalf("%s: %d items, err=%v", name, len(items), err)
+				}
+			}
+		})
+		cid := e.newCase(t)
+		md5 := typeID(t, e.svc, "md5")
+		t.Run("CaseIsListedWithTags", func(t *testing.T) {
+			cases, err := e.svc.ListCases(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.ContainsFunc(cases, func(c ioc.Case) bool { return c.ID == cid && c.Open }) {
+				t.Fatalf("case %d not listed open for the service user (give it access to new cases)", cid)
+			}
+			cs, err := e.svc.Case(ctx, cid)
+			if err != nil || !slices.Contains(cs.Tags, "velohunt-conformance") {
+				t.Fatalf("Case=%+v err=%v", cs, err)
+			}
+		})
+		value := fmt.Sprintf("%032x", time.Now().UnixNano())
+		x, err := e.svc.AddIOC(ctx, cid, iris.NewIOC{Value: value, TypeID: md5, TLPID: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Run("DuplicateIOCIs200WithTheSameRow", func(t *testing.T) {
+			again, err := e.svc.AddIOC(ctx, cid, iris.NewIOC{Value: value, TypeID: md5, TLPID: 1})
+			if err != nil || again.ID != x.ID {
+				t.Fatalf("again=%+v err=%v", again, err)
+			}
+		})
+		t.Run("IOCListHasTypeNamesAndNoCaseID", func(t *testing.T) {
+			list, err := e.svc.ListIOCs(ctx, cid)
+			if err != nil || len(list) != 1 || list[0].TypeName != "md5" {
+				t.Fatalf("list=%+v err=%v", list, err)
+			}
+			one, err := e.svc.IOC(ctx, cid, x.ID)
+			if err != nil || one.TypeName != "md5" {
+				t.Fatalf("IOC=%+v err=%v", one, err)
+			}
+		})
+		t.Run("MissingCIDUsesTheContextCase", func(t *testing.T) {
+			// Without cid IRIS answers for the caller's current case (often
+			// #1), not an error: velohunt always sends cid.
+			code, body := e.raw(t, "GET", "/case/ioc/list", nil)
+			if code != 200 || body["status"] != "success" {
+				t.Fatalf("no cid: %d %v", code, body)
+			}
+		})
+		t.Run("UnknownCaseIs403ForNonAdmins", func(t *testing.T) {
+			_, err := e.svc.ListIOCs(ctx, 987654321)
+			var se *iris.StatusError
+			if !errors.As(err, &se) || (se.Status != 403 && se.Status != 404) {
+				t.Fatalf("err=%v, want 403 (404 if the service user is an administrator)", err)
+			}
+		})
+		t.Run("NullCustomAttributes", func(t *testing.T) {
+			code, body := e.raw(t, "POST", fmt.Sprintf("/case/ioc/add?cid=%d", cid),
+				map[string]any{"ioc_value": value + "0", "ioc_type_id": typeID(t, e.svc, "filename"), "ioc_tlp_id": 2})
+			if code != 200 {
+				t.Fatalf("add without custom_attributes: %d %v", code, body)
+			}
+			data, _ := body["data"].(map[string]any)
+			id := int64(data["ioc_id"].(float64))
+			err := e.svc.UpdateIOCAttributes(ctx, cid, id, "velohunt-conformance", map[string]string{"Status": "x"})
+			if !errors.Is(err, iris.ErrNullAttributes) {
+				// A real IRIS that already had a tab pushed onto null IOCs
+				// repairs them; then the update succeeds.
+				if err != nil {
+					t.Fatalf("err=%v, want ErrNullAttributes", err)
+				}
+			}
+		})
+		t.Run("TabTextFieldsWrittenHTMLFieldsSkipped", func(t *testing.T) {
+			tmpls, err := e.admin.AttributeTemplates(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var id int64
+			var content map[string]map[string]map[string]any
+			for _, tt := range tmpls {
+				if tt.For == "ioc" {
+					id, content = tt.ID, tt.Content
+				}
+			}
+			if content == nil {
+				content = map[string]map[string]map[string]any{}
+			}
+			content["velohunt-conformance"] = map[string]map[string]any{
+				"Status": {"type": "input_string", "mandatory": false, "value": ""},
+				"Html":   {"type": "html", "mandatory": false, "value": "default"},
+			}
+			if err := e.admin.UpdateAttributeTemplate(ctx, id, content); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.svc.UpdateIOCAttributes(ctx, cid, x.ID, "velohunt-conformance", map[string]string{"Status": "<b>hit</b>", "Html": "<script>x</script>"}); err != nil {
+				t.Fatal(err)
+			}
+			got, err := e.svc.IOCAttributes(ctx, cid, x.ID, "velohunt-conformance")
+			if err != nil || got["Status"] != "<b>hit</b>" || got["Html"] != "default" {
+				t.Fatalf("attributes %v err=%v: text written as is, html left alone", got, err)
+			}
+			if err := e.svc.UpdateIOCAttributes(ctx, cid, x.ID, "no-such-tab", map[string]string{"a": "b"}); err != nil {
+				t.Fatalf("an unknown tab is ignored with success, got %v", err)
+			}
+		})
+		types, _ := e.svc.AssetTypes(ctx)
+		statuses, _ := e.svc.AnalysisStatuses(ctx)
+		aid, err := e.svc.AddAsset(ctx, cid, iris.NewAsset{Name: "CONFORMANCE-HOST", TypeID: types[0].ID, AnalysisStatusID: statuses[0].ID,
+			Tags: "velohunt,vh-conformance", IOCLinks: []int64{x.ID}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Run("DuplicateAsset", func(t *testing.T) {
+			_, err := e.svc.AddAsset(ctx, cid, iris.NewAsset{Name: "conformance-host", TypeID: types[0].ID, AnalysisStatusID: statuses[0].ID})
+			if !errors.Is(err, iris.ErrDuplicateAsset) {
+				t.Fatalf("err=%v, want ErrDuplicateAsset (same name, any case, same type)", err)
+			}
+		})
+		t.Run("AssetWithoutAnalysisStatusIsHidden", func(t *testing.T) {
+			code, _ := e.raw(t, "POST", fmt.Sprintf("/case/assets/add?cid=%d", cid),
+				map[string]any{"asset_name": "no-status", "asset_type_id": types[0].ID, "custom_attributes": map[string]any{}})
+			if code != 200 {
+				t.Fatalf("add: %d", code)
+			}
+			list, err := e.svc.ListAssets(ctx, cid)
+			if err != nil || slices.ContainsFunc(list, func(a iris.Asset) bool { return a.Name == "no-status" }) || len(list) != 1 {
+				t.Fatalf("list=%+v err=%v", list, err)
+			}
+		})
+		t.Run("AssetLinksAreReplaced", func(t *testing.T) {
+			y, err := e.svc.AddIOC(ctx, cid, iris.NewIOC{Value: value[:31] + "f", TypeID: md5, TLPID: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, err := e.svc.Asset(ctx, cid, aid)
+			if err != nil || !slices.Contains(a.LinkedIOCs, x.ID) {
+				t.Fatalf("asset=%+v err=%v", a, err)
+			}
+			if err := e.svc.SetAssetIOCLinks(ctx, cid, a, []int64{y.ID}); err != nil {
+				t.Fatal(err)
+			}
+			a, _ = e.svc.Asset(ctx, cid, aid)
+			if slices.Contains(a.LinkedIOCs, x.ID) || !slices.Contains(a.LinkedIOCs, y.ID) {
+				t.Fatalf("links %v: ioc_links replaces every link", a.LinkedIOCs)
+			}
+		})
+		t.Run("Events", func(t *testing.T) {
+			cats, _ := e.svc.EventCategories(ctx)
+			_, err := e.svc.AddEvent(ctx, cid, iris.NewEvent{Title: "x", Date: "2026-11-20T08:00:00", TZ: "+00:00", CategoryID: cats[0].ID})
+			if err == nil {
+				t.Fatal("IRIS accepted a one-character title or a date without fraction")
+			}
+			id, err := e.svc.AddEvent(ctx, cid, iris.NewEvent{Title: "velohunt conformance", Date: "2026-11-20T08:00:00.000000", TZ: "+00:00",
+				CategoryID: cats[0].ID, Content: "```text\n<script>\n```", Raw: `{"a":1}`, Tags: "velohunt,vh-conf-1",
+				Assets: []int64{aid}, IOCs: []int64{x.ID}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			list, err := e.svc.ListEvents(ctx, cid)
+			if err != nil || !slices.ContainsFunc(list, func(ev iris.EventSummary) bool { return ev.ID == id && strings.Contains(ev.Tags, "vh-conf-1") }) {
+				t.Fatalf("events=%+v err=%v", list, err)
+			}
+		})
+	})
+}

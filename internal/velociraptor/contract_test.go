@@ -1,0 +1,143 @@
+package velociraptor_test
+
+// The Velociraptor conformance suite. It runs against the simulator always,
+// and against a real Velociraptor (0.77) when these are set:
+//
+//	VELOHUNT_TEST_VELOCIRAPTOR_API_CONFIG  an api_client config (roles
+//	                                       investigator,artifact_writer)
+//	VELOHUNT_TEST_VELOCIRAPTOR_ORG         org id ("" = root)
+//
+// It touches no endpoint: its hunt is created paused and stopped without
+// ever being started. It uploads one harmless artifact,
+// Custom.Velohunt.Conformance.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/velohunt/velohunt/internal/ioc"
+	"github.com/velohunt/velohunt/internal/velociraptor"
+)
+
+const conformanceArtifact = `name: Custom.Velohunt.Conformance
+description: Uploaded by velohunt's conformance suite; returns one constant row.
+type: CLIENT
+parameters:
+  - name: IOCs
+    type: json_array
+    default: "[]"
+sources:
+  - query: SELECT 'conformance' AS IOC FROM scope()
+`
+
+// RunWithVelociraptor runs fn against the simulator and, when configured, a
+// real server.
+func RunWithVelociraptor(t *testing.T, fn func(t *testing.T, c *velociraptor.Client, org string)) {
+	t.Run("Simulator", func(t *testing.T) {
+		_, c := MustStart(t)
+		fn(t, c, "")
+	})
+	t.Run("Real", func(t *testing.T) {
+		path := os.Getenv("VELOHUNT_TEST_VELOCIRAPTOR_API_CONFIG")
+		if path == "" {
+			t.Skip("no real Velociraptor: set VELOHUNT_TEST_VELOCIRAPTOR_API_CONFIG (and VELOHUNT_TEST_VELOCIRAPTOR_ORG) to run the suite against one")
+		}
+		cfg, err := velociraptor.LoadAPIConfig(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := velociraptor.Dial(cfg, velociraptor.Options{Timeout: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fn(t, c, os.Getenv("VELOHUNT_TEST_VELOCIRAPTOR_ORG"))
+	})
+}
+
+func TestVelociraptorContract(t *testing.T) {
+	RunWithVelociraptor(t, func(t *testing.T, c *velociraptor.Client, org string) {
+		ctx := context.Background()
+		if v, err := c.Version(ctx, org); err != nil || v == "" {
+			t.Fatalf("Version=%q err=%v", v, err)
+		}
+		name, roles, err := c.WhoAmI(ctx, org)
+		if err != nil || name == "" {
+			t.Fatalf("WhoAmI=%q %v err=%v", name, roles, err)
+		}
+		if roles != nil && !slices.Contains(roles, "investigator") && !slices.Contains(roles, "administrator") {
+			t.Fatalf("roles %v: velohunt needs investigator,artifact_writer", roles)
+		}
+		if err := c.ProbeReadResults(ctx, org); err != nil {
+			t.Fatalf("READ_RESULTS: %v", err)
+		}
+		if n, err := c.SetArtifact(ctx, org, conformanceArtifact); err != nil || n != "Custom.Velohunt.Conformance" {
+			t.Fatalf("SetArtifact=%q err=%v", n, err)
+		}
+		defs, err := c.Artifacts(ctx, org, []string{"Custom.Velohunt.Conformance", "Custom.Velohunt.Missing"})
+		if err != nil || len(defs) != 1 {
+			t.Fatalf("Artifacts=%v err=%v", defs, err)
+		}
+		t.Run("ErrUnknownArtifactIsALogLine", func(t *testing.T) {
+			_, err := c.CreateHunt(ctx, velociraptor.HuntRequest{Org: org, Artifact: "Custom.Velohunt.DoesNotExist", Expires: time.Hour})
+			if ioc.ErrorCode(err) != ioc.EINVALID {
+				t.Fatalf("err=%v, want EINVALID from the 'Unknown artifact' log", err)
+			}
+		})
+		marker := fmt.Sprintf("velohunt-conformance-%d", time.Now().UnixNano())
+		list, _ := json.Marshal([]string{"never-matches"})
+		id, err := c.CreateHunt(ctx, velociraptor.HuntRequest{Org: org, Artifact: "Custom.Velohunt.Conformance",
+			Description: `conformance "quoted" ' value`, Tags: []string{"velohunt", marker},
+			Params: map[string]string{"IOCs": string(list)}, Expires: time.Hour, ClientTimeout: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.StopHunt(ctx, org, id)
+		t.Run("CreatedPaused", func(t *testing.T) {
+			info, err := c.HuntInfo(ctx, org, id)
+			if err != nil || info.State != "PAUSED" || info.Scheduled != 0 {
+				t.Fatalf("info=%+v err=%v", info, err)
+			}
+			if !slices.Contains(info.ArtifactSources, "Custom.Velohunt.Conformance") {
+				t.Fatalf("sources %v", info.ArtifactSources)
+			}
+		})
+		t.Run("FoundByTag", func(t *testing.T) {
+			got, _, err := c.FindHuntByTag(ctx, org, marker)
+			if err != nil || got != id {
+				t.Fatalf("FindHuntByTag=%q err=%v", got, err)
+			}
+		})
+		t.Run("ResultsNeedTheRightSource", func(t *testing.T) {
+			n := 0
+			err := c.HuntResults(ctx, org, id, "Custom.Velohunt.Conformance", 0, func(json.RawMessage) error { n++; return nil })
+			if err != nil || n != 0 {
+				t.Fatalf("rows=%d err=%v (a hunt never started has no rows)", n, err)
+			}
+			err = c.HuntResults(ctx, org, id, "Custom.Velohunt.Conformance/NoSuchSource", 0, func(json.RawMessage) error { return nil })
+			if ioc.ErrorCode(err) != ioc.EINVALID || !strings.Contains(err.Error(), "not available") {
+				t.Fatalf("err=%v, want the 'not available in hunt' log as EINVALID", err)
+			}
+		})
+		t.Run("UnknownClient", func(t *testing.T) {
+			if _, err := c.ClientInfo(ctx, org, "C.0000000000000000"); ioc.ErrorCode(err) != ioc.ENOTFOUND {
+				t.Fatalf("err=%v, want ENOTFOUND", err)
+			}
+		})
+		t.Run("Stop", func(t *testing.T) {
+			if err := c.StopHunt(ctx, org, id); err != nil {
+				t.Fatal(err)
+			}
+			info, err := c.HuntInfo(ctx, org, id)
+			if err != nil || info.State != "STOPPED" {
+				t.Fatalf("info=%+v err=%v", info, err)
+			}
+		})
+	})
+}
