@@ -42,27 +42,7 @@ func BenchmarkIntakeBurst(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		var peak atomic.Uint64
-		stop := make(chan struct{})
-		var wg sync.WaitGroup
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var ms runtime.MemStats
-			t := time.NewTicker(20 * time.Millisecond)
-			defer t.Stop()
-			for {
-				runtime.ReadMemStats(&ms)
-				if ms.HeapInuse > peak.Load() {
-					peak.Store(ms.HeapInuse)
-				}
-				select {
-				case <-stop:
-					return
-				case <-t.C:
-				}
-			}
-		}()
+		peak := sampleHeap()
 		b.ResetTimer()
 		start := time.Now()
 		var adders sync.WaitGroup
@@ -91,8 +71,7 @@ func BenchmarkIntakeBurst(b *testing.B) {
 		}
 		elapsed := time.Since(start)
 		b.StopTimer()
-		close(stop)
-		wg.Wait()
+		peakHeap := peak()
 
 		perArtifact := map[string]int{}
 		seen := map[string]bool{}
@@ -119,7 +98,7 @@ func BenchmarkIntakeBurst(b *testing.B) {
 		}
 		b.ReportMetric(float64(4*perKind)/elapsed.Seconds(), "iocs/s")
 		b.ReportMetric(float64(len(d.VR.Hunts())), "hunts")
-		b.ReportMetric(float64(peak.Load())/(1<<20), "peak-heap-MiB")
+		b.ReportMetric(float64(peakHeap)/(1<<20), "peak-heap-MiB")
 		b.ReportMetric(added.Seconds(), "s-to-add")
 		b.ReportMetric(elapsed.Seconds(), "s-to-hunted")
 		d.Close()
@@ -189,27 +168,7 @@ func BenchmarkResultsWriteback(b *testing.B) {
 			b.Fatal(err)
 		}
 		cid, _ := d.Admin.AddCase(ctx, "scale", "benchmark", 1, "")
-		var peak atomic.Uint64
-		stop := make(chan struct{})
-		var wg sync.WaitGroup
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var ms runtime.MemStats
-			t := time.NewTicker(20 * time.Millisecond)
-			defer t.Stop()
-			for {
-				runtime.ReadMemStats(&ms)
-				if ms.HeapInuse > peak.Load() {
-					peak.Store(ms.HeapInuse)
-				}
-				select {
-				case <-stop:
-					return
-				case <-t.C:
-				}
-			}
-		}()
+		peak := sampleHeap()
 		before := d.IRIS.Requests()
 		b.ResetTimer()
 		start := time.Now()
@@ -226,8 +185,7 @@ func BenchmarkResultsWriteback(b *testing.B) {
 		}
 		elapsed := time.Since(start)
 		b.StopTimer()
-		close(stop)
-		wg.Wait()
+		peakHeap := peak()
 
 		events, assets := d.IRIS.Events(cid), d.IRIS.Assets(cid)
 		if len(events) != rows/100 || len(assets) != clients {
@@ -247,12 +205,43 @@ func BenchmarkResultsWriteback(b *testing.B) {
 		tabs := writes["POST /case/ioc/update/{id}"]
 		minimum := len(assets) + len(events) + tabs
 		b.ReportMetric(float64(rows)/elapsed.Seconds(), "rows/s")
-		b.ReportMetric(float64(peak.Load())/(1<<20), "peak-heap-MiB")
+		b.ReportMetric(float64(peakHeap)/(1<<20), "peak-heap-MiB")
 		b.ReportMetric(float64(total), "iris-requests")
 		b.ReportMetric(float64(minimum), "iris-minimum")
 		b.ReportMetric(float64(tabs), "tab-updates")
 		b.ReportMetric(elapsed.Seconds(), "s-total")
 		b.Logf("IRIS write-path requests by route: %v", writes)
 		d.Close()
+	}
+}
+
+// sampleHeap samples the heap in use every 20ms until the returned function
+// is called; that function returns the peak seen.
+func sampleHeap() func() uint64 {
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		var ms runtime.MemStats
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			runtime.ReadMemStats(&ms)
+			if ms.HeapInuse > peak.Load() {
+				peak.Store(ms.HeapInuse)
+			}
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() uint64 {
+		close(stop)
+		wg.Wait()
+		return peak.Load()
 	}
 }

@@ -52,11 +52,7 @@ var rolePermissions = map[string][]string{
 func (c *CheckCommand) Run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("velohunt-check", flag.ContinueOnError)
 	fs.SetOutput(c.Stderr)
-	path := fs.String("config", "", "configuration file")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	cfg, err := loadConfig(*path)
+	cfg, err := parseWithConfig(fs, args)
 	if err != nil {
 		return err
 	}

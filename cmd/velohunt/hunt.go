@@ -19,18 +19,14 @@ type HuntCommand struct {
 func (c *HuntCommand) Run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("velohunt-hunt", flag.ContinueOnError)
 	fs.SetOutput(c.Stderr)
-	path := fs.String("config", "", "configuration file")
 	caseID := fs.Int64("case", 0, "IRIS case id")
 	iocID := fs.Int64("ioc", 0, "IRIS IOC id (default: every IOC of the case)")
-	if err := fs.Parse(args); err != nil {
+	cfg, err := parseWithConfig(fs, args)
+	if err != nil {
 		return err
 	}
 	if *caseID <= 0 {
 		return errors.New("-case is required")
-	}
-	cfg, err := loadConfig(*path)
-	if err != nil {
-		return err
 	}
 	app := &App{Config: cfg, Logger: newLogger(cfg.Log, c.Stderr)}
 	if err := app.Build(ctx); err != nil {

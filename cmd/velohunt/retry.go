@@ -19,11 +19,7 @@ type RetryParkedCommand struct {
 func (c *RetryParkedCommand) Run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("velohunt-retry-parked", flag.ContinueOnError)
 	fs.SetOutput(c.Stderr)
-	path := fs.String("config", "", "configuration file")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	cfg, err := loadConfig(*path)
+	cfg, err := parseWithConfig(fs, args)
 	if err != nil {
 		return err
 	}

@@ -78,6 +78,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// parseWithConfig adds the -config flag, parses args and loads the file.
+func parseWithConfig(fs *flag.FlagSet, args []string) (config.Config, error) {
+	path := fs.String("config", "", "configuration file")
+	if err := fs.Parse(args); err != nil {
+		return config.Config{}, err
+	}
+	return loadConfig(*path)
+}
+
 // loadConfig reads the config file named by -config.
 func loadConfig(path string) (config.Config, error) {
 	if path == "" {

@@ -16,12 +16,8 @@ type ServeCommand struct {
 func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("velohunt-serve", flag.ContinueOnError)
 	fs.SetOutput(c.Stderr)
-	path := fs.String("config", "", "configuration file")
 	grace := fs.Duration("shutdown-timeout", 20*time.Second, "how long shutdown may take")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	cfg, err := loadConfig(*path)
+	cfg, err := parseWithConfig(fs, args)
 	if err != nil {
 		return err
 	}

@@ -24,11 +24,7 @@ type SetupCommand struct {
 func (c *SetupCommand) Run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("velohunt-setup", flag.ContinueOnError)
 	fs.SetOutput(c.Stderr)
-	path := fs.String("config", "", "configuration file")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	cfg, err := loadConfig(*path)
+	cfg, err := parseWithConfig(fs, args)
 	if err != nil {
 		return err
 	}

@@ -159,12 +159,8 @@ func collectStatus(ctx context.Context, db *store.DB) (Status, error) {
 // Run implements `velohunt status`.
 func (c *StatusCommand) Run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("velohunt-status", flag.ContinueOnError)
-	path := fs.String("config", "", "configuration file")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	cfg, err := loadConfig(*path)
+	cfg, err := parseWithConfig(fs, args)
 	if err != nil {
 		return err
 	}

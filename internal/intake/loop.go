@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/velohunt/velohunt/internal/iris"
+	"github.com/velohunt/velohunt/internal/loop"
 )
 
 // Intake owns the loop that handles webhook events and reconcile requests.
@@ -23,12 +24,10 @@ type Intake struct {
 	Logger *slog.Logger
 	Now    func() time.Time
 
-	mu       sync.Mutex
-	fullDue  bool
-	wake     chan struct{}
-	lastErr  string
-	lastLog  time.Time
-	failures int
+	mu      sync.Mutex
+	fullDue bool
+	wake    chan struct{}
+	errs    loop.ErrorLog
 }
 
 // New returns an Intake; call Run to start its loop.
@@ -84,26 +83,11 @@ func (in *Intake) Run(ctx context.Context) {
 // the delay before the next try: 30s when idle, capped exponential backoff
 // after failures.
 func (in *Intake) afterStep(err error) time.Duration {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	if err == nil {
-		if in.failures > 0 {
-			in.Logger.Info("intake recovered", "after_failures", in.failures)
-		}
-		in.failures, in.lastErr = 0, ""
+	failures := in.errs.Report(in.Logger, "intake", err)
+	if failures == 0 {
 		return 30 * time.Second
 	}
-	in.failures++
-	now := in.Now()
-	if err.Error() != in.lastErr || now.Sub(in.lastLog) > 30*time.Second {
-		in.Logger.Error("intake", "error", err, "failures", in.failures)
-		in.lastErr, in.lastLog = err.Error(), now
-	}
-	d := time.Second << min(in.failures, 8)
-	if ra := iris.RetryAfter(err); ra > d {
-		d = ra
-	}
-	return min(d, 5*time.Minute)
+	return max(loop.Backoff(failures, 5*time.Minute), min(iris.RetryAfter(err), 5*time.Minute))
 }
 
 // Step runs one iteration: a full sync if one is due, then the stored

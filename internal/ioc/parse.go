@@ -152,28 +152,22 @@ func domainParser(v string) (Target, error) {
 
 // hostPortParser hunts the host part of "hostname|port".
 func hostPortParser(v string) (Target, error) {
-	i := strings.LastIndexByte(v, '|')
-	if i < 0 {
-		return Target{}, Errorf(EINVALID, "expected \"hostname|port\", found no \"|\"")
-	}
-	if _, err := parsePort(v[i+1:]); err != nil {
-		return Target{}, err
-	}
-	t, err := domainParser(v[:i])
-	if err != nil {
-		return Target{}, err
-	}
-	t.Context = v
-	return t, nil
+	return hostPairParser("hostname|port", v, func(s string) error { _, err := parsePort(s); return err })
 }
 
 // domainIPParser hunts the domain of a "domain|ip" pair; the IP is context.
 func domainIPParser(v string) (Target, error) {
+	return hostPairParser("domain|ip", v, func(s string) error { _, err := parseIP(s); return err })
+}
+
+// hostPairParser hunts the host before the last "|" of a pair and checks
+// the part after it; the whole value is kept as context.
+func hostPairParser(form, v string, checkSecond func(string) error) (Target, error) {
 	i := strings.LastIndexByte(v, '|')
 	if i < 0 {
-		return Target{}, Errorf(EINVALID, "expected \"domain|ip\", found no \"|\"")
+		return Target{}, Errorf(EINVALID, "expected %q, found no \"|\"", form)
 	}
-	if _, err := parseIP(v[i+1:]); err != nil {
+	if err := checkSecond(v[i+1:]); err != nil {
 		return Target{}, err
 	}
 	t, err := domainParser(v[:i])

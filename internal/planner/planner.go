@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/velohunt/velohunt/internal/ioc"
+	"github.com/velohunt/velohunt/internal/loop"
 	"github.com/velohunt/velohunt/internal/store"
 	"github.com/velohunt/velohunt/internal/velociraptor"
 )
@@ -147,8 +148,7 @@ func (p *Planner) Run(ctx context.Context) {
 	tick := min(max(p.Window/4, 200*time.Millisecond), 5*time.Second)
 	t := time.NewTicker(tick)
 	defer t.Stop()
-	var lastErr string
-	var lastLog time.Time
+	var errs loop.ErrorLog
 	for {
 		select {
 		case <-ctx.Done():
@@ -156,13 +156,8 @@ func (p *Planner) Run(ctx context.Context) {
 		case <-t.C:
 		case <-p.wake:
 		}
-		if err := p.Step(ctx, false); err != nil && ctx.Err() == nil {
-			if err.Error() != lastErr || time.Since(lastLog) > 30*time.Second {
-				p.Logger.Error("planner", "error", err)
-				lastErr, lastLog = err.Error(), time.Now()
-			}
-		} else {
-			lastErr = ""
+		if err := p.Step(ctx, false); ctx.Err() == nil {
+			errs.Report(p.Logger, "planner", err)
 		}
 	}
 }

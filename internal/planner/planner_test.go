@@ -7,28 +7,20 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/velohunt/velohunt/internal/ioc"
 	"github.com/velohunt/velohunt/internal/planner"
 	"github.com/velohunt/velohunt/internal/store"
+	"github.com/velohunt/velohunt/internal/testclock"
 	"github.com/velohunt/velohunt/internal/velociraptor"
 	"github.com/velohunt/velohunt/internal/velociraptor/velotest"
 )
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
-
 type env struct {
 	db  *store.DB
-	clk *clock
+	clk *testclock.Clock
 	srv *velotest.Server
 	vr  *velociraptor.Client
 	p   *planner.Planner
@@ -36,7 +28,7 @@ type env struct {
 
 func setup(t testing.TB, max int) *env {
 	t.Helper()
-	e := &env{clk: &clock{t: time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)}}
+	e := &env{clk: testclock.New(time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC))}
 	var err error
 	e.db, err = store.Open(context.Background(), filepath.Join(t.TempDir(), "v.db"))
 	if err != nil {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,18 +15,11 @@ import (
 	"github.com/velohunt/velohunt/internal/planner"
 	"github.com/velohunt/velohunt/internal/rehunt"
 	"github.com/velohunt/velohunt/internal/store"
+	"github.com/velohunt/velohunt/internal/testclock"
 	"github.com/velohunt/velohunt/internal/velociraptor"
 	"github.com/velohunt/velohunt/internal/velociraptor/velotest"
 	"github.com/velohunt/velohunt/internal/watcher"
 )
-
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
 
 // model is an independent account of what the rules ask for.
 type modelIOC struct {
@@ -51,7 +43,7 @@ func TestThirtyDays(t *testing.T) {
 	}
 	ctx := context.Background()
 	start := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
-	clk := &clock{t: start}
+	clk := testclock.New(start)
 	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
 	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "v.db"))
 	if err != nil {

@@ -3,35 +3,26 @@ package store_test
 import (
 	"context"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/velohunt/velohunt/internal/ioc"
 	"github.com/velohunt/velohunt/internal/store"
+	"github.com/velohunt/velohunt/internal/testclock"
 )
 
 // MustOpen opens a store in a temp dir with a controllable clock.
-func MustOpen(tb testing.TB) (*store.DB, *Clock) {
+func MustOpen(tb testing.TB) (*store.DB, *testclock.Clock) {
 	tb.Helper()
 	db, err := store.Open(context.Background(), filepath.Join(tb.TempDir(), "velohunt.db"))
 	if err != nil {
 		tb.Fatal(err)
 	}
-	clk := &Clock{t: time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)}
+	clk := testclock.New(time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC))
 	db.Now = clk.Now
 	tb.Cleanup(func() { db.Close() })
 	return db, clk
 }
-
-// Clock is a fake clock.
-type Clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *Clock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *Clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
 func input(id int64, typ, value string) store.IOCInput {
 	in := store.IOCInput{IOC: ioc.IOC{ID: id, TypeName: typ, Value: value}}

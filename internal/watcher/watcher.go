@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/velohunt/velohunt/internal/ioc"
+	"github.com/velohunt/velohunt/internal/loop"
 	"github.com/velohunt/velohunt/internal/store"
 	"github.com/velohunt/velohunt/internal/velociraptor"
 )
@@ -113,9 +114,7 @@ func (w *Watcher) Run(ctx context.Context) {
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
 	defer retry.Stop()
-	failures := 0
-	var lastErr string
-	var lastLog time.Time
+	var errs loop.ErrorLog
 	for {
 		select {
 		case <-ctx.Done():
@@ -127,22 +126,11 @@ func (w *Watcher) Run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		if err == nil {
-			if failures > 0 {
-				w.Logger.Info("watcher recovered", "after_failures", failures)
-			}
-			failures = 0
-			if rep.Hits > 0 || rep.Ended > 0 {
-				w.Logger.Info("watcher pass", "hunts", rep.Hunts, "rows", rep.Rows, "new_hits", rep.Hits, "ended", rep.Ended)
-			}
-			continue
+		if failures := errs.Report(w.Logger, "watcher pass", err); failures > 0 {
+			retry.Reset(loop.Backoff(failures, 5*time.Minute))
+		} else if rep.Hits > 0 || rep.Ended > 0 {
+			w.Logger.Info("watcher pass", "hunts", rep.Hunts, "rows", rep.Rows, "new_hits", rep.Hits, "ended", rep.Ended)
 		}
-		failures++
-		if err.Error() != lastErr || time.Since(lastLog) > 30*time.Second {
-			w.Logger.Error("watcher pass", "error", err, "failures", failures)
-			lastErr, lastLog = err.Error(), time.Now()
-		}
-		retry.Reset(min(time.Second<<min(failures, 8), 5*time.Minute))
 	}
 }
 

@@ -7,29 +7,21 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/velohunt/velohunt/internal/ioc"
 	"github.com/velohunt/velohunt/internal/planner"
 	"github.com/velohunt/velohunt/internal/store"
+	"github.com/velohunt/velohunt/internal/testclock"
 	"github.com/velohunt/velohunt/internal/velociraptor"
 	"github.com/velohunt/velohunt/internal/velociraptor/velotest"
 	"github.com/velohunt/velohunt/internal/watcher"
 )
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
-
 type env struct {
 	db  *store.DB
-	clk *clock
+	clk *testclock.Clock
 	srv *velotest.Server
 	w   *watcher.Watcher
 	p   *planner.Planner
@@ -40,7 +32,7 @@ var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
 func setup(t testing.TB) *env {
 	t.Helper()
 	ctx := context.Background()
-	e := &env{clk: &clock{t: time.Now()}}
+	e := &env{clk: testclock.New(time.Now())}
 	var err error
 	if e.db, err = store.Open(ctx, filepath.Join(t.TempDir(), "v.db")); err != nil {
 		t.Fatal(err)

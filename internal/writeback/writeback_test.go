@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 	"unicode"
@@ -18,26 +17,19 @@ import (
 	"github.com/velohunt/velohunt/internal/render"
 	"github.com/velohunt/velohunt/internal/render/rendertest"
 	"github.com/velohunt/velohunt/internal/store"
+	"github.com/velohunt/velohunt/internal/testclock"
 	"github.com/velohunt/velohunt/internal/writeback"
 	"github.com/velohunt/velohunt/templates"
 )
 
 const tabName = "Velociraptor hunt"
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
-
 type env struct {
 	srv   *iristest.Server
 	admin *iris.Client
 	db    *store.DB
 	w     *writeback.Writer
-	clk   *clock
+	clk   *testclock.Clock
 	cid   int64
 	rows  []store.IOC // store rows of the case's IOCs
 	hunt  store.Hunt
@@ -48,7 +40,7 @@ type env struct {
 func setup(t testing.TB, n int) *env {
 	t.Helper()
 	ctx := context.Background()
-	e := &env{srv: iristest.Start(), clk: &clock{t: time.Now()}}
+	e := &env{srv: iristest.Start(), clk: testclock.New(time.Now())}
 	t.Cleanup(e.srv.Close)
 	var err error
 	e.admin, _ = iris.New(iris.Options{URL: e.srv.URL(), APIKey: "admin-key"})
@@ -122,27 +114,13 @@ func (e *env) hits(t testing.TB, hosts int, evidence func(h, i int) string) {
 	}
 }
 
-// drain flushes until the outbox is empty, advancing the clock past backoffs.
-func (e *env) drain(t testing.TB, limit time.Duration) {
-	t.Helper()
-	ctx := context.Background()
-	deadline := time.Now().Add(limit)
-	for time.Now().Before(deadline) {
-		if _, err := e.w.Flush(ctx); err != nil {
-			t.Fatal(err)
-		}
-		st, _ := e.db.OutboxStats(ctx)
-		if st.Pending == 0 {
-			return
-		}
-		e.clk.Add(100 * time.Millisecond)
-	}
-	st, _ := e.db.OutboxStats(ctx)
-	t.Fatalf("outbox not drained: %+v", st)
-}
+// drain flushes until the outbox is empty. On the fake clock it moves time
+// past backoffs; on the real clock (real) it waits for them.
+func (e *env) drain(t testing.TB, limit time.Duration) { e.drainWith(t, limit, false) }
 
-// drainReal flushes on the real clock until the outbox is empty.
-func (e *env) drainReal(t testing.TB, limit time.Duration) {
+func (e *env) drainReal(t testing.TB, limit time.Duration) { e.drainWith(t, limit, true) }
+
+func (e *env) drainWith(t testing.TB, limit time.Duration, real bool) {
 	t.Helper()
 	ctx := context.Background()
 	deadline := time.Now().Add(limit)
@@ -154,7 +132,11 @@ func (e *env) drainReal(t testing.TB, limit time.Duration) {
 		if st.Pending == 0 {
 			return
 		}
-		time.Sleep(20 * time.Millisecond)
+		if real {
+			time.Sleep(20 * time.Millisecond)
+		} else {
+			e.clk.Add(100 * time.Millisecond)
+		}
 	}
 	st, _ := e.db.OutboxStats(ctx)
 	t.Fatalf("outbox not drained: %+v", st)

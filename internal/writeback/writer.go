@@ -20,6 +20,7 @@ import (
 
 	"github.com/velohunt/velohunt/internal/ioc"
 	"github.com/velohunt/velohunt/internal/iris"
+	"github.com/velohunt/velohunt/internal/loop"
 	"github.com/velohunt/velohunt/internal/render"
 	"github.com/velohunt/velohunt/internal/store"
 )
@@ -148,8 +149,7 @@ func (w *Writer) Run(ctx context.Context) {
 	w.init()
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
-	var lastErr string
-	var lastLog time.Time
+	var errs loop.ErrorLog
 	for {
 		select {
 		case <-ctx.Done():
@@ -157,11 +157,8 @@ func (w *Writer) Run(ctx context.Context) {
 		case <-t.C:
 		case <-w.wake:
 		}
-		if _, err := w.Flush(ctx); err != nil && ctx.Err() == nil {
-			if err.Error() != lastErr || time.Since(lastLog) > 30*time.Second {
-				w.Logger.Error("writeback", "error", err)
-				lastErr, lastLog = err.Error(), time.Now()
-			}
+		if _, err := w.Flush(ctx); ctx.Err() == nil {
+			errs.Report(w.Logger, "writeback", err)
 		}
 	}
 }
