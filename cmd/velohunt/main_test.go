@@ -159,7 +159,13 @@ writeback: {settle: 2s}
 		cmd.Wait()
 	}
 	cmd := start()
-	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	stopped := false
+	defer func() {
+		if !stopped {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	}()
 
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -219,6 +225,16 @@ writeback: {settle: 2s}
 	}
 	if assets := irisSrv.Assets(cid); len(assets) != 1 || len(assets[0].IOCLinks) != wantEvents {
 		t.Fatalf("assets %+v, want one asset linked to %d IOCs", assets, wantEvents)
+	}
+	// SIGTERM: the service stops by itself, cleanly, within its deadline.
+	began := time.Now()
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("serve after SIGTERM: %v", err)
+	}
+	stopped = true
+	if d := time.Since(began); d > 20*time.Second {
+		t.Fatalf("shutdown took %v", d)
 	}
 	// The store agrees: every IOC hunting, no hunt left unlaunched.
 	db, err := store.Open(ctx, filepath.Join(dir, "v.db"))
