@@ -158,10 +158,19 @@ func TestIRISContract(t *testing.T) {
 			}
 		})
 		value := fmt.Sprintf("%032x", time.Now().UnixNano())
+		before, err := e.svc.IOCState(ctx, cid)
+		if err != nil {
+			t.Fatal(err)
+		}
 		x, err := e.svc.AddIOC(ctx, cid, iris.NewIOC{Value: value, TypeID: md5, TLPID: 2})
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Run("IOCStateMoves", func(t *testing.T) {
+			if after, err := e.svc.IOCState(ctx, cid); err != nil || after == before {
+				t.Fatalf("ioc state %d -> %d err=%v: velohunt relies on it to skip unchanged cases", before, after, err)
+			}
+		})
 		t.Run("DuplicateIOCIs200WithTheSameRow", func(t *testing.T) {
 			again, err := e.svc.AddIOC(ctx, cid, iris.NewIOC{Value: value, TypeID: md5, TLPID: 1})
 			if err != nil || again.ID != x.ID {
@@ -299,6 +308,16 @@ func TestIRISContract(t *testing.T) {
 			list, err := e.svc.ListEvents(ctx, cid)
 			if err != nil || !slices.ContainsFunc(list, func(ev iris.EventSummary) bool { return ev.ID == id && strings.Contains(ev.Tags, "vh-conf-1") }) {
 				t.Fatalf("events=%+v err=%v", list, err)
+			}
+			// The 2.4 list has no assets key (read one event for its links).
+			code, body := e.raw(t, "GET", fmt.Sprintf("/case/timeline/events/list?cid=%d", cid), nil)
+			data, _ := body["data"].(map[string]any)
+			rows, _ := data["timeline"].([]any)
+			if code != 200 || len(rows) == 0 {
+				t.Fatalf("list: %d %v", code, body)
+			}
+			if _, has := rows[0].(map[string]any)["assets"]; has {
+				t.Fatal("the events list has an assets key; the contract says IRIS 2.4 drops it")
 			}
 		})
 	})
