@@ -1,0 +1,147 @@
+package main
+
+// Velociraptor's side of the loop against a real server, with the simulated
+// IRIS. It runs only when asked:
+//
+//	VELOHUNT_TEST_VELOCIRAPTOR_API_CONFIG  api_client config (investigator,artifact_writer)
+//	VELOHUNT_TEST_VELOCIRAPTOR_CLIENT=1    a Velociraptor client runs on this machine
+//
+// It plants evidence for each hunt kind in a temporary folder (a file, its
+// hashes, a TCP connection on loopback, a hosts-file entry), adds matching
+// IOCs and one that matches nothing, and waits until velohunt's own
+// artifacts, uploaded and hunted for real, have found each on the client and
+// the hits reached the simulated IRIS.
+
+import (
+	"context"
+	"crypto/md5"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/velohunt/velohunt/internal/config"
+	"github.com/velohunt/velohunt/internal/iris"
+	"github.com/velohunt/velohunt/internal/iris/iristest"
+	"github.com/velohunt/velohunt/internal/velociraptor/velotest"
+)
+
+func TestRealVelociraptorArtifacts(t *testing.T) {
+	apiCfg := os.Getenv("VELOHUNT_TEST_VELOCIRAPTOR_API_CONFIG")
+	if apiCfg == "" || os.Getenv("VELOHUNT_TEST_VELOCIRAPTOR_CLIENT") != "1" {
+		t.Skip("needs a real Velociraptor with a client on this machine: set VELOHUNT_TEST_VELOCIRAPTOR_API_CONFIG and VELOHUNT_TEST_VELOCIRAPTOR_CLIENT=1")
+	}
+	ctx := context.Background()
+	dir := t.TempDir()
+	planted := filepath.Join(dir, "evidence", "velohunt-planted.bin")
+	os.MkdirAll(filepath.Dir(planted), 0o755)
+	content := make([]byte, 64)
+	rand.Read(content)
+	if err := os.WriteFile(planted, content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s256, m5 := sha256.Sum256(content), md5.Sum(content)
+	hosts := filepath.Join(dir, "hosts")
+	os.WriteFile(hosts, []byte("127.0.0.1 localhost\n127.0.0.66 c2.velohunt-test.example other.name # planted\n"), 0o644)
+	// A live connection to a loopback address the test owns.
+	lis, err := net.Listen("tcp", "127.0.0.77:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	go func() {
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	conn, err := net.Dial("tcp", lis.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	port := lis.Addr().(*net.TCPAddr).Port
+
+	glob, _ := json.Marshal([]string{filepath.ToSlash(dir) + "/**"})
+	hostsList, _ := json.Marshal([]string{hosts})
+	d, err := startDemoWith(ctx, dir, io.Discard, nil, func(c *config.Config, _ *velotest.Server) {
+		c.Velociraptor.Servers = []config.Server{{Name: "real", APIConfig: apiCfg}}
+		c.Velociraptor.Default = config.Target{Server: "real"}
+		c.Hunting.ClientTimeout = config.Duration(2 * time.Minute)
+		for kind, params := range map[string]map[string]string{"hash": {"TargetGlobs": string(glob)},
+			"file": {"TargetGlobs": string(glob)}, "domain": {"HostsFiles": string(hostsList)}} {
+			k := c.Hunting.Kinds[kind]
+			k.Parameters = params
+			c.Hunting.Kinds[kind] = k
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	cid, err := d.Admin.AddCase(ctx, "real velociraptor", "artifact check", 1, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{ // value → type
+		hex.EncodeToString(s256[:]):        "sha256",
+		hex.EncodeToString(m5[:]):          "md5",
+		"velohunt-planted.bin":             "filename",
+		planted:                            "file-path",
+		fmt.Sprintf("127.0.0.77|%d", port): "ip-dst|port",
+		"velohunt-test.example":            "domain",
+	}
+	miss := "ffffffffffffffffffffffffffffffff"
+	for v, typ := range want {
+		if _, err := d.Admin.AddIOC(ctx, cid, iris.NewIOC{Value: v, TypeID: iristest.TypeID(typ), TLPID: 2}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d.Admin.AddIOC(ctx, cid, iris.NewIOC{Value: miss, TypeID: iristest.TypeID("md5"), TLPID: 2})
+
+	deadline := time.Now().Add(4 * time.Minute)
+	for {
+		found := map[string]bool{}
+		for _, e := range d.IRIS.Events(cid) {
+			for v := range want {
+				if strings.Contains(e.Content, v) || strings.Contains(e.Title, v) {
+					found[v] = true
+				}
+			}
+			if strings.Contains(e.Content, miss) {
+				t.Fatalf("the IOC that matches nothing was reported: %s", e.Title)
+			}
+		}
+		if len(found) == len(want) {
+			t.Logf("every kind found on the real client: %d events", len(d.IRIS.Events(cid)))
+			return
+		}
+		if time.Now().After(deadline) {
+			var missing []string
+			for v, typ := range want {
+				if !found[v] {
+					missing = append(missing, typ+" "+v)
+				}
+			}
+			st, _ := collectStatus(ctx, d.App.Store)
+			b, _ := json.MarshalIndent(st, "", " ")
+			var titles []string
+			for _, e := range d.IRIS.Events(cid) {
+				titles = append(titles, e.Title)
+			}
+			t.Fatalf("not found after 4 minutes: %v\nevents: %q\nstatus: %s", missing, titles, b)
+		}
+		time.Sleep(3 * time.Second)
+	}
+}
