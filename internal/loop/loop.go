@@ -4,6 +4,7 @@
 package loop
 
 import (
+	"context"
 	"log/slog"
 	"sync"
 	"time"
@@ -42,4 +43,23 @@ func (l *ErrorLog) Report(logger *slog.Logger, msg string, err error) int {
 // capped.
 func Backoff(n int, limit time.Duration) time.Duration {
 	return min(time.Second<<min(n, 16), limit)
+}
+
+// Every runs step every interval and whenever wake receives, until ctx
+// ends; failures are logged through an ErrorLog under name.
+func Every(ctx context.Context, interval time.Duration, wake <-chan struct{}, logger *slog.Logger, name string, step func(context.Context) error) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	var errs ErrorLog
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-wake:
+		}
+		if err := step(ctx); ctx.Err() == nil {
+			errs.Report(logger, name, err)
+		}
+	}
 }

@@ -146,20 +146,7 @@ func (p *Planner) init() {
 func (p *Planner) Run(ctx context.Context) {
 	p.init()
 	tick := min(max(p.Window/4, 200*time.Millisecond), 5*time.Second)
-	t := time.NewTicker(tick)
-	defer t.Stop()
-	var errs loop.ErrorLog
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-p.wake:
-		}
-		if err := p.Step(ctx, false); ctx.Err() == nil {
-			errs.Report(p.Logger, "planner", err)
-		}
-	}
+	loop.Every(ctx, tick, p.wake, p.Logger, "planner", func(ctx context.Context) error { return p.Step(ctx, false) })
 }
 
 // Step plans what is due (every queued IOC when flush is true) and launches

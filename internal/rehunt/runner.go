@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/velohunt/velohunt/internal/loop"
 	"github.com/velohunt/velohunt/internal/store"
 )
 
@@ -78,19 +79,7 @@ func (r *Runner) Tick(ctx context.Context, start time.Time) error {
 // Run executes due runs whenever woken, until ctx ends.
 func (r *Runner) Run(ctx context.Context) {
 	r.init()
-	t := time.NewTicker(time.Minute)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-r.wake:
-		case <-t.C:
-		}
-		if err := r.Step(ctx); err != nil && ctx.Err() == nil {
-			r.Logger.Error("re-hunt", "error", err)
-		}
-	}
+	loop.Every(ctx, time.Minute, r.wake, r.Logger, "re-hunt", r.Step)
 }
 
 // Step executes every pending run: it selects the rule's IOCs and queues

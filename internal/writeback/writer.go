@@ -147,20 +147,10 @@ func (w *Writer) Wake() {
 // Run drains the outbox whenever woken and every few seconds, until ctx ends.
 func (w *Writer) Run(ctx context.Context) {
 	w.init()
-	t := time.NewTicker(2 * time.Second)
-	defer t.Stop()
-	var errs loop.ErrorLog
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-w.wake:
-		}
-		if _, err := w.Flush(ctx); ctx.Err() == nil {
-			errs.Report(w.Logger, "writeback", err)
-		}
-	}
+	loop.Every(ctx, 2*time.Second, w.wake, w.Logger, "writeback", func(ctx context.Context) error {
+		_, err := w.Flush(ctx)
+		return err
+	})
 }
 
 // Flush sends every due write and returns how many were done. IRIS errors
