@@ -213,6 +213,7 @@ func (a *App) Open(ctx context.Context) error {
 	own := a.ownUserID(ctx)
 	a.checkIOCTypes(ctx)
 	a.Intake = intake.New(a.Syncer, a.Store, own, c.Intake.SyncDelay.D(), a.Planner.Wake, a.Logger.With("component", "intake"))
+	a.Intake.FullEvery = c.Intake.FullSyncEvery.D()
 
 	loc, _ := time.LoadLocation(c.Intake.TimeZone)
 	a.Cron = schedule.New(loc, a.Logger.With("component", "cron"))

@@ -222,6 +222,9 @@ type Intake struct {
 	TimeZone  string `yaml:"time_zone"`
 	// SyncDelay gathers webhook events before one sync runs.
 	SyncDelay Duration `yaml:"sync_delay"`
+	// FullSyncEvery is how often a reconcile lists the IOCs of every open
+	// case; in between it lists only the cases whose IOC counter moved.
+	FullSyncEvery Duration `yaml:"full_sync_every"`
 }
 
 // Default returns the configuration with every default filled in.
@@ -242,7 +245,7 @@ func Default() Config {
 			ArtifactsDir:    "templates/artifacts",
 			Kinds:           DefaultKinds(),
 		},
-		Intake:  Intake{Reconcile: "*/5 * * * *", TimeZone: "UTC", SyncDelay: Duration(2 * time.Second)},
+		Intake:  Intake{Reconcile: "*/5 * * * *", TimeZone: "UTC", SyncDelay: Duration(2 * time.Second), FullSyncEvery: Duration(time.Hour)},
 		Watcher: Watcher{Schedule: "@every 30s", WatchFlows: true},
 		Writeback: Writeback{
 			TabName:               "Velociraptor hunt",
@@ -414,6 +417,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Intake.SyncDelay < 0 {
 		return fieldErr("intake.sync_delay", "must not be negative")
+	}
+	if c.Intake.FullSyncEvery < 0 {
+		return fieldErr("intake.full_sync_every", "must not be negative")
 	}
 	if _, err := cron.ParseStandard("CRON_TZ=" + loc.String() + " " + c.Watcher.Schedule); err != nil {
 		return fieldErr("watcher.schedule", "bad cron spec %q: %v", c.Watcher.Schedule, err)

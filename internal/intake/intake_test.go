@@ -107,6 +107,34 @@ func TestSync(t *testing.T) {
 	})
 }
 
+func TestReconcileTrustsCountersBetweenFullSyncs(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t)
+	e.in.FullEvery = time.Hour
+	cid, _ := e.admin.AddCase(ctx, "case c", "desc", 1, "")
+	e.admin.AddIOC(ctx, cid, iris.NewIOC{Value: "evil.example", TypeID: iristest.TypeID("domain")})
+	if err := e.in.Step(ctx); err != nil { // start-up: complete listing
+		t.Fatal(err)
+	}
+	lists := func() int { return e.irisSrv.Requests()["GET /case/ioc/list"] }
+	before := lists()
+	e.in.RequestFullSync()
+	if err := e.in.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if lists() != before {
+		t.Fatalf("a reconcile within the hour listed unchanged cases (%d lists)", lists()-before)
+	}
+	e.admin.AddIOC(ctx, cid, iris.NewIOC{Value: "evil2.example", TypeID: iristest.TypeID("domain")})
+	e.in.RequestFullSync()
+	if err := e.in.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.states(t, cid)["evil2.example"]; got != store.StateQueued {
+		t.Fatalf("a changed case was not re-listed: state %q", got)
+	}
+}
+
 func TestInboxEvents(t *testing.T) {
 	ctx := context.Background()
 	e := setup(t)

@@ -19,15 +19,19 @@ type Intake struct {
 	OwnUserID int64
 	// Delay gathers events arriving close together into one sync.
 	Delay time.Duration
+	// FullEvery is how often a reconcile lists every open case's IOCs
+	// (0: every reconcile); in between, unchanged counters are trusted.
+	FullEvery time.Duration
 	// Queued is called when IOCs were queued for hunting.
 	Queued func()
 	Logger *slog.Logger
 	Now    func() time.Time
 
-	mu      sync.Mutex
-	fullDue bool
-	wake    chan struct{}
-	errs    loop.ErrorLog
+	mu           sync.Mutex
+	fullDue      bool
+	lastComplete time.Time
+	wake         chan struct{}
+	errs         loop.ErrorLog
 }
 
 // New returns an Intake; call Run to start its loop.
@@ -94,16 +98,20 @@ func (in *Intake) afterStep(err error) time.Duration {
 // webhook events. Events stay stored until they are handled.
 func (in *Intake) Step(ctx context.Context) error {
 	in.mu.Lock()
-	full := in.fullDue
+	due := in.fullDue
+	complete := in.lastComplete.IsZero() || in.Now().Sub(in.lastComplete) >= in.FullEvery
 	in.mu.Unlock()
-	if full {
-		rep, err := in.Syncer.Sync(ctx, "reconcile", true)
+	if due {
+		rep, err := in.Syncer.Sync(ctx, "reconcile", complete)
 		in.notify(rep.Added + rep.Changed)
 		if err != nil {
 			return err
 		}
 		in.mu.Lock()
 		in.fullDue = false
+		if complete {
+			in.lastComplete = in.Now()
+		}
 		in.mu.Unlock()
 		in.Logger.Debug("reconcile done", "cases", rep.Cases, "added", rep.Added, "closed", rep.Closed)
 	}
