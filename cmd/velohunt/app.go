@@ -260,7 +260,7 @@ func (a *App) Open(ctx context.Context) error {
 	a.listener = lis
 	mux := http.NewServeMux()
 	mux.Handle("POST "+c.Webhook.Path+"/{event}", &intake.Webhook{Store: a.Store, Secret: c.Webhook.Secret.Reveal(),
-		MaxBody: c.Webhook.MaxBodyBytes, Wake: a.Intake.Wake, Recorder: a.Metrics,
+		MaxBody: c.Webhook.MaxBodyBytes, Wake: a.Intake.Wake, Recorder: a.Metrics, OwnUserID: own,
 		Limiter: rate.NewLimiter(rate.Limit(c.Webhook.RateLimit), int(2*c.Webhook.RateLimit)+1),
 		Logger:  a.Logger.With("component", "webhook")})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })

@@ -201,7 +201,7 @@ func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 func TestWebhook(t *testing.T) {
 	e := setup(t)
 	woken := 0
-	h := &intake.Webhook{Store: e.db, Secret: "0123456789abcdef-secret", MaxBody: 2048, Wake: func() { woken++ }, Logger: discard}
+	h := &intake.Webhook{Store: e.db, Secret: "0123456789abcdef-secret", MaxBody: 2048, Wake: func() { woken++ }, OwnUserID: 2, Logger: discard}
 	mux := http.NewServeMux()
 	mux.Handle("POST /iris/webhook/{event}", h)
 	srv := httptest.NewServer(mux)
@@ -213,6 +213,8 @@ func TestWebhook(t *testing.T) {
 	}{
 		{"OK", "create", "Bearer 0123456789abcdef-secret", good, 202},
 		{"OKHeaderWithoutBearer", "manual", "0123456789abcdef-secret", good, 202},
+		{"OwnUpdateNotStored", "update", "Bearer 0123456789abcdef-secret", strings.Replace(good, `"user_id":1`, `"user_id":2`, 1), 202},
+		{"ManualByOwnUserStored", "manual", "Bearer 0123456789abcdef-secret", strings.Replace(good, `"user_id":1`, `"user_id":2`, 1), 202},
 		{"ErrNoSecret", "create", "", good, 401},
 		{"ErrWrongSecret", "create", "Bearer 0123456789abcdef-secreT", good, 401},
 		{"ErrPrefixOfSecret", "create", "Bearer 0123456789abcdef", good, 401},
@@ -239,8 +241,8 @@ func TestWebhook(t *testing.T) {
 		})
 	}
 	items, _ := e.db.PeekInbox(context.Background(), 10)
-	if len(items) != 2 || woken != 2 {
-		t.Fatalf("stored %d events, woke %d times; want 2 and 2", len(items), woken)
+	if len(items) != 3 || woken != 3 {
+		t.Fatalf("stored %d events, woke %d times; want 3 and 3 (own updates are not stored)", len(items), woken)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/velohunt/velohunt/internal/ioc"
 	"github.com/velohunt/velohunt/internal/iris"
 )
 
@@ -35,7 +36,10 @@ type Webhook struct {
 	// secret, so floods cost little).
 	Limiter  *rate.Limiter
 	Recorder Recorder
-	Logger   *slog.Logger
+	// OwnUserID is velohunt's IRIS user: create and update events that only
+	// echo velohunt's own writes (the tab) are answered and not stored.
+	OwnUserID int64
+	Logger    *slog.Logger
 }
 
 // ServeHTTP handles POST <path>/{create|update|manual}.
@@ -87,6 +91,10 @@ func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusAccepted, "no IOC in the event")
 		return
 	}
+	if event != EventManual && h.OwnUserID != 0 && allByUser(iocs, h.OwnUserID) {
+		writeJSON(w, http.StatusAccepted, "ignored: velohunt's own update")
+		return
+	}
 	if err := h.Store.AddInbox(r.Context(), event, body); err != nil {
 		h.Logger.Error("store webhook event", "error", err)
 		// IRIS does not retry; the reconcile loop will catch the IOC.
@@ -95,6 +103,15 @@ func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h.Wake()
 	writeJSON(w, http.StatusAccepted, "queued")
+}
+
+func allByUser(iocs []ioc.IOC, user int64) bool {
+	for _, x := range iocs {
+		if x.UserID != user {
+			return false
+		}
+	}
+	return true
 }
 
 // authorised compares the secret in constant time. Both sides are hashed
