@@ -246,3 +246,65 @@ func TestVelociraptorOutage(t *testing.T) {
 		t.Fatalf("after the outage: rep=%+v err=%v", rep, err)
 	}
 }
+
+// TestLifecycle: once an IOC's value changes, the old value's hunt writes
+// nothing more to it and, covering nothing else, is stopped in
+// Velociraptor; the same when the case is closed.
+func TestLifecycle(t *testing.T) {
+	ctx := context.Background()
+	t.Run("ValueChanged", func(t *testing.T) {
+		e := setup(t)
+		e.srv.AddEndpoint(endpoint("C.1", "h", "/tmp/old.exe"))
+		e.hunt(t, "old.exe")
+		old, _ := e.db.RunningHunts(ctx)
+		// The analyst edits the value in IRIS before the results are read.
+		in := []store.IOCInput{{IOC: ioc.IOC{ID: 10, TypeName: "filename", Value: "new.exe"}, Target: ioc.Target{Kind: ioc.KindFile, Value: "new.exe"}}}
+		if _, err := e.db.SyncCaseIOCs(ctx, 1, in, "webhook", true); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := e.w.Pass(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Hits != 0 || rep.Ended != 1 {
+			t.Fatalf("rep=%+v: the old value's row must not become a hit, and its hunt must end", rep)
+		}
+		if h, _ := e.srv.HuntByID(old[0].VRHuntID); h.State != "STOPPED" {
+			t.Fatalf("old hunt is %s in Velociraptor, want STOPPED", h.State)
+		}
+		got, _ := e.db.FindHunt(ctx, old[0].ID)
+		if got.State != store.HuntStopped {
+			t.Fatalf("stored state %s", got.State)
+		}
+		rows, _ := e.db.CaseIOCs(ctx, 1)
+		if rows[0].State != store.StateQueued || rows[0].HuntValue != "new.exe" {
+			t.Fatalf("IOC %+v: the new value waits for its own hunt", rows[0])
+		}
+	})
+	t.Run("CaseClosed", func(t *testing.T) {
+		e := setup(t)
+		e.srv.AddEndpoint(endpoint("C.1", "h"))
+		e.hunt(t, "a.exe", "b.exe")
+		hunts, _ := e.db.RunningHunts(ctx)
+		if _, err := e.db.CloseCasesExcept(ctx, nil); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := e.w.Pass(ctx)
+		if err != nil || rep.Ended != 1 {
+			t.Fatalf("rep=%+v err=%v", rep, err)
+		}
+		if h, _ := e.srv.HuntByID(hunts[0].VRHuntID); h.State != "STOPPED" {
+			t.Fatalf("hunt is %s in Velociraptor after its case closed", h.State)
+		}
+		rows, _ := e.db.CaseIOCs(ctx, 1)
+		for _, r := range rows {
+			if r.State != store.StateRemoved || r.Reason != "case closed" {
+				t.Fatalf("IOC %+v", r)
+			}
+		}
+		st, _ := e.db.OutboxStats(ctx)
+		if st.ByKind["tab"] == 0 {
+			t.Fatal("the tabs must say the case closed")
+		}
+	})
+}
