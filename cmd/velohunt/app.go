@@ -497,7 +497,14 @@ func (a *App) serveReady(w http.ResponseWriter, r *http.Request) {
 	json.NewEncoder(w).Encode(map[string]any{"ready": true})
 }
 
+// serveStatus serves the status picture to callers that present the
+// webhook secret: it names IOC values and cases.
 func (a *App) serveStatus(w http.ResponseWriter, r *http.Request) {
+	if !intake.Authorised(r, a.Config.Webhook.Secret.Reveal()) {
+		w.Header().Set("WWW-Authenticate", "Bearer")
+		http.Error(w, "the webhook secret is required", http.StatusUnauthorized)
+		return
+	}
 	st, err := collectStatus(r.Context(), a.Store)
 	if err != nil {
 		http.Error(w, "status unavailable", http.StatusServiceUnavailable)

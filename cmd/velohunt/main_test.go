@@ -357,7 +357,11 @@ func TestServeEndpoints(t *testing.T) {
 		t.Fatal(err)
 	}
 	get := func(path string) (int, string) {
-		resp, err := http.Get("http://" + d.App.Addr() + path)
+		req, _ := http.NewRequest("GET", "http://"+d.App.Addr()+path, nil)
+		if path == "/status" {
+			req.Header.Set("Authorization", "Bearer "+d.App.Config.Webhook.Secret.Reveal())
+		}
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -390,6 +394,9 @@ func TestServeEndpoints(t *testing.T) {
 	d.VR.SetDown(false)
 	if code, body := get("/status"); code != 200 || !strings.Contains(body, `"iris_writes"`) {
 		t.Fatalf("/status: %d %s", code, body)
+	}
+	if resp, err := http.Get("http://" + d.App.Addr() + "/status"); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("/status without the secret: %v %v", resp.StatusCode, err)
 	}
 	secret := d.App.Config.Webhook.Secret.Reveal()
 	for _, s := range []string{secret, "velohunt-key", "admin-key", "PRIVATE KEY"} {

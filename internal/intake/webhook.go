@@ -114,15 +114,19 @@ func allByUser(iocs []ioc.IOC, user int64) bool {
 	return true
 }
 
-// authorised compares the secret in constant time. Both sides are hashed
-// first so that the comparison does not depend on the secret's length.
-func (h *Webhook) authorised(r *http.Request) bool {
+func (h *Webhook) authorised(r *http.Request) bool { return Authorised(r, h.Secret) }
+
+// Authorised reports whether the request carries the secret, as
+// "Authorization: Bearer <secret>" or "X-Velohunt-Secret". It compares in
+// constant time; both sides are hashed first so that the comparison does
+// not depend on the secret's length.
+func Authorised(r *http.Request, secret string) bool {
 	got := strings.TrimSpace(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "))
 	if got == "" {
 		got = r.Header.Get("X-Velohunt-Secret")
 	}
-	a, b := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(h.Secret))
-	return subtle.ConstantTimeCompare(a[:], b[:]) == 1 && h.Secret != ""
+	a, b := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(secret))
+	return subtle.ConstantTimeCompare(a[:], b[:]) == 1 && secret != ""
 }
 
 // statusWriter remembers the status written, for the metrics.
