@@ -395,8 +395,13 @@ func TestServeEndpoints(t *testing.T) {
 	if code, body := get("/status"); code != 200 || !strings.Contains(body, `"iris_writes"`) {
 		t.Fatalf("/status: %d %s", code, body)
 	}
-	if resp, err := http.Get("http://" + d.App.Addr() + "/status"); err != nil || resp.StatusCode != http.StatusUnauthorized {
-		t.Fatalf("/status without the secret: %v %v", resp.StatusCode, err)
+	resp, err := http.Get("http://" + d.App.Addr() + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("/status without the secret: %d, want 401", resp.StatusCode)
 	}
 	secret := d.App.Config.Webhook.Secret.Reveal()
 	for _, s := range []string{secret, "velohunt-key", "admin-key", "PRIVATE KEY"} {
