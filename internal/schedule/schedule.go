@@ -14,32 +14,23 @@ import (
 
 // Scheduler runs cron jobs in one time zone.
 type Scheduler struct {
-	c   *cron.Cron
-	ids map[string]cron.EntryID
+	c *cron.Cron
 }
 
 // New returns a stopped scheduler.
 func New(loc *time.Location, logger *slog.Logger) *Scheduler {
 	l := cronLogger{logger}
 	return &Scheduler{
-		c:   cron.New(cron.WithLocation(loc), cron.WithLogger(l), cron.WithChain(cron.Recover(l), cron.SkipIfStillRunning(l))),
-		ids: map[string]cron.EntryID{},
+		c: cron.New(cron.WithLocation(loc), cron.WithLogger(l), cron.WithChain(cron.Recover(l), cron.SkipIfStillRunning(l))),
 	}
 }
 
 // Add registers a named job with a standard 5-field spec.
 func (s *Scheduler) Add(name, spec string, job func()) error {
-	id, err := s.c.AddFunc(spec, job)
-	if err != nil {
+	if _, err := s.c.AddFunc(spec, job); err != nil {
 		return fmt.Errorf("schedule %s: %w", name, err)
 	}
-	s.ids[name] = id
 	return nil
-}
-
-// Next returns the next run of a named job.
-func (s *Scheduler) Next(name string) time.Time {
-	return s.c.Entry(s.ids[name]).Next
 }
 
 // Start starts the scheduler's goroutine.

@@ -52,29 +52,6 @@ func (db *DB) FindCase(ctx context.Context, id int64) (Case, error) {
 	return c, nil
 }
 
-// OpenCases returns the cases last seen open, by id.
-func (db *DB) OpenCases(ctx context.Context) ([]Case, error) {
-	rows, err := db.db.QueryContext(ctx, `
-		SELECT case_id, name, customer, tags, is_open, server, org, ioc_state, state_name FROM cases WHERE is_open = 1 ORDER BY case_id`)
-	if err != nil {
-		return nil, fmt.Errorf("list open cases: %w", err)
-	}
-	defer rows.Close()
-	var out []Case
-	for rows.Next() {
-		var c Case
-		var tags string
-		if err := rows.Scan(&c.ID, &c.Name, &c.Customer, &tags, &c.Open, &c.Route.Server, &c.Route.Org, &c.IOCState, &c.State); err != nil {
-			return nil, fmt.Errorf("list open cases: %w", err)
-		}
-		if tags != "" {
-			c.Tags = strings.Split(tags, ",")
-		}
-		out = append(out, c)
-	}
-	return out, rows.Err()
-}
-
 // CloseCasesExcept marks every open case whose id is not in open as closed,
 // and drops their queued IOCs from planning. It returns the ids it closed.
 func (db *DB) CloseCasesExcept(ctx context.Context, open []int64) ([]int64, error) {

@@ -130,23 +130,3 @@ func (s *Server) SetCaseAttribute(id int64, tab, field, value string) {
 	}
 	t[field] = map[string]any{"type": "input_string", "mandatory": false, "value": value}
 }
-
-// AddCustomer adds a customer and returns its id.
-func (s *Server) AddCustomer(name string) int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	id := s.id()
-	s.customers[id] = name
-	return id
-}
-
-// CaseByID returns a copy of a case.
-func (s *Server) CaseByID(id int64) (Case, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c, ok := s.cases[id]
-	if !ok {
-		return Case{}, false
-	}
-	return *c, true
-}

@@ -161,14 +161,6 @@ func (s *Server) Requests() map[string]int {
 	return out
 }
 
-// AddUser adds a user.
-func (s *Server) AddUser(u User) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c := u
-	s.users[u.Key] = &c
-}
-
 // SetWebhook makes the server post IOC events to url + "/create",
 // "/update" or "/manual", with the headers, as iris-webhooks-module
 // configured with configs/iris-webhooks.json does.
