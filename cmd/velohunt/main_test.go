@@ -425,3 +425,38 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	defer s.mu.Unlock()
 	return s.w.Write(p)
 }
+
+// TestManualTrigger: IRIS's manual hook ("Hunt in Velociraptor"), posted by
+// the webhooks module, re-hunts an IOC at once, even while a hunt covers it.
+func TestManualTrigger(t *testing.T) {
+	ctx := context.Background()
+	d, err := startDemo(ctx, t.TempDir(), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := d.Play(ctx, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	before := len(d.VR.Hunts())
+	rows, _ := d.App.Store.CaseIOCs(ctx, 101)
+	var target int64
+	for _, r := range rows {
+		if r.TypeName == "md5" && r.State == store.StateHunting {
+			target = r.IRISID
+		}
+	}
+	d.IRIS.TriggerManual(target)
+	deadline := time.Now().Add(10 * time.Second)
+	for len(d.VR.Hunts()) == before {
+		if time.Now().After(deadline) {
+			t.Fatal("no new hunt after the manual trigger")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	hunts := d.VR.Hunts()
+	last := hunts[len(hunts)-1]
+	if last.Artifact != "Custom.Velohunt.Hash" || !strings.Contains(last.Params["IOCs"], demoInvoiceMD5) || last.State != "RUNNING" {
+		t.Fatalf("new hunt %+v", last)
+	}
+}

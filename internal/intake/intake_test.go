@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/velohunt/velohunt/internal/config"
 	"github.com/velohunt/velohunt/internal/intake"
 	"github.com/velohunt/velohunt/internal/ioc"
 	"github.com/velohunt/velohunt/internal/iris"
@@ -267,5 +268,32 @@ func TestWebhookRateLimit(t *testing.T) {
 	}
 	if codes[0] != 401 || codes[1] != 401 || codes[2] != 429 || codes[3] != 429 {
 		t.Fatalf("codes %v, want 401 401 429 429", codes)
+	}
+}
+
+// TestRoutingOverride: a case custom attribute ("server" or "server/org")
+// routes the case, whatever the configured routes say; a value naming no
+// server is ignored.
+func TestRoutingOverride(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t)
+	cfg := config.Default()
+	cfg.Velociraptor.Servers = []config.Server{{Name: "main", APIConfig: "/x"}, {Name: "acme", APIConfig: "/y"}}
+	cfg.Velociraptor.Default = config.Target{Server: "main"}
+	cfg.Velociraptor.CaseAttribute = config.CaseAttribute{Tab: "Velohunt", Field: "Velociraptor"}
+	e.syncer.Route, e.syncer.Override, e.syncer.NeedDetails = cfg.Route, cfg.CaseOverride, cfg.NeedCaseDetails()
+	routed, _ := e.admin.AddCase(ctx, "routed", "desc", 1, "")
+	bad, _ := e.admin.AddCase(ctx, "bad override", "desc", 1, "")
+	plain, _ := e.admin.AddCase(ctx, "plain", "desc", 1, "")
+	e.irisSrv.SetCaseAttribute(routed, "Velohunt", "Velociraptor", "acme/O42")
+	e.irisSrv.SetCaseAttribute(bad, "Velohunt", "Velociraptor", "nowhere")
+	if _, err := e.syncer.Sync(ctx, "reconcile", true); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[int64]ioc.Route{routed: {Server: "acme", Org: "O42"}, bad: {Server: "main"}, plain: {Server: "main"}} {
+		c, err := e.db.FindCase(ctx, id)
+		if err != nil || c.Route != want {
+			t.Fatalf("case %d routed to %+v (err %v), want %+v", id, c.Route, err, want)
+		}
 	}
 }
