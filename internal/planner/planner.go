@@ -328,7 +328,7 @@ func (p *Planner) launch(ctx context.Context, h store.Hunt) error {
 		id = found
 	}
 	if id == "" {
-		req, err := p.request(ctx, h)
+		req, err := p.request(h, rows)
 		if err != nil {
 			return err
 		}
@@ -383,13 +383,9 @@ func (p *Planner) prepare(ctx context.Context, server, org string) error {
 	return nil
 }
 
-// request builds the hunt for a planned row: the distinct hunt values of
-// its IOCs, in the kind's list format.
-func (p *Planner) request(ctx context.Context, h store.Hunt) (velociraptor.HuntRequest, error) {
-	rows, err := p.Store.HuntIOCs(ctx, h.ID)
-	if err != nil {
-		return velociraptor.HuntRequest{}, err
-	}
+// request builds the hunt for a planned row from the IOCs it covers: the
+// distinct values of the live ones, in the kind's list format.
+func (p *Planner) request(h store.Hunt, rows []store.HuntIOC) (velociraptor.HuntRequest, error) {
 	seen := map[string]bool{}
 	cases := map[int64]bool{}
 	var values []string
