@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -55,48 +54,15 @@ func adminClient(cfg config.Config) (*iris.Client, error) {
 // ensureTab adds the tab's text fields to the IOC template when missing
 // (keeping every other tab and field as it is) and pushes the template onto
 // existing IOCs, which also repairs IOCs whose custom attributes are null.
-// force pushes even when the template already has every field.
+// No value stored on any IOC is changed.
 func ensureTab(ctx context.Context, admin *iris.Client, tab string) (bool, error) {
 	return pushTab(ctx, admin, tab, false)
 }
 
+// pushTab is ensureTab; force pushes even when the template already has
+// every field (the repair of IOCs with null attributes).
 func pushTab(ctx context.Context, admin *iris.Client, tab string, force bool) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	list, err := admin.AttributeTemplates(ctx)
-	if err != nil {
-		return false, fmt.Errorf("read IRIS attribute templates (administrator key needed): %w", err)
-	}
-	var tmpl *iris.AttributeTemplate
-	for i := range list {
-		if list[i].For == "ioc" {
-			tmpl = &list[i]
-		}
-	}
-	if tmpl == nil {
-		return false, errors.New("IRIS has no IOC attribute template")
-	}
-	content := tmpl.Content
-	if content == nil {
-		content = map[string]map[string]map[string]any{}
-	}
-	fields := content[tab]
-	if fields == nil {
-		fields = map[string]map[string]any{}
-		content[tab] = fields
-	}
-	changed := false
-	for name, def := range render.TabTemplate() {
-		if old, ok := fields[name]; !ok || old["type"] != def["type"] {
-			fields[name] = def
-			changed = true
-		}
-	}
-	if !changed && !force {
-		return false, nil
-	}
-	if err := admin.UpdateAttributeTemplate(ctx, tmpl.ID, content); err != nil {
-		return false, fmt.Errorf("update IRIS's IOC template: %w", err)
-	}
-	return true, nil
+	return admin.EnsureIOCTab(ctx, tab, render.TabTemplate(), force)
 }

@@ -219,17 +219,29 @@ func (c *Client) AddIOC(ctx context.Context, cid int64, n NewIOC) (ioc.IOC, erro
 	return r.toIOC(), nil
 }
 
-// AddCase creates a case (tests and demo) and returns its id.
+// AddCase creates a case (tests and demo) and returns its id. IRIS 2.4.20
+// ignores case_tags on create (contract, "Observed on a real IRIS", item
+// 15), so tags are set by an update, as IRIS stores them.
 func (c *Client) AddCase(ctx context.Context, name, description string, customerID int64, tags string) (int64, error) {
 	body := map[string]any{"case_name": name, "case_description": description, "case_customer": customerID,
-		"case_soc_id": "", "case_tags": tags, "custom_attributes": map[string]any{}}
+		"case_soc_id": "", "custom_attributes": map[string]any{}}
 	var r struct {
 		ID flexInt `json:"case_id"`
 	}
 	if err := c.do(ctx, "POST", "/manage/cases/add", -1, body, &r); err != nil {
 		return 0, err
 	}
+	if tags != "" {
+		if err := c.SetCaseTags(ctx, int64(r.ID), tags); err != nil {
+			return int64(r.ID), err
+		}
+	}
 	return int64(r.ID), nil
+}
+
+// SetCaseTags replaces a case's tags (comma separated).
+func (c *Client) SetCaseTags(ctx context.Context, id int64, tags string) error {
+	return c.do(ctx, "POST", "/manage/cases/update/"+strconv.FormatInt(id, 10), -1, map[string]any{"case_tags": tags}, nil)
 }
 
 // CloseCase closes a case.

@@ -161,16 +161,18 @@ func (c *Client) do(ctx context.Context, method, path string, cid int64, body, o
 }
 
 // replyMessage extracts a short human message: IRIS's message and, for
-// validation errors, the field messages. HTML error pages are not quoted.
+// validation errors ("Data error"), the reasons IRIS puts in data, either a
+// list of messages or an object of field → messages (contract, "Observed on
+// a real IRIS", item 14). HTML error pages are not quoted.
 func replyMessage(status int, env envelope, jsonErr error, raw []byte) string {
 	if jsonErr != nil {
 		return http.StatusText(status)
 	}
 	msg := env.Message
-	if len(env.Data) > 0 && env.Data[0] == '{' && status >= 400 {
-		var fields map[string]any
-		if json.Unmarshal(env.Data, &fields) == nil {
-			if b, err := json.Marshal(fields); err == nil && len(b) < 500 {
+	if d := bytes.TrimSpace(env.Data); len(d) > 0 && (d[0] == '{' || d[0] == '[') && status >= 400 {
+		var reasons any
+		if json.Unmarshal(d, &reasons) == nil {
+			if b, err := json.Marshal(reasons); err == nil && len(b) < 500 && string(b) != "[]" && string(b) != "{}" {
 				msg += " " + string(b)
 			}
 		}

@@ -3,7 +3,9 @@ package iris_test
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -177,5 +179,31 @@ func TestErrorsLeakNoSecret(t *testing.T) {
 				t.Fatalf("error leaks a secret: %v", err)
 			}
 		}
+	}
+}
+
+// TestDuplicateAssetExactReply feeds the exact reply of a real IRIS 2.4.20
+// to a duplicate asset (reason in data, as a list) and a field validation
+// error (reasons in data, as an object).
+func TestDuplicateAssetExactReply(t *testing.T) {
+	reply := `{"status":"error","message":"Data error","data":["Asset name already exists in this case"]}`
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		io.WriteString(w, reply)
+	}))
+	defer srv.Close()
+	c, err := iris.New(iris.Options{URL: srv.URL, APIKey: "k", Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.AddAsset(context.Background(), 3, iris.NewAsset{Name: "WS-01", TypeID: 9, AnalysisStatusID: 1})
+	if !errors.Is(err, iris.ErrDuplicateAsset) || iris.IsRetryable(err) {
+		t.Fatalf("err=%v, want ErrDuplicateAsset", err)
+	}
+	reply = `{"status":"error","message":"Data error","data":{"asset_type_id":["Invalid asset type ID"]}}`
+	_, err = c.AddAsset(context.Background(), 3, iris.NewAsset{Name: "WS-01", TypeID: 999, AnalysisStatusID: 1})
+	if errors.Is(err, iris.ErrDuplicateAsset) || err == nil || !strings.Contains(err.Error(), "Invalid asset type ID") {
+		t.Fatalf("err=%v, want the field's reason", err)
 	}
 }

@@ -322,3 +322,101 @@ func TestIRISContract(t *testing.T) {
 		})
 	})
 }
+
+// TestIRISTemplatePushKeepsValues is issue 8's data-loss check: velohunt's
+// template pushes (setup, setup on start, the repair of IOCs with null
+// attributes) must keep every value stored on every IOC, velohunt's own and
+// everyone else's, while adding a field an older velohunt tab lacks and
+// repairing IOCs whose attributes are null.
+func TestIRISTemplatePushKeepsValues(t *testing.T) {
+	RunWithIRIS(t, func(t *testing.T, e *irisEnv) {
+		ctx := context.Background()
+		suffix := fmt.Sprint(time.Now().UnixNano())
+		ours, analysts := "velohunt-conformance-push-"+suffix, "analyst-tab-"+suffix
+		text := func(ty string) map[string]any { return map[string]any{"type": ty, "mandatory": false, "value": ""} }
+		// An older velohunt tab (one field) and an analyst's own tab.
+		tmpls, err := e.admin.AttributeTemplates(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var tid int64
+		var content map[string]map[string]map[string]any
+		for _, tt := range tmpls {
+			if tt.For == "ioc" {
+				tid, content = tt.ID, tt.Content
+			}
+		}
+		if content == nil {
+			content = map[string]map[string]map[string]any{}
+		}
+		content[ours] = map[string]map[string]any{"Status": text("input_string")}
+		content[analysts] = map[string]map[string]any{"Company field": text("input_string")}
+		if err := e.admin.UpdateAttributeTemplate(ctx, tid, content); err != nil {
+			t.Fatal(err)
+		}
+		cid := e.newCase(t)
+		x, err := e.svc.AddIOC(ctx, cid, iris.NewIOC{Value: "push-" + suffix + ".exe", TypeID: typeID(t, e.svc, "filename"), TLPID: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.svc.UpdateIOCAttributes(ctx, cid, x.ID, ours, map[string]string{"Status": "HIT: found on 1 host(s)"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.svc.UpdateIOCAttributes(ctx, cid, x.ID, analysts, map[string]string{"Company field": "written by an analyst"}); err != nil {
+			t.Fatal(err)
+		}
+		// Another IOC made without custom_attributes: null in IRIS.
+		code, body := e.raw(t, "POST", fmt.Sprintf("/case/ioc/add?cid=%d", cid),
+			map[string]any{"ioc_value": "null-" + suffix + ".exe", "ioc_type_id": typeID(t, e.svc, "filename"), "ioc_tlp_id": 2})
+		if code != 200 {
+			t.Fatalf("add without custom_attributes: %d %v", code, body)
+		}
+		nullID := int64(body["data"].(map[string]any)["ioc_id"].(float64))
+
+		check := func(t *testing.T, step string) {
+			t.Helper()
+			got, err := e.svc.IOCAttributes(ctx, cid, x.ID, ours)
+			if err != nil || got["Status"] != "HIT: found on 1 host(s)" {
+				t.Fatalf("after %s, velohunt's tab is %v (err %v): a push reset it", step, got, err)
+			}
+			if _, ok := got["Hits"]; !ok {
+				t.Fatalf("after %s, the field the older tab lacked was not added: %v", step, got)
+			}
+			other, err := e.svc.IOCAttributes(ctx, cid, x.ID, analysts)
+			if err != nil || other["Company field"] != "written by an analyst" {
+				t.Fatalf("after %s, the analyst's tab is %v (err %v): velohunt changed a value it did not write", step, other, err)
+			}
+		}
+		// setup: the older tab gains the field it lacks.
+		pushed, err := e.admin.EnsureIOCTab(ctx, ours, map[string]map[string]any{"Status": text("input_string"), "Hits": text("input_textfield")}, false)
+		if err != nil || !pushed {
+			t.Fatalf("EnsureIOCTab pushed=%v err=%v", pushed, err)
+		}
+		check(t, "setup")
+		// The null IOC was repaired by that push and takes a tab value.
+		if err := e.svc.UpdateIOCAttributes(ctx, cid, nullID, ours, map[string]string{"Status": "queued"}); err != nil {
+			t.Fatalf("the null IOC was not repaired by the push: %v", err)
+		}
+		// The repair of another IOC's null attributes: a forced push.
+		code, body = e.raw(t, "POST", fmt.Sprintf("/case/ioc/add?cid=%d", cid),
+			map[string]any{"ioc_value": "null2-" + suffix + ".exe", "ioc_type_id": typeID(t, e.svc, "filename"), "ioc_tlp_id": 2})
+		if code != 200 {
+			t.Fatalf("add without custom_attributes: %d %v", code, body)
+		}
+		null2 := int64(body["data"].(map[string]any)["ioc_id"].(float64))
+		if pushed, err := e.admin.EnsureIOCTab(ctx, ours, map[string]map[string]any{"Status": text("input_string"), "Hits": text("input_textfield")}, true); err != nil || !pushed {
+			t.Fatalf("forced push pushed=%v err=%v", pushed, err)
+		}
+		check(t, "a repair")
+		if got, err := e.svc.IOCAttributes(ctx, cid, nullID, ours); err != nil || got["Status"] != "queued" {
+			t.Fatalf("the first repaired IOC lost its value: %v %v", got, err)
+		}
+		if err := e.svc.UpdateIOCAttributes(ctx, cid, null2, ours, map[string]string{"Status": "queued"}); err != nil {
+			t.Fatalf("the second null IOC was not repaired: %v", err)
+		}
+		// Nothing to do: no push at all.
+		if pushed, err := e.admin.EnsureIOCTab(ctx, ours, map[string]map[string]any{"Status": text("input_string"), "Hits": text("input_textfield")}, false); err != nil || pushed {
+			t.Fatalf("an unchanged template was pushed again: pushed=%v err=%v", pushed, err)
+		}
+	})
+}

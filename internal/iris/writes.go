@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -335,14 +336,65 @@ func (c *Client) AttributeTemplates(ctx context.Context) ([]AttributeTemplate, e
 	return out, nil
 }
 
-// UpdateAttributeTemplate saves a template and, with partial overwrite,
-// pushes new tabs and fields onto every existing object of its type,
-// including objects whose custom_attributes were null (administrator only).
+// UpdateAttributeTemplate saves a template (administrator only). IRIS then
+// pushes it onto every existing object of its type: missing tabs and fields
+// are added, objects whose custom_attributes were null get the whole
+// template, and every stored value is kept. Both overwrite flags are always
+// false: partial_overwrite resets every tab of the template on every object
+// of every case to its defaults, and complete_overwrite replaces all of them
+// (contract, "Observed on a real IRIS", item 12), wiping what analysts and
+// other modules wrote.
 func (c *Client) UpdateAttributeTemplate(ctx context.Context, id int64, content map[string]map[string]map[string]any) error {
 	b, err := json.Marshal(content)
 	if err != nil {
 		return err
 	}
-	body := map[string]any{"attribute_content": string(b), "partial_overwrite": true, "complete_overwrite": false}
+	body := map[string]any{"attribute_content": string(b), "partial_overwrite": false, "complete_overwrite": false}
 	return c.do(ctx, "POST", "/manage/attributes/update/"+strconv.FormatInt(id, 10), -1, body, nil)
+}
+
+// EnsureIOCTab makes sure IRIS's IOC attribute template has the tab with
+// the given fields (name → {type, mandatory, value}), keeping every other
+// tab and field of the template as it is, and pushes the template onto
+// existing IOCs when it changed, or always when force is set (force
+// repairs IOCs whose custom_attributes are null: IRIS gives them the whole
+// template). Stored values are never reset (see UpdateAttributeTemplate).
+// It reports whether it pushed. Administrator only.
+func (c *Client) EnsureIOCTab(ctx context.Context, tab string, fields map[string]map[string]any, force bool) (bool, error) {
+	list, err := c.AttributeTemplates(ctx)
+	if err != nil {
+		return false, fmt.Errorf("read IRIS attribute templates (administrator key needed): %w", err)
+	}
+	var tmpl *AttributeTemplate
+	for i := range list {
+		if list[i].For == "ioc" {
+			tmpl = &list[i]
+		}
+	}
+	if tmpl == nil {
+		return false, errors.New("IRIS has no IOC attribute template")
+	}
+	content := tmpl.Content
+	if content == nil {
+		content = map[string]map[string]map[string]any{}
+	}
+	have := content[tab]
+	if have == nil {
+		have = map[string]map[string]any{}
+		content[tab] = have
+	}
+	changed := false
+	for name, def := range fields {
+		if old, ok := have[name]; !ok || old["type"] != def["type"] {
+			have[name] = def
+			changed = true
+		}
+	}
+	if !changed && !force {
+		return false, nil
+	}
+	if err := c.UpdateAttributeTemplate(ctx, tmpl.ID, content); err != nil {
+		return false, fmt.Errorf("update IRIS's IOC template: %w", err)
+	}
+	return true, nil
 }

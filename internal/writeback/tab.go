@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/velohunt/velohunt/internal/iris"
 	"github.com/velohunt/velohunt/internal/render"
@@ -26,25 +27,40 @@ func (w *Writer) tab(ctx context.Context, wr store.Write) error {
 		return err
 	}
 	// IRIS fails every attribute update of an IOC whose custom_attributes is
-	// null. Pushing the IOC template repairs every such IOC at once; it is
-	// tried once per process, then the write is parked with the reason.
+	// null. Pushing the IOC template (add-only: no stored value changes)
+	// repairs every such IOC at once. Each IOC gets one repair; IOCs that
+	// fail together share one push, and pushes are at least repairEvery
+	// apart (each one walks every IOC in IRIS). An IOC still failing after
+	// its repair is parked with the reason: never a loop.
+	irisID := d.IOC.IRISID
 	w.mu.Lock()
-	tried := w.repaired
-	w.repaired = true
-	w.mu.Unlock()
-	if w.Repair == nil || tried {
-		return fmt.Errorf("IOC %d has null custom attributes in IRIS, so its tab cannot be written; run `velohunt setup` with an administrator key: %w",
-			d.IOC.IRISID, err)
+	tried := w.repaired[irisID]
+	next := w.lastRepair.Add(repairEvery)
+	push := !tried && w.Repair != nil && !w.Now().Before(next)
+	if push {
+		w.repaired[irisID] = true
+		w.lastRepair = w.Now()
 	}
-	w.Logger.Warn("IOC with null custom attributes; pushing the IOC template to repair it", "ioc_id", d.IOC.IRISID, "case_id", wr.CaseID)
+	w.mu.Unlock()
+	switch {
+	case w.Repair == nil || tried:
+		return fmt.Errorf("IOC %d has null custom attributes in IRIS, so its tab cannot be written; run `velohunt setup` with an administrator key: %w",
+			irisID, err)
+	case !push:
+		return &heldError{until: next}
+	}
+	w.Logger.Warn("IOC with null custom attributes; pushing the IOC template to repair it", "ioc_id", irisID, "case_id", wr.CaseID)
 	if rerr := w.Repair(ctx); rerr != nil {
 		return fmt.Errorf("repair of null custom attributes failed: %w", rerr)
 	}
-	if err := w.IRIS.UpdateIOCAttributes(ctx, wr.CaseID, d.IOC.IRISID, w.TabName, fields); err != nil {
-		return fmt.Errorf("tab of IOC %d still failing after repair: %w", d.IOC.IRISID, err)
+	if err := w.IRIS.UpdateIOCAttributes(ctx, wr.CaseID, irisID, w.TabName, fields); err != nil {
+		return fmt.Errorf("tab of IOC %d still failing after repair: %w", irisID, err)
 	}
 	return nil
 }
+
+// repairEvery is the least time between two pushes of the IOC template.
+const repairEvery = time.Minute
 
 // tabView turns stored data into the tab's view and status line.
 func (w *Writer) tabView(d store.TabData) render.Tab {

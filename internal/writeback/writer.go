@@ -96,11 +96,14 @@ type Writer struct {
 	Settle   time.Duration
 	Recorder Recorder
 
-	mu       sync.Mutex
-	wake     chan struct{}
-	repaired bool
-	resolved bool
-	started  bool
+	mu   sync.Mutex
+	wake chan struct{}
+	// repaired holds the IRIS IOCs whose null attributes a template push
+	// was made for; lastRepair is the time of the last push.
+	repaired   map[int64]bool
+	lastRepair time.Time
+	resolved   bool
+	started    bool
 	// hold postpones overwriting writes (asset link updates, tab updates)
 	// to an object while an earlier request to it may still be running in
 	// IRIS: IRIS replaces all links on update, so a late request could undo
@@ -114,6 +117,7 @@ func (w *Writer) init() {
 	if w.wake == nil {
 		w.wake = make(chan struct{}, 1)
 		w.hold = map[string]time.Time{}
+		w.repaired = map[int64]bool{}
 	}
 	if w.Now == nil {
 		w.Now = time.Now

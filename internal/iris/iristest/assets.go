@@ -109,7 +109,8 @@ func (s *Server) applyAsset(q *request, a *Asset, create bool) bool {
 	}
 	for _, o := range s.assets {
 		if o.CaseID == q.cid && o.ID != a.ID && o.TypeID == typeID && strings.EqualFold(o.Name, name) {
-			reply(q.w, 400, false, "Data error", map[string]any{"asset_name": []string{"Asset name already exists in this case"}})
+			// IRIS 2.4.20's exact reply: the reason is a list in data.
+			reply(q.w, 400, false, "Data error", []string{"Asset name already exists in this case"})
 			return false
 		}
 	}

@@ -61,29 +61,80 @@ func (s *Server) attributeRoutes(mux *http.ServeMux) {
 			}
 		}
 		kind := attributeFor[id-1]
+		previous := s.templates[kind]
 		s.templates[kind] = content
 		partial, _ := q.body["partial_overwrite"].(bool)
 		complete, _ := q.body["complete_overwrite"].(bool)
-		if kind == "ioc" && (partial || complete) {
+		if kind == "ioc" {
 			for _, i := range s.iocs {
-				if i.Custom == nil || complete {
-					i.Custom = cloneTemplate(content)
-					continue
-				}
-				for tab, fields := range content {
-					st, ok := i.Custom[tab].(map[string]any)
-					if !ok {
-						i.Custom[tab] = cloneTemplate(map[string]any{"x": fields})["x"]
-						continue
-					}
-					for name, f := range fields.(map[string]any) {
-						if _, ok := st[name]; !ok {
-							st[name] = cloneTemplate(map[string]any{"x": f})["x"]
-						}
-					}
-				}
+				i.Custom = pushTemplate(i.Custom, content, previous, partial, complete)
 			}
 		}
 		reply(q.w, 200, true, "Attribute updated", nil)
 	}))
+}
+
+// pushTemplate applies a saved template to one object's attributes the way
+// IRIS 2.4.20's update_all_attributes (manage_attribute_db.py) does; it runs
+// on every save, whatever the flags:
+//   - complete overwrite, or null attributes: the object gets the template;
+//   - partial overwrite: every tab of the template is reset to the
+//     template's defaults (values lost), and tabs and fields the previous
+//     template had and the new one lacks are removed;
+//   - neither: missing tabs and fields are added, stored values are kept; a
+//     field's type follows the template only when its value is the
+//     template's default or both types are input_string (IRIS compares with
+//     "input_text_field", which no field has); mandatory follows.
+func pushTemplate(obj, target, previous map[string]any, partial, complete bool) map[string]any {
+	if complete || obj == nil {
+		return cloneTemplate(target)
+	}
+	for tab, tdef := range target {
+		fields, _ := tdef.(map[string]any)
+		st, ok := obj[tab].(map[string]any)
+		if !ok || partial {
+			obj[tab] = cloneTemplate(fields)
+			continue
+		}
+		for name, f := range fields {
+			def, _ := f.(map[string]any)
+			cur, ok := st[name].(map[string]any)
+			if !ok {
+				st[name] = cloneTemplate(def)
+				continue
+			}
+			if cur["type"] != def["type"] {
+				textual := func(t any) bool { return t == "input_string" || t == "input_text_field" }
+				if equalJSON(cur["value"], def["value"]) || (textual(cur["type"]) && textual(def["type"])) {
+					cur["type"] = def["type"]
+				}
+			}
+			if m, ok := def["mandatory"]; ok {
+				cur["mandatory"] = m
+			}
+		}
+	}
+	if partial {
+		for tab, pdef := range previous {
+			tfields, inTarget := target[tab].(map[string]any)
+			if !inTarget || len(tfields) == 0 {
+				delete(obj, tab)
+				continue
+			}
+			st, _ := obj[tab].(map[string]any)
+			pfields, _ := pdef.(map[string]any)
+			for name := range pfields {
+				if _, ok := tfields[name]; !ok && st != nil {
+					delete(st, name)
+				}
+			}
+		}
+	}
+	return obj
+}
+
+func equalJSON(a, b any) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return string(x) == string(y)
 }

@@ -55,7 +55,8 @@ func (s *Server) caseRoutes(mux *http.ServeMux) {
 			reply(q.w, 400, false, "Error creating case - check server logs", nil)
 			return
 		}
-		c := &Case{ID: s.id(), Name: name, Description: desc, CustomerID: cust, Tags: str(q.body["case_tags"]), Open: true, OpenDate: time.Now()}
+		// IRIS 2.4.20 ignores case_tags here: only an update stores tags.
+		c := &Case{ID: s.id(), Name: name, Description: desc, CustomerID: cust, Open: true, OpenDate: time.Now()}
 		s.cases[c.ID] = c
 		// The service user gets access to new cases, as an admin would grant.
 		for _, u := range s.users {

@@ -19,7 +19,8 @@ func (s *Server) iocRoutes(mux *http.ServeMux) {
 			}
 			var links []map[string]any
 			for cid := range i.Cases {
-				if cid != q.cid {
+				// Only cases the caller can access (get_ioc_links).
+				if cid != q.cid && (q.user.Cases == nil || q.user.Cases[cid]) {
 					links = append(links, map[string]any{"case_id": cid, "case_name": s.cases[cid].Name, "client_name": s.customers[s.cases[cid].CustomerID]})
 				}
 			}
@@ -52,12 +53,14 @@ func (s *Server) iocRoutes(mux *http.ServeMux) {
 			return
 		}
 		delete(i.Cases, q.cid)
-		s.cases[q.cid].IOCState++
 		if len(i.Cases) > 0 {
+			// IRIS 2.4.20 (delete_ioc): an unlink moves no counter and
+			// fires no hook.
 			reply(q.w, 200, true, fmt.Sprintf("IOC %d unlinked", i.ID), nil)
 			return
 		}
 		delete(s.iocs, i.ID)
+		s.cases[q.cid].IOCState++
 		reply(q.w, 200, true, fmt.Sprintf("IOC %d deleted", i.ID), nil)
 	}))
 }
@@ -115,9 +118,10 @@ func (s *Server) addIOC(q *request) {
 				return
 			}
 			// IRIS 2.4: the existing row is linked; description, tags and
-			// TLP sent now are ignored. The create hook fires again.
+			// TLP sent now are ignored, user_id stays the last writer's, and
+			// the case's IOC counter does not move (add_ioc returns before
+			// update_ioc_state). The create hook fires again.
 			i.Cases[q.cid] = true
-			s.cases[q.cid].IOCState++
 			s.fireIOC("create", i)
 			reply(q.w, 200, true, "IOC already existed in DB. Updated with info on DB.", s.iocDump(i))
 			return
@@ -174,9 +178,9 @@ func (s *Server) updateIOC(q *request) {
 		i.TLPID = toInt(v)
 	}
 	i.UserID = q.user.ID
-	for cid := range i.Cases {
-		s.cases[cid].IOCState++
-	}
+	// Only the case of the request sees its counter move, although the
+	// IOC changes in every case that links it (business/iocs.py update).
+	s.cases[q.cid].IOCState++
 	s.fireIOC("update", i)
 	reply(q.w, 200, true, fmt.Sprintf("Updated ioc %q", i.Value), s.iocDump(i))
 }
