@@ -216,6 +216,8 @@ func TestWebhook(t *testing.T) {
 		{"OKHeaderWithoutBearer", "manual", "0123456789abcdef-secret", good, 202},
 		{"OwnUpdateNotStored", "update", "Bearer 0123456789abcdef-secret", strings.Replace(good, `"user_id":1`, `"user_id":2`, 1), 202},
 		{"ManualByOwnUserStored", "manual", "Bearer 0123456789abcdef-secret", strings.Replace(good, `"user_id":1`, `"user_id":2`, 1), 202},
+		// A link of an IOC whose last writer is velohunt (it wrote the tab).
+		{"CreateByOwnUserStored", "create", "Bearer 0123456789abcdef-secret", strings.Replace(good, `"user_id":1`, `"user_id":2`, 1), 202},
 		{"ErrNoSecret", "create", "", good, 401},
 		{"ErrWrongSecret", "create", "Bearer 0123456789abcdef-secreT", good, 401},
 		{"ErrPrefixOfSecret", "create", "Bearer 0123456789abcdef", good, 401},
@@ -242,8 +244,8 @@ func TestWebhook(t *testing.T) {
 		})
 	}
 	items, _ := e.db.PeekInbox(context.Background(), 10)
-	if len(items) != 3 || woken != 3 {
-		t.Fatalf("stored %d events, woke %d times; want 3 and 3 (own updates are not stored)", len(items), woken)
+	if len(items) != 4 || woken != 4 {
+		t.Fatalf("stored %d events, woke %d times; want 4 and 4 (own updates are not stored)", len(items), woken)
 	}
 }
 
@@ -295,5 +297,101 @@ func TestRoutingOverride(t *testing.T) {
 		if err != nil || c.Route != want {
 			t.Fatalf("case %d routed to %+v (err %v), want %+v", id, c.Route, err, want)
 		}
+	}
+}
+
+// TestWebhookBodyOfRealModule stores and handles the exact body
+// iris-webhooks-module 1.0.8 posted for an IOC added over the API to a real
+// IRIS 2.4.20 (contract, "Observed on a real IRIS", item 16).
+func TestWebhookBodyOfRealModule(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t)
+	cid, _ := e.admin.AddCase(ctx, "case", "desc", 1, "")
+	x, _ := e.admin.AddIOC(ctx, cid, iris.NewIOC{Value: "0123456789abcdef0123456789abcdef", TypeID: iristest.TypeID("md5"), TLPID: 2})
+	body := `{"iocs":[{"ioc_id":` + itoa(x.ID) + `,"user_id":1,"ioc_value":"0123456789abcdef0123456789abcdef","ioc_type_id":90,` +
+		`"ioc_type":{"type_id":90,"type_name":"md5","type_description":"A checksum in md5 format","type_taxonomy":null,` +
+		`"type_validation_regex":null,"type_validation_expect":null},"ioc_tlp_id":2,"ioc_tags":"","ioc_description":"from the API",` +
+		`"custom_attributes":null,"ioc_uuid":"0b4b7c7e-8a36-4c4e-9d57-1d1cf1e0f0a1","ioc_misp":null,"ioc_enrichment":null,"modification_history":null}]}`
+	h := &intake.Webhook{Store: e.db, Secret: "0123456789abcdef-secret", MaxBody: 1 << 20, Wake: func() {}, OwnUserID: 2, Logger: discard}
+	req := httptest.NewRequest("POST", "/iris/webhook/create", strings.NewReader(body))
+	req.SetPathValue("event", "create")
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer 0123456789abcdef-secret")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != 202 {
+		t.Fatalf("status %d: %s", rec.Code, rec.Body)
+	}
+	iocs, err := iris.ParseWebhookIOCs([]byte(body))
+	if err != nil || len(iocs) != 1 || iocs[0].ID != x.ID || iocs[0].TypeName != "md5" || iocs[0].UserID != 1 || iocs[0].TLPID != 2 {
+		t.Fatalf("parsed %+v err=%v", iocs, err)
+	}
+	if err := e.in.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.states(t, cid)["0123456789abcdef0123456789abcdef"]; got != store.StateQueued {
+		t.Fatalf("state %q, want queued", got)
+	}
+}
+
+// TestNamedIOCsSyncTheirCases is issue 8's part 4: an IOC linked to a
+// second case, or updated from another case, moves no IOC counter of the
+// case that changed, and its webhook's user_id may be velohunt's (the last
+// writer of the tab). The IOCs a webhook names have their cases synced
+// anyway, without waiting for the full sync.
+func TestNamedIOCsSyncTheirCases(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t)
+	e.in.FullEvery = time.Hour
+	a, _ := e.admin.AddCase(ctx, "case a", "desc", 1, "")
+	b, _ := e.admin.AddCase(ctx, "case b", "desc", 1, "")
+	x, _ := e.admin.AddIOC(ctx, a, iris.NewIOC{Value: "evil.example", TypeID: iristest.TypeID("domain"), TLPID: 2})
+	// velohunt writes the tab: it becomes the IOC's last writer.
+	svc, _ := iris.New(iris.Options{URL: e.irisSrv.URL(), APIKey: "velohunt-key"})
+	if err := svc.UpdateIOCAttributes(ctx, a, x.ID, "Velociraptor hunt", map[string]string{"Status": "queued"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.in.Step(ctx); err != nil { // the first, complete sync
+		t.Fatal(err)
+	}
+	if e.states(t, a)["evil.example"] != store.StateQueued {
+		t.Fatal("not synced")
+	}
+	event := func(kind string) {
+		t.Helper()
+		got, _ := svc.IOC(ctx, a, x.ID)
+		payload := `{"iocs":[{"ioc_id":` + itoa(x.ID) + `,"ioc_value":"` + got.Value + `","ioc_type_id":20,"user_id":` + itoa(got.UserID) + `,"ioc_type":{"type_name":"domain"}}]}`
+		if err := e.db.AddInbox(ctx, kind, []byte(payload)); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.in.Step(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stateB, _ := svc.IOCState(ctx, b)
+	if _, err := e.admin.AddIOC(ctx, b, iris.NewIOC{Value: "evil.example", TypeID: iristest.TypeID("domain"), TLPID: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if now, _ := svc.IOCState(ctx, b); now != stateB {
+		t.Fatal("the simulator moved the counter on a link; IRIS 2.4.20 does not")
+	}
+	lists := e.irisSrv.Requests()["GET /case/ioc/list"]
+	event(intake.EventCreate) // user_id is velohunt's
+	if got := e.states(t, b)["evil.example"]; got != store.StateQueued {
+		t.Fatalf("linked IOC in case b: state %q, want queued", got)
+	}
+	if n := e.irisSrv.Requests()["GET /case/ioc/list"] - lists; n > 2 {
+		t.Fatalf("%d IOC lists read for one link, want at most 2 (the IOC's cases, not every open case)", n)
+	}
+	// An analyst changes the value from case a: only a's counter moves.
+	req, _ := http.NewRequest("POST", e.irisSrv.URL()+"/case/ioc/update/"+itoa(x.ID)+"?cid="+itoa(a), strings.NewReader(`{"ioc_value":"evil2.example"}`))
+	req.Header.Set("Authorization", "Bearer admin-key")
+	req.Header.Set("Content-Type", "application/json")
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("update: %v %v", resp, err)
+	}
+	event(intake.EventUpdate)
+	if got := e.states(t, b)["evil2.example"]; got != store.StateQueued {
+		t.Fatalf("IOC changed from case a, in case b: %v", e.states(t, b))
 	}
 }

@@ -124,8 +124,12 @@ func (in *Intake) handleInbox(ctx context.Context) error {
 		if err != nil || len(items) == 0 {
 			return err
 		}
-		needSync := false
-		var manual []int64
+		// IOCs the events name. Create and manual events always count:
+		// user_id is the IOC's last writer, which is velohunt after it
+		// wrote the tab, not whoever linked the IOC or clicked. Only
+		// update events by velohunt's own user are echoes of its tab.
+		named := map[int64]bool{}
+		var ids, manual []int64
 		for _, it := range items {
 			iocs, err := iris.ParseWebhookIOCs(it.Payload)
 			if err != nil {
@@ -133,21 +137,28 @@ func (in *Intake) handleInbox(ctx context.Context) error {
 				continue
 			}
 			for _, x := range iocs {
-				switch {
-				case it.Event == EventManual:
-					// user_id is the IOC's last writer, not who clicked:
-					// never filter manual triggers on it.
+				if it.Event == EventUpdate && x.UserID != 0 && x.UserID == in.OwnUserID {
+					continue
+				}
+				if it.Event == EventManual {
 					manual = append(manual, x.ID)
-					needSync = true
-				case x.UserID != 0 && x.UserID == in.OwnUserID:
-					// Our own tab update echoing back.
-				default:
-					needSync = true
+				}
+				if !named[x.ID] {
+					named[x.ID] = true
+					ids = append(ids, x.ID)
 				}
 			}
 		}
-		if needSync {
+		if len(ids) > 0 {
+			// New IOCs move their case's counter; links and updates made
+			// from another case do not, so the named IOCs' cases are
+			// synced whatever their counters say.
 			rep, err := in.Syncer.Sync(ctx, "webhook", false)
+			in.notify(rep.Added + rep.Changed)
+			if err != nil {
+				return err
+			}
+			rep, err = in.Syncer.SyncNamed(ctx, ids, "webhook")
 			in.notify(rep.Added + rep.Changed)
 			if err != nil {
 				return err

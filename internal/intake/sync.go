@@ -34,6 +34,7 @@ type Store interface {
 	SetCaseIOCState(ctx context.Context, caseID, state int64) error
 	SyncCaseIOCs(ctx context.Context, caseID int64, list []store.IOCInput, source string, complete bool) (store.SyncResult, error)
 	RequeueIOC(ctx context.Context, irisID int64, source string, overlap bool) (int, error)
+	FindIOCs(ctx context.Context, irisID int64) ([]store.IOC, error)
 	AddInbox(ctx context.Context, event string, payload []byte) error
 	PeekInbox(ctx context.Context, limit int) ([]store.InboxItem, error)
 	DeleteInbox(ctx context.Context, upTo int64) error
@@ -89,7 +90,7 @@ func (s *Syncer) Sync(ctx context.Context, source string, full bool) (Report, er
 		}
 		open = append(open, c.ID)
 		rep.Cases++
-		synced, res, err := s.syncCase(ctx, c, source, full)
+		synced, res, _, err := s.syncCase(ctx, c, source, full)
 		if err != nil {
 			if ctx.Err() != nil {
 				return rep, ctx.Err()
@@ -122,22 +123,96 @@ func (s *Syncer) SyncCase(ctx context.Context, id int64, source string) (store.S
 	if !c.Open {
 		return store.SyncResult{}, ioc.Errorf(ioc.EINVALID, "case %d is closed", id)
 	}
-	_, res, err := s.syncCase(ctx, c, source, true)
+	_, res, _, err := s.syncCase(ctx, c, source, true)
 	return res, err
 }
 
-func (s *Syncer) syncCase(ctx context.Context, c ioc.Case, source string, full bool) (bool, store.SyncResult, error) {
+// SyncNamed syncs, whatever their IOC counters say, every open case that
+// links one of the named IRIS IOCs. IRIS moves no counter when an existing
+// IOC is linked to another case, and an update moves only the counter of
+// the case it was made from (contract, "Observed on a real IRIS"; IRIS's
+// add_ioc and business/iocs.py), so a webhook naming an IOC is the only
+// sign that those cases changed. The cases are found from the store's rows
+// of each IOC and the "link" entries of the case IOC lists; an IOC the store
+// has never seen makes it list every open case.
+func (s *Syncer) SyncNamed(ctx context.Context, ids []int64, source string) (Report, error) {
+	var rep Report
+	if len(ids) == 0 {
+		return rep, nil
+	}
+	named := map[int64]bool{}
+	var queue []int64
+	for _, id := range ids {
+		named[id] = true
+		rows, err := s.Store.FindIOCs(ctx, id)
+		if err != nil {
+			return rep, err
+		}
+		if len(rows) == 0 {
+			s.Logger.Debug("webhook names an IOC of no known case; listing every open case", "ioc_id", id)
+			return s.Sync(ctx, source, true)
+		}
+		for _, r := range rows {
+			queue = append(queue, r.CaseID)
+		}
+	}
+	cases, err := s.IRIS.ListCases(ctx)
+	if err != nil {
+		return rep, fmt.Errorf("list cases: %w", err)
+	}
+	open := map[int64]ioc.Case{}
+	for _, c := range cases {
+		if c.Open {
+			open[c.ID] = c
+		}
+	}
+	done := map[int64]bool{}
+	var errs []error
+	for len(queue) > 0 {
+		id := queue[0]
+		queue = queue[1:]
+		c, ok := open[id]
+		if !ok || done[id] {
+			continue
+		}
+		done[id] = true
+		_, res, list, err := s.syncCase(ctx, c, source, true)
+		if err != nil {
+			if ctx.Err() != nil {
+				return rep, ctx.Err()
+			}
+			errs = append(errs, fmt.Errorf("case %d: %w", id, err))
+			continue
+		}
+		rep.Cases++
+		rep.Synced++
+		rep.Added += res.Added
+		rep.Changed += res.Changed
+		rep.Removed += res.Removed
+		rep.Refused += res.Refused
+		for _, x := range list {
+			if named[x.ID] {
+				queue = append(queue, x.LinkedCases...)
+			}
+		}
+	}
+	return rep, errors.Join(errs...)
+}
+
+// syncCase syncs one case; it returns whether the IOC list was read, what
+// changed, and the list read.
+func (s *Syncer) syncCase(ctx context.Context, c ioc.Case, source string, full bool) (bool, store.SyncResult, []ioc.IOC, error) {
 	prev, err := s.Store.FindCase(ctx, c.ID)
 	known := err == nil
 	if err != nil && ioc.ErrorCode(err) != ioc.ENOTFOUND {
-		return false, store.SyncResult{}, err
+		return false, store.SyncResult{}, nil, err
 	}
 	route := ioc.Route{}
 	switch {
 	case s.NeedDetails && c.Tags == nil && (full || !known):
 		detail, err := s.IRIS.Case(ctx, c.ID)
 		if err != nil {
-			return false, store.SyncResult{}, err
+			return false, store.SyncResult{}, nil, err
 		}
 		c.Tags, c.Custom = detail.Tags, detail.Custom
 		if s.Override != nil {
@@ -153,20 +228,20 @@ func (s *Syncer) syncCase(ctx context.Context, c ioc.Case, source string, full b
 		route = s.Route(c)
 	}
 	if err := s.Store.UpsertCase(ctx, c, route); err != nil {
-		return false, store.SyncResult{}, err
+		return false, store.SyncResult{}, nil, err
 	}
 	// Read the counter before the list: a change made in between is seen
 	// again next time instead of being lost.
 	state, err := s.IRIS.IOCState(ctx, c.ID)
 	if err != nil {
-		return false, store.SyncResult{}, err
+		return false, store.SyncResult{}, nil, err
 	}
 	if !full && known && prev.IOCState == state {
-		return false, store.SyncResult{}, nil
+		return false, store.SyncResult{}, nil, nil
 	}
 	list, err := s.IRIS.ListIOCs(ctx, c.ID)
 	if err != nil {
-		return false, store.SyncResult{}, err
+		return false, store.SyncResult{}, nil, err
 	}
 	inputs := make([]store.IOCInput, len(list))
 	for i, x := range list {
@@ -174,7 +249,7 @@ func (s *Syncer) syncCase(ctx context.Context, c ioc.Case, source string, full b
 	}
 	res, err := s.Store.SyncCaseIOCs(ctx, c.ID, inputs, source, true)
 	if err != nil {
-		return false, res, err
+		return false, res, nil, err
 	}
 	rec := s.Recorder
 	if rec == nil {
@@ -188,7 +263,7 @@ func (s *Syncer) syncCase(ctx context.Context, c ioc.Case, source string, full b
 		s.Logger.Info("case synced", "case_id", c.ID, "added", res.Added, "changed", res.Changed,
 			"removed", res.Removed, "refused", res.Refused, "source", source)
 	}
-	return true, res, s.Store.SetCaseIOCState(ctx, c.ID, state)
+	return true, res, list, s.Store.SetCaseIOCState(ctx, c.ID, state)
 }
 
 // Parse validates an IRIS IOC into a store input: a hunt target, or the

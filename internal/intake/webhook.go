@@ -36,8 +36,10 @@ type Webhook struct {
 	// secret, so floods cost little).
 	Limiter  *rate.Limiter
 	Recorder Recorder
-	// OwnUserID is velohunt's IRIS user: create and update events that only
-	// echo velohunt's own writes (the tab) are answered and not stored.
+	// OwnUserID is velohunt's IRIS user: update events that only echo
+	// velohunt's own writes (the tab) are answered and not stored. Create
+	// and manual events are always stored: their user_id is the IOC's last
+	// writer, which is velohunt once it wrote the tab.
 	OwnUserID int64
 	Logger    *slog.Logger
 }
@@ -91,7 +93,7 @@ func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusAccepted, "no IOC in the event")
 		return
 	}
-	if event != EventManual && h.OwnUserID != 0 && allByUser(iocs, h.OwnUserID) {
+	if event == EventUpdate && h.OwnUserID != 0 && allByUser(iocs, h.OwnUserID) {
 		writeJSON(w, http.StatusAccepted, "ignored: velohunt's own update")
 		return
 	}

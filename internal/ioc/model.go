@@ -24,6 +24,9 @@ type IOC struct {
 	TypeName string
 	TLPID    int64
 	UserID   int64 // last writer in IRIS
+	// LinkedCases are the other cases that link this IOC and that the
+	// caller can access (the case IOC list's "link"; empty elsewhere).
+	LinkedCases []int64
 }
 
 // Route names the Velociraptor server and org a case is hunted on.

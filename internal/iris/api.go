@@ -140,10 +140,16 @@ type iocRow struct {
 	Type   json.RawMessage `json:"ioc_type"`
 	TLPID  flexInt         `json:"ioc_tlp_id"`
 	UserID flexInt         `json:"user_id"`
+	Link   []struct {
+		CaseID flexInt `json:"case_id"`
+	} `json:"link"`
 }
 
 func (r iocRow) toIOC() ioc.IOC {
 	i := ioc.IOC{ID: int64(r.ID), Value: r.Value, TypeID: int64(r.TypeID), TLPID: int64(r.TLPID), UserID: int64(r.UserID)}
+	for _, l := range r.Link {
+		i.LinkedCases = append(i.LinkedCases, int64(l.CaseID))
+	}
 	var name string
 	var obj struct {
 		Name string `json:"type_name"`

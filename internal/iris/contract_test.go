@@ -420,3 +420,51 @@ func TestIRISTemplatePushKeepsValues(t *testing.T) {
 		}
 	})
 }
+
+// TestIRISSharedIOCs checks what velohunt's intake relies on for IOCs
+// shared by cases (IRIS 2.4 IOCs are global): linking an existing IOC to a
+// case and unlinking it move no IOC counter, an update moves only the
+// counter of the case it was made from, the case IOC list names the other
+// cases that link the IOC, and a link keeps the IOC's last writer.
+func TestIRISSharedIOCs(t *testing.T) {
+	RunWithIRIS(t, func(t *testing.T, e *irisEnv) {
+		ctx := context.Background()
+		a, b := e.newCase(t), e.newCase(t)
+		value := fmt.Sprintf("shared-%d.example", time.Now().UnixNano())
+		x, err := e.svc.AddIOC(ctx, a, iris.NewIOC{Value: value, TypeID: typeID(t, e.svc, "domain"), TLPID: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		stA, _ := e.svc.IOCState(ctx, a)
+		stB, _ := e.svc.IOCState(ctx, b)
+		// The administrator links it: the IOC keeps its last writer.
+		y, err := e.admin.AddIOC(ctx, b, iris.NewIOC{Value: value, TypeID: typeID(t, e.svc, "domain"), TLPID: 2})
+		if err != nil || y.ID != x.ID || y.UserID != x.UserID {
+			t.Fatalf("link: %+v (first %+v) err=%v: the existing row, with its last writer, is returned", y, x, err)
+		}
+		if now, _ := e.svc.IOCState(ctx, b); now != stB {
+			t.Fatalf("linking moved case b's IOC counter %d -> %d", stB, now)
+		}
+		list, err := e.svc.ListIOCs(ctx, b)
+		if err != nil || len(list) != 1 || !slices.Contains(list[0].LinkedCases, a) {
+			t.Fatalf("case b list %+v err=%v: link must name case a", list, err)
+		}
+		code, body := e.raw(t, "POST", fmt.Sprintf("/case/ioc/update/%d?cid=%d", x.ID, a), map[string]any{"ioc_description": "changed from a"})
+		if code != 200 {
+			t.Fatalf("update: %d %v", code, body)
+		}
+		if now, _ := e.svc.IOCState(ctx, a); now == stA {
+			t.Fatal("an update did not move the counter of its own case")
+		}
+		if now, _ := e.svc.IOCState(ctx, b); now != stB {
+			t.Fatalf("an update from case a moved case b's counter %d -> %d", stB, now)
+		}
+		code, body = e.raw(t, "POST", fmt.Sprintf("/case/ioc/delete/%d?cid=%d", x.ID, b), nil)
+		if code != 200 || !strings.Contains(fmt.Sprint(body["message"]), "unlinked") {
+			t.Fatalf("unlink: %d %v", code, body)
+		}
+		if now, _ := e.svc.IOCState(ctx, b); now != stB {
+			t.Fatalf("unlinking moved case b's counter %d -> %d", stB, now)
+		}
+	})
+}
