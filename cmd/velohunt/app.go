@@ -127,7 +127,8 @@ func (a *App) Build(ctx context.Context) error {
 		return err
 	}
 	a.Writer = &writeback.Writer{IRIS: a.IRIS, Store: a.Store, Render: rnd, TabName: c.Writeback.TabName,
-		EventColor: c.Writeback.EventColor, MaxHitsOnTab: c.Writeback.MaxHitsOnTab, GUIURL: a.huntURL, Settle: c.Writeback.Settle.D(),
+		EventColor: c.Writeback.EventColor, MaxHitsOnTab: c.Writeback.MaxHitsOnTab, TabMinInterval: c.Writeback.TabMinInterval.D(),
+		GUIURL: a.huntURL, Settle: c.Writeback.Settle.D(),
 		Resolve: a.resolveRefs, Recorder: a.Metrics, Logger: a.Logger.With("component", "writeback")}
 	if c.IRIS.AdminAPIKey != "" {
 		admin, err := adminClient(c)

@@ -89,6 +89,10 @@ type Writeback struct {
 	AssetCompromiseStatus string            `yaml:"asset_compromise_status"`
 	AssetTypes            map[string]string `yaml:"asset_types"`
 	MaxHitsOnTab          int               `yaml:"max_hits_on_tab"`
+	// TabMinInterval is the least time between two updates of one IOC's
+	// tab. Each update is an IOC update in IRIS: it fires
+	// on_postload_ioc_update for every module (webhooks, VirusTotal...).
+	TabMinInterval Duration `yaml:"tab_min_interval"`
 	// Settle is how long a write waits after a request whose answer was lost
 	// (timeout, dropped connection, 504) before it looks for what that
 	// request may have created or changed: at least IRIS's worker timeout.
@@ -256,6 +260,7 @@ func Default() Config {
 			AssetCompromiseStatus: "To be determined",
 			AssetTypes:            DefaultAssetTypes(),
 			MaxHitsOnTab:          50,
+			TabMinInterval:        Duration(5 * time.Minute),
 			Settle:                Duration(3 * time.Minute),
 			TemplatesDir:          "templates/iris",
 		},
@@ -495,6 +500,9 @@ func (c *Config) validateWriteback() error {
 	}
 	if w.Settle < Duration(time.Second) {
 		return fieldErr("writeback.settle", "must be at least 1s")
+	}
+	if w.TabMinInterval < 0 || w.TabMinInterval > Duration(24*time.Hour) {
+		return fieldErr("writeback.tab_min_interval", "must be between 0 and 24h")
 	}
 	if w.MaxHitsOnTab < 1 || w.MaxHitsOnTab > 1000 {
 		return fieldErr("writeback.max_hits_on_tab", "must be between 1 and 1000")

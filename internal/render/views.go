@@ -100,6 +100,9 @@ type Tab struct {
 	Hunts     []TabHunt
 	Hits      []TabHit
 	Updated   time.Time
+	// Withheld, when set, replaces the hosts, hunts and hits with this
+	// note: the tab is read from cases whose readers must not see them.
+	Withheld string
 }
 
 // TabHunt is one hunt on the tab.
@@ -114,6 +117,7 @@ type TabHunt struct {
 
 // TabHit is one row of the hits table.
 type TabHit struct {
+	Case     string // "case #N" when the tab covers several cases, else ""
 	Host     string
 	When     string
 	Source   string
@@ -141,13 +145,13 @@ func (r *Renderer) TabFields(t Tab) (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	type hitView struct{ Host, When, Source, Evidence string }
+	type hitView struct{ Case, Host, When, Source, Evidence string }
 	tv := struct {
 		HitCount, HostCount int
 		Hits                []hitView
 	}{HitCount: t.HitCount, HostCount: t.HostCount}
 	for _, h := range t.Hits {
-		tv.Hits = append(tv.Hits, hitView{Host: Clip(Line(h.Host), 80), When: Line(h.When), Source: Line(h.Source), Evidence: Line(h.Evidence)})
+		tv.Hits = append(tv.Hits, hitView{Case: Line(h.Case), Host: Clip(Line(h.Host), 80), When: Line(h.When), Source: Line(h.Source), Evidence: Line(h.Evidence)})
 	}
 	hits, err := r.exec("tab_hits.tmpl", tv)
 	if err != nil {
@@ -156,9 +160,14 @@ func (r *Renderer) TabFields(t Tab) (map[string]string, error) {
 	if hunts == "" {
 		hunts = "No hunt yet."
 	}
+	hosts := fmt.Sprint(t.HostCount)
+	if t.Withheld != "" {
+		note := Clip(Line(t.Withheld), 500)
+		hosts, hunts, hits = "not shown", note, note
+	}
 	return map[string]string{
 		FieldStatus:  Clip(Line(t.Status), 500),
-		FieldHosts:   fmt.Sprint(t.HostCount),
+		FieldHosts:   hosts,
 		FieldHunts:   Clip(Text(hunts), MaxField),
 		FieldHits:    Clip(Text(hits), MaxField),
 		FieldUpdated: Date(t.Updated),

@@ -18,6 +18,10 @@ const (
 	StateRemoved = "removed"
 )
 
+// ReasonUnlinked is the reason of a row whose IOC is no longer linked to
+// its case in IRIS (unlinked or deleted there).
+const ReasonUnlinked = "no longer in the case"
+
 // IOCInput is an IRIS IOC of one case, already parsed by the caller.
 type IOCInput struct {
 	ioc.IOC
@@ -86,7 +90,7 @@ func (db *DB) SyncCaseIOCs(ctx context.Context, caseID int64, list []IOCInput, s
 				if seen[irisID] || old.State == StateRemoved {
 					continue
 				}
-				if _, err := tx.ExecContext(ctx, `UPDATE iocs SET state = 'removed', reason = 'no longer in the case', queued_at = NULL, updated_at = ? WHERE id = ?`, tx.nowMS(), old.ID); err != nil {
+				if _, err := tx.ExecContext(ctx, `UPDATE iocs SET state = 'removed', reason = ?, queued_at = NULL, updated_at = ? WHERE id = ?`, ReasonUnlinked, tx.nowMS(), old.ID); err != nil {
 					return fmt.Errorf("remove ioc %d: %w", old.ID, err)
 				}
 				res.Removed++

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -23,9 +24,12 @@ type TabHit struct {
 	FirstSeen time.Time
 }
 
-// TabData is what the "Velociraptor hunt" tab of one IOC shows.
-type TabData struct {
+// TabCase is one case's part of an IOC's tab: its (case, IOC) row with the
+// case's customer, the hunts that covered it, and its hits.
+type TabCase struct {
 	IOC       IOC
+	Customer  string
+	CaseOpen  bool
 	Hunts     []TabHunt
 	HitCount  int
 	HostCount int
@@ -33,33 +37,82 @@ type TabData struct {
 	Parked    []ParkedWrite
 }
 
-// FindTabData gathers the tab of an IOC row, with up to maxHits hits.
+// TabData is what the "Velociraptor hunt" tab of one IRIS IOC can show. In
+// IRIS 2.4 an IOC, and so its tab, is one object read from every case that
+// links it: the data covers every case velohunt knows links it.
+type TabData struct {
+	IRISID int64
+	Cases  []TabCase // by case id; rows unlinked from their case are left out
+	// HostCount is the number of distinct hosts hit over every case.
+	HostCount int
+	// Fingerprint and Written describe the last tab written ("" and zero
+	// when none was).
+	Fingerprint string
+	Written     time.Time
+}
+
+// FindTabData gathers the tab of the IRIS IOC of a store row, with up to
+// maxHits hits per case.
 func (db *DB) FindTabData(ctx context.Context, iocID int64, maxHits int) (TabData, error) {
 	var d TabData
-	var err error
-	if d.IOC, err = db.FindIOC(ctx, iocID); err != nil {
-		return d, err
-	}
-	hunts, err := db.queryHunts(ctx, `WHERE id IN (SELECT hunt_id FROM hunt_iocs WHERE ioc_id = ?) ORDER BY id DESC LIMIT 10`, iocID)
+	row, err := db.FindIOC(ctx, iocID)
 	if err != nil {
 		return d, err
+	}
+	d.IRISID = row.IRISID
+	rows, err := db.queryIOCs(ctx, `WHERE iris_id = ? AND NOT (state = 'removed' AND reason = ?) ORDER BY case_id`, row.IRISID, ReasonUnlinked)
+	if err != nil {
+		return d, err
+	}
+	if len(rows) == 0 {
+		rows = []IOC{row} // unlinked everywhere velohunt knows: say so
+	}
+	for _, r := range rows {
+		c, err := db.tabCase(ctx, r, maxHits)
+		if err != nil {
+			return d, err
+		}
+		d.Cases = append(d.Cases, c)
+	}
+	if err := db.db.QueryRowContext(ctx, `SELECT COUNT(DISTINCT h.server || '/' || h.client_id) FROM hits h JOIN iocs i ON i.id = h.ioc_id
+		WHERE i.iris_id = ? AND NOT (i.state = 'removed' AND i.reason = ?)`, row.IRISID, ReasonUnlinked).Scan(&d.HostCount); err != nil {
+		return d, fmt.Errorf("tab hosts: %w", err)
+	}
+	var written sql.NullInt64
+	err = db.db.QueryRowContext(ctx, `SELECT fingerprint, written_at FROM tabs WHERE iris_id = ?`, row.IRISID).Scan(&d.Fingerprint, &written)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return d, fmt.Errorf("tab of ioc %d: %w", row.IRISID, err)
+	}
+	d.Written = msToTime(written)
+	return d, nil
+}
+
+func (db *DB) tabCase(ctx context.Context, r IOC, maxHits int) (TabCase, error) {
+	c := TabCase{IOC: r}
+	err := db.db.QueryRowContext(ctx, `SELECT customer, is_open FROM cases WHERE case_id = ?`, r.CaseID).Scan(&c.Customer, &c.CaseOpen)
+	if err != nil {
+		return c, fmt.Errorf("tab case %d: %w", r.CaseID, err)
+	}
+	hunts, err := db.queryHunts(ctx, `WHERE id IN (SELECT hunt_id FROM hunt_iocs WHERE ioc_id = ?) ORDER BY id DESC LIMIT 10`, r.ID)
+	if err != nil {
+		return c, err
 	}
 	for _, h := range hunts {
 		p, err := db.HuntProgress(ctx, h.ID)
 		if err != nil {
-			return d, err
+			return c, err
 		}
-		d.Hunts = append(d.Hunts, TabHunt{Hunt: h, Progress: p})
+		c.Hunts = append(c.Hunts, TabHunt{Hunt: h, Progress: p})
 	}
-	if err := db.db.QueryRowContext(ctx, `SELECT COUNT(*), COUNT(DISTINCT server || '/' || client_id) FROM hits WHERE ioc_id = ?`, iocID).
-		Scan(&d.HitCount, &d.HostCount); err != nil {
-		return d, fmt.Errorf("tab hits: %w", err)
+	if err := db.db.QueryRowContext(ctx, `SELECT COUNT(*), COUNT(DISTINCT server || '/' || client_id) FROM hits WHERE ioc_id = ?`, r.ID).
+		Scan(&c.HitCount, &c.HostCount); err != nil {
+		return c, fmt.Errorf("tab hits: %w", err)
 	}
-	rows, err := db.db.QueryContext(ctx, `SELECT h.client_id, COALESCE(c.hostname, ''), h.evidence, h.source, h.event_time, h.created_at
-		FROM hits h LEFT JOIN clients c ON c.server = h.server AND c.org = h.org AND c.client_id = h.client_id
-		WHERE h.ioc_id = ? ORDER BY h.id DESC LIMIT ?`, iocID, maxHits)
+	rows, err := db.db.QueryContext(ctx, `SELECT h.client_id, COALESCE(cl.hostname, ''), h.evidence, h.source, h.event_time, h.created_at
+		FROM hits h LEFT JOIN clients cl ON cl.server = h.server AND cl.org = h.org AND cl.client_id = h.client_id
+		WHERE h.ioc_id = ? ORDER BY h.id DESC LIMIT ?`, r.ID, maxHits)
 	if err != nil {
-		return d, fmt.Errorf("tab hits: %w", err)
+		return c, fmt.Errorf("tab hits: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
@@ -67,15 +120,33 @@ func (db *DB) FindTabData(ctx context.Context, iocID int64, maxHits int) (TabDat
 		var et sql.NullInt64
 		var created int64
 		if err := rows.Scan(&t.ClientID, &t.Hostname, &t.Evidence, &t.Source, &et, &created); err != nil {
-			return d, err
+			return c, err
 		}
 		t.EventTime = msToTime(et)
 		t.FirstSeen = time.UnixMilli(created).UTC()
-		d.Hits = append(d.Hits, t)
+		c.Hits = append(c.Hits, t)
 	}
 	if err := rows.Err(); err != nil {
-		return d, err
+		return c, err
 	}
-	d.Parked, err = db.ParkedWrites(ctx, iocID, 5)
-	return d, err
+	c.Parked, err = db.ParkedWrites(ctx, r.ID, 5)
+	return c, err
+}
+
+// TabWrittenAt returns when the tab of the IRIS IOC of a store row was last
+// written (zero if never).
+func (db *DB) TabWrittenAt(ctx context.Context, iocID int64) (time.Time, error) {
+	var at sql.NullInt64
+	err := db.db.QueryRowContext(ctx, `SELECT t.written_at FROM tabs t JOIN iocs i ON i.iris_id = t.iris_id WHERE i.id = ?`, iocID).Scan(&at)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, fmt.Errorf("tab written at: %w", err)
+	}
+	return msToTime(at), nil
+}
+
+// SetTabWritten records the tab written to an IRIS IOC.
+func (db *DB) SetTabWritten(ctx context.Context, irisID int64, fingerprint string, at time.Time) error {
+	return db.exec(ctx, `INSERT INTO tabs (iris_id, fingerprint, written_at) VALUES (?, ?, ?)
+		ON CONFLICT (iris_id) DO UPDATE SET fingerprint = excluded.fingerprint, written_at = excluded.written_at`,
+		irisID, fingerprint, at.UnixMilli())
 }

@@ -213,12 +213,11 @@ func (w *Watcher) watch(ctx context.Context, h store.Hunt, touched map[int64]boo
 	if err != nil {
 		return err
 	}
-	changed, err := w.Store.SetHuntProgress(ctx, h.ID, store.Progress{VRState: info.State, Scheduled: info.Scheduled,
-		Finished: info.Finished, Errored: info.WithErrors, TotalRows: info.Rows})
-	if err != nil {
+	next := store.Progress{VRState: info.State, Scheduled: info.Scheduled, Finished: info.Finished, Errored: info.WithErrors, TotalRows: info.Rows}
+	if _, err := w.Store.SetHuntProgress(ctx, h.ID, next); err != nil {
 		return err
 	}
-	if changed {
+	if substantive(prog, next) {
 		touch()
 	}
 	if info.Rows > prog.RowsRead {
@@ -246,6 +245,15 @@ func (w *Watcher) watch(ctx context.Context, h store.Hunt, touched map[int64]boo
 		touch()
 	}
 	return nil
+}
+
+// substantive reports whether a change of a hunt's progress changes what
+// the tabs of its IOCs say: the hunt's state in Velociraptor, every
+// scheduled host done or not, errors or none. Counts alone do not: each tab
+// update is an IOC update that fires every IRIS module hooked on it.
+func substantive(old, cur store.Progress) bool {
+	done := func(p store.Progress) bool { return p.Scheduled > 0 && p.Finished >= p.Scheduled }
+	return old.VRState != cur.VRState || done(old) != done(cur) || (old.Errored > 0) != (cur.Errored > 0)
 }
 
 // row is the part of a result row the watcher reads. velohunt's artifacts

@@ -2,8 +2,12 @@ package writeback
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/velohunt/velohunt/internal/iris"
@@ -11,28 +15,67 @@ import (
 	"github.com/velohunt/velohunt/internal/store"
 )
 
-// tab writes the current state of an IOC onto its tab. The content is read
-// when the write is sent, so one update carries everything queued before.
+// errUnchanged marks a tab write that was not sent: the tab already says
+// the same in substance.
+var errUnchanged = errors.New("the tab already says this")
+
+// tab writes the current state of an IRIS IOC onto its tab. The content is
+// read when the write is sent, so one update carries everything queued
+// before, and it covers every case that links the IOC (the tab is one
+// object in IRIS 2.4). The tab is rewritten only when what it says changes
+// in substance (see tabView); progress alone is not a reason, because each
+// update fires every module's on_postload_ioc_update in IRIS.
 func (w *Writer) tab(ctx context.Context, wr store.Write) error {
 	d, err := w.Store.FindTabData(ctx, wr.IOCID, w.MaxHitsOnTab)
 	if err != nil {
 		return err
 	}
-	fields, err := w.Render.TabFields(w.tabView(d))
+	view, substance := w.tabView(d)
+	sum := sha256.Sum256([]byte(substance))
+	fp := hex.EncodeToString(sum[:16])
+	if fp == d.Fingerprint {
+		return errUnchanged
+	}
+	fields, err := w.Render.TabFields(view)
 	if err != nil {
 		return err
 	}
-	err = w.IRIS.UpdateIOCAttributes(ctx, wr.CaseID, d.IOC.IRISID, w.TabName, fields)
-	if !errors.Is(err, iris.ErrNullAttributes) {
+	cid := tabCase(d, wr.CaseID)
+	err = w.IRIS.UpdateIOCAttributes(ctx, cid, d.IRISID, w.TabName, fields)
+	if errors.Is(err, iris.ErrNullAttributes) {
+		err = w.repair(ctx, cid, d.IRISID, fields, err)
+	}
+	if err != nil {
 		return err
 	}
-	// IRIS fails every attribute update of an IOC whose custom_attributes is
-	// null. Pushing the IOC template (add-only: no stored value changes)
-	// repairs every such IOC at once. Each IOC gets one repair; IOCs that
-	// fail together share one push, and pushes are at least repairEvery
-	// apart (each one walks every IOC in IRIS). An IOC still failing after
-	// its repair is parked with the reason: never a loop.
-	irisID := d.IOC.IRISID
+	return w.Store.SetTabWritten(ctx, d.IRISID, fp, w.Now())
+}
+
+// tabCase picks the case to write the tab through: the write's own case
+// when the IOC is still hunted there, else another open case that links
+// it (IRIS checks that the IOC is linked to the case named by cid).
+func tabCase(d store.TabData, own int64) int64 {
+	live := func(c store.TabCase) bool { return c.CaseOpen && c.IOC.State != store.StateRemoved }
+	for _, c := range d.Cases {
+		if c.IOC.CaseID == own && live(c) {
+			return own
+		}
+	}
+	for _, c := range d.Cases {
+		if live(c) {
+			return c.IOC.CaseID
+		}
+	}
+	return own
+}
+
+// repair handles an IOC whose custom_attributes is null: IRIS fails every
+// attribute update of it. Pushing the IOC template (add-only: no stored
+// value changes) repairs every such IOC at once. Each IOC gets one repair;
+// IOCs that fail together share one push, and pushes are at least
+// repairEvery apart (each one walks every IOC in IRIS). An IOC still failing
+// after its repair is parked with the reason: never a loop.
+func (w *Writer) repair(ctx context.Context, cid, irisID int64, fields map[string]string, err error) error {
 	w.mu.Lock()
 	tried := w.repaired[irisID]
 	next := w.lastRepair.Add(repairEvery)
@@ -49,11 +92,11 @@ func (w *Writer) tab(ctx context.Context, wr store.Write) error {
 	case !push:
 		return &heldError{until: next}
 	}
-	w.Logger.Warn("IOC with null custom attributes; pushing the IOC template to repair it", "ioc_id", irisID, "case_id", wr.CaseID)
+	w.Logger.Warn("IOC with null custom attributes; pushing the IOC template to repair it", "ioc_id", irisID, "case_id", cid)
 	if rerr := w.Repair(ctx); rerr != nil {
 		return fmt.Errorf("repair of null custom attributes failed: %w", rerr)
 	}
-	if err := w.IRIS.UpdateIOCAttributes(ctx, wr.CaseID, irisID, w.TabName, fields); err != nil {
+	if err := w.IRIS.UpdateIOCAttributes(ctx, cid, irisID, w.TabName, fields); err != nil {
 		return fmt.Errorf("tab of IOC %d still failing after repair: %w", irisID, err)
 	}
 	return nil
@@ -62,68 +105,130 @@ func (w *Writer) tab(ctx context.Context, wr store.Write) error {
 // repairEvery is the least time between two pushes of the IOC template.
 const repairEvery = time.Minute
 
-// tabView turns stored data into the tab's view and status line.
-func (w *Writer) tabView(d store.TabData) render.Tab {
-	t := render.Tab{HitCount: d.HitCount, HostCount: d.HostCount, Updated: w.Now()}
-	for _, h := range d.Hunts {
-		th := render.TabHunt{VRHuntID: h.VRHuntID, Artifact: h.Artifact, State: h.Hunt.State, VRState: h.VRState,
-			Finished: h.Finished, Scheduled: h.Scheduled, Errored: h.Errored, TotalRows: h.TotalRows,
-			CreatedAt: h.CreatedAt, ExpiresAt: h.ExpiresAt, LastError: h.LastError}
-		if w.GUIURL != nil && h.VRHuntID != "" {
-			th.URL = w.GUIURL(h.Server, h.Org, h.VRHuntID)
-		}
-		t.Hunts = append(t.Hunts, th)
+// tabView turns stored data into the tab's view, and returns with it the
+// tab's substance: what an analyst reads, without progress counts and
+// times, so that two views with the same substance need no second write.
+//
+// The tab of an IOC is read from every case that links it. When those
+// cases belong to more than one customer, the tab names no host, evidence
+// or hunt (they stay in each case's own assets and timeline events) and
+// says only that; a refusal, which is about the value itself, is shown.
+// When they belong to one customer, the tab shows each case's status and
+// hits, labelled with the case.
+func (w *Writer) tabView(d store.TabData) (render.Tab, string) {
+	t := render.Tab{Updated: w.Now()}
+	customers := map[string]bool{}
+	for _, c := range d.Cases {
+		customers[c.Customer] = true
 	}
-	for _, h := range d.Hits {
-		host := h.Hostname
-		if host == "" {
-			host = h.ClientID
+	if len(customers) > 1 {
+		if c := d.Cases[0]; c.IOC.State == store.StateRefused {
+			t.Status = "refused: " + c.IOC.Reason
+		} else {
+			t.Status = fmt.Sprintf("hunted for each of the %d cases that link this IOC; they belong to %d customers, so this tab names no host: see each case's assets and timeline",
+				len(d.Cases), len(customers))
 		}
-		when := render.Date(h.EventTime)
-		if h.EventTime.IsZero() {
-			when = "found " + render.Date(h.FirstSeen)
-		}
-		t.Hits = append(t.Hits, render.TabHit{Host: host, When: when, Source: h.Source, Evidence: h.Evidence})
+		t.Withheld = "not shown: this IOC is linked to cases of several customers, and every one of them shows this tab"
+		return t, "shared|" + t.Status
 	}
-	t.Status = status(d)
-	return t
+	single := len(d.Cases) == 1
+	var keys, statuses []string
+	type dated struct {
+		at  time.Time
+		hit render.TabHit
+	}
+	var hits []dated
+	seen := map[int64]bool{}
+	for _, c := range d.Cases {
+		text, key := status(c)
+		label := fmt.Sprintf("case #%d", c.IOC.CaseID)
+		if single {
+			statuses = append(statuses, text)
+		} else {
+			statuses = append(statuses, label+": "+text)
+		}
+		keys = append(keys, fmt.Sprintf("%d=%s/%d", c.IOC.CaseID, key, c.HitCount))
+		t.HitCount += c.HitCount
+		for _, h := range c.Hunts {
+			if seen[h.ID] {
+				continue
+			}
+			seen[h.ID] = true
+			keys = append(keys, fmt.Sprintf("hunt %d=%s", h.ID, h.Hunt.State))
+			th := render.TabHunt{VRHuntID: h.VRHuntID, Artifact: h.Artifact, State: h.Hunt.State, VRState: h.VRState,
+				Finished: h.Finished, Scheduled: h.Scheduled, Errored: h.Errored, TotalRows: h.TotalRows,
+				CreatedAt: h.CreatedAt, ExpiresAt: h.ExpiresAt, LastError: h.LastError}
+			if w.GUIURL != nil && h.VRHuntID != "" {
+				th.URL = w.GUIURL(h.Server, h.Org, h.VRHuntID)
+			}
+			t.Hunts = append(t.Hunts, th)
+		}
+		for _, h := range c.Hits {
+			host := h.Hostname
+			if host == "" {
+				host = h.ClientID
+			}
+			when := render.Date(h.EventTime)
+			if h.EventTime.IsZero() {
+				when = "found " + render.Date(h.FirstSeen)
+			}
+			th := render.TabHit{Host: host, When: when, Source: h.Source, Evidence: h.Evidence}
+			if !single {
+				th.Case = label
+			}
+			hits = append(hits, dated{at: h.FirstSeen, hit: th})
+		}
+	}
+	// Newest found first over every case, as within one.
+	slices.SortStableFunc(hits, func(a, b dated) int { return b.at.Compare(a.at) })
+	for i, h := range hits {
+		if i == w.MaxHitsOnTab {
+			break
+		}
+		t.Hits = append(t.Hits, h.hit)
+	}
+	t.HostCount = d.HostCount
+	t.Status = strings.Join(statuses, " | ")
+	keys = append(keys, fmt.Sprintf("hosts=%d", t.HostCount))
+	return t, strings.Join(keys, "|")
 }
 
-// status is the one-line summary: HIT, clean, hunting, queued, refused or
-// error, with the reason where there is one.
-func status(d store.TabData) string {
+// status is the one-line summary of one case's IOC row: HIT, clean,
+// hunting, queued, refused or error, with the reason where there is one;
+// and its key, the same without counts, for the tab's substance.
+func status(c store.TabCase) (text, key string) {
 	switch {
-	case d.HitCount > 0:
-		return fmt.Sprintf("HIT: found on %d host(s), %d hit(s)", d.HostCount, d.HitCount)
-	case d.IOC.State == store.StateRefused:
-		return "refused: " + d.IOC.Reason
-	case len(d.Parked) > 0:
-		return "error: " + d.Parked[0].Reason
-	case d.IOC.State == store.StateRemoved:
-		return "not hunted any more: " + d.IOC.Reason
-	case d.IOC.State == store.StateQueued:
-		return "queued for the next hunt"
+	case c.HitCount > 0:
+		return fmt.Sprintf("HIT: found on %d host(s), %d hit(s)", c.HostCount, c.HitCount), "hit"
+	case c.IOC.State == store.StateRefused:
+		return "refused: " + c.IOC.Reason, "refused:" + c.IOC.Reason
+	case len(c.Parked) > 0:
+		return "error: " + c.Parked[0].Reason, "error:" + c.Parked[0].Reason
+	case c.IOC.State == store.StateRemoved:
+		return "not hunted any more: " + c.IOC.Reason, "removed:" + c.IOC.Reason
+	case c.IOC.State == store.StateQueued:
+		return "queued for the next hunt", "queued"
 	}
 	var running *store.TabHunt
-	for i := range d.Hunts {
-		if h := &d.Hunts[i]; h.Hunt.State == store.HuntRunning || h.Hunt.State == store.HuntPlanned || h.Hunt.State == store.HuntCreated {
+	for i := range c.Hunts {
+		if h := &c.Hunts[i]; h.Hunt.State == store.HuntRunning || h.Hunt.State == store.HuntPlanned || h.Hunt.State == store.HuntCreated {
 			running = h
 			break
 		}
 	}
 	switch {
-	case running == nil && len(d.Hunts) > 0:
-		return fmt.Sprintf("clean: no hit on %d host(s); last hunt ended %s", d.Hunts[0].Scheduled, render.Date(d.Hunts[0].EndedAt))
+	case running == nil && len(c.Hunts) > 0:
+		return fmt.Sprintf("clean: no hit on %d host(s); last hunt ended %s", c.Hunts[0].Scheduled, render.Date(c.Hunts[0].EndedAt)), "clean"
 	case running == nil:
-		return "queued for the next hunt"
+		return "queued for the next hunt", "queued"
 	case running.LastError != "" && running.Hunt.State != store.HuntRunning:
-		return "error: " + running.LastError
+		return "error: " + running.LastError, "error:" + running.LastError
 	case running.Hunt.State != store.HuntRunning:
-		return "hunting: starting the hunt"
+		return "hunting: starting the hunt", "starting"
 	case running.Scheduled > 0 && running.Finished >= running.Scheduled:
 		return fmt.Sprintf("clean: no hit on %d host(s) so far; the hunt stays open for late hosts until %s",
-			running.Scheduled, render.Date(running.ExpiresAt))
+			running.Scheduled, render.Date(running.ExpiresAt)), "clean-so-far"
 	default:
-		return fmt.Sprintf("hunting: %d of %d host(s) done", running.Finished, running.Scheduled)
+		return fmt.Sprintf("hunting: %d of %d host(s) done", running.Finished, running.Scheduled), "hunting"
 	}
 }

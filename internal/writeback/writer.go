@@ -48,6 +48,8 @@ type Store interface {
 	SetAssetID(ctx context.Context, caseID int64, server, clientID string, assetID int64) error
 	FindHitDetail(ctx context.Context, hitID int64) (store.HitDetail, error)
 	FindTabData(ctx context.Context, iocID int64, maxHits int) (store.TabData, error)
+	TabWrittenAt(ctx context.Context, iocID int64) (time.Time, error)
+	SetTabWritten(ctx context.Context, irisID int64, fingerprint string, at time.Time) error
 	CasesWithAttemptedOverwrites(ctx context.Context) ([]int64, error)
 }
 
@@ -77,6 +79,9 @@ type Writer struct {
 	TabName      string
 	EventColor   string
 	MaxHitsOnTab int
+	// TabMinInterval is the least time between two updates of one IOC's
+	// tab (0: no minimum; the substance check still applies).
+	TabMinInterval time.Duration
 	// GUIURL returns the Velociraptor GUI link of a hunt, or "".
 	GUIURL func(server, org, huntID string) string
 	// Repair pushes the tab onto IOCs whose custom attributes are null (an
@@ -246,6 +251,15 @@ func (w *Writer) send(ctx context.Context, c *batchCache, wr store.Write) (bool,
 		if t := w.heldUntil(fmt.Sprintf("ioc:%d", wr.IOCID)); wr.Kind == "tab" && t.After(until) {
 			until = t
 		}
+		if wr.Kind == "tab" && w.TabMinInterval > 0 {
+			last, err := w.Store.TabWrittenAt(ctx, wr.IOCID)
+			if err != nil {
+				return false, err
+			}
+			if t := last.Add(w.TabMinInterval); !last.IsZero() && t.After(until) {
+				until = t
+			}
+		}
 		if w.Now().Before(until) {
 			return false, w.Store.WriteDefer(ctx, wr.ID, until)
 		}
@@ -270,6 +284,9 @@ func (w *Writer) send(ctx context.Context, c *batchCache, wr store.Write) (bool,
 	case err == nil:
 		w.Recorder.Write(wr.Kind, "done")
 		return true, w.Store.WriteDone(ctx, wr.ID, irisID)
+	case errors.Is(err, errUnchanged):
+		w.Recorder.Write(wr.Kind, "unchanged")
+		return true, w.Store.WriteDone(ctx, wr.ID, 0)
 	case ctx.Err() != nil:
 		return false, ctx.Err()
 	case errors.As(err, &held):

@@ -1,0 +1,175 @@
+package writeback_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/velohunt/velohunt/internal/ioc"
+	"github.com/velohunt/velohunt/internal/iris"
+	"github.com/velohunt/velohunt/internal/iris/iristest"
+	"github.com/velohunt/velohunt/internal/render"
+	"github.com/velohunt/velohunt/internal/store"
+)
+
+// tabUpdates counts IOC updates IRIS received: every one fires
+// on_postload_ioc_update for every module subscribed to it.
+func (e *env) tabUpdates() int { return e.srv.Requests()["POST /case/ioc/update/{id}"] }
+
+// tabField reads one field of an IOC's tab from the simulated IRIS.
+func (e *env) tabField(t *testing.T, irisID int64, field string) string {
+	t.Helper()
+	i, _ := e.srv.IOCByID(irisID)
+	tab, _ := i.Custom[tabName].(map[string]any)
+	f, _ := tab[field].(map[string]any)
+	return fmt.Sprint(f["value"])
+}
+
+func (e *env) flush(t *testing.T) {
+	t.Helper()
+	if _, err := e.w.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestTabOnlyOnSubstance: over a long hunt whose progress moves at every
+// watcher pass, a tab is rewritten only when what it says changes in
+// substance (here: the first hits), and never twice within the minimum
+// interval (issue 8, part 3).
+func TestTabOnlyOnSubstance(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t, 2)
+	e.w.TabMinInterval = 5 * time.Minute
+	ids := []int64{e.rows[0].ID, e.rows[1].ID}
+	e.flush(t)
+	if got := e.tabUpdates(); got != 2 {
+		t.Fatalf("%d tab updates at the start, want one per IOC", got)
+	}
+	// 60 passes, a minute apart: hosts finish one by one.
+	pass := func(i int) {
+		t.Helper()
+		e.clk.Add(time.Minute)
+		if _, err := e.db.SetHuntProgress(ctx, e.hunt.ID, store.Progress{VRState: "RUNNING", Scheduled: 100, Finished: int64(i), TotalRows: int64(3 * i)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.db.EnqueueTabs(ctx, ids); err != nil {
+			t.Fatal(err)
+		}
+		e.flush(t)
+	}
+	for i := range 60 {
+		pass(i)
+	}
+	if got := e.tabUpdates(); got != 2 {
+		t.Fatalf("%d tab updates after 60 passes of progress only, want 2", got)
+	}
+	// Hits: the status changes; written once per IOC.
+	e.hits(t, 1, func(h, i int) string { return fmt.Sprintf("/tmp/%d/%d", h, i) })
+	pass(60)
+	if got := e.tabUpdates(); got != 4 {
+		t.Fatalf("%d tab updates after the first hits, want 4", got)
+	}
+	if s := e.tabField(t, e.rows[0].IRISID, render.FieldStatus); !strings.HasPrefix(s, "HIT: found on 1 host(s)") {
+		t.Fatalf("status %q", s)
+	}
+	// More hits a minute later: held until five minutes after the last
+	// write, then written once.
+	e.hits(t, 2, func(h, i int) string { return fmt.Sprintf("/tmp/%d/%d", h, i) })
+	pass(61)
+	if got := e.tabUpdates(); got != 4 {
+		t.Fatalf("%d tab updates one minute after the last, want 4 (held)", got)
+	}
+	for i := 62; i < 70; i++ {
+		pass(i)
+	}
+	if got := e.tabUpdates(); got != 6 {
+		t.Fatalf("%d tab updates after the interval, want 6", got)
+	}
+	if s := e.tabField(t, e.rows[0].IRISID, render.FieldStatus); !strings.HasPrefix(s, "HIT: found on 2 host(s)") {
+		t.Fatalf("status %q", s)
+	}
+	for i := 70; i < 200; i++ {
+		pass(i)
+	}
+	if got := e.tabUpdates(); got != 6 {
+		t.Fatalf("%d tab updates after 130 more passes of progress only, want 6", got)
+	}
+}
+
+// TestTabAcrossCases: an IRIS 2.4 IOC, and so its tab, is shared by every
+// case that links it. With cases of one customer the tab shows each case's
+// status and hits, labelled; with cases of several customers it names no
+// host and no evidence (issue 8, part 2).
+func TestTabAcrossCases(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t, 1)
+	x := e.rows[0]
+	b, err := e.admin.AddCase(ctx, "second case", "test", 1, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.admin.AddIOC(ctx, b, iris.NewIOC{Value: x.Value, TypeID: iristest.TypeID("filename"), TLPID: 2}); err != nil {
+		t.Fatal(err)
+	}
+	customer := func(c int64, name string) {
+		t.Helper()
+		if err := e.db.UpsertCase(ctx, ioc.Case{ID: c, Open: true, Customer: name}, ioc.Route{Server: "main"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	customer(e.cid, "ACME")
+	customer(b, "ACME")
+	if _, err := e.db.SyncCaseIOCs(ctx, b, []store.IOCInput{{IOC: ioc.IOC{ID: x.IRISID, TypeName: "filename", Value: x.Value},
+		Target: ioc.Target{Kind: ioc.KindFile, Value: x.Value}}}, "test", true); err != nil {
+		t.Fatal(err)
+	}
+	rows, _ := e.db.FindIOCs(ctx, x.IRISID)
+	if len(rows) != 2 {
+		t.Fatalf("%d rows", len(rows))
+	}
+	// A hit in each case, on different hosts.
+	e.hits(t, 1, func(h, i int) string { return "/a/evil.exe" })
+	e.db.SaveClient(ctx, store.Client{Server: "main", ClientID: "C.bbbb", Hostname: "b-host"})
+	if _, err := e.db.RecordHits(ctx, e.hunt, []store.HitInput{{IOCID: rows[1].ID, CaseID: b, ClientID: "C.bbbb", EvidenceKey: "k",
+		Evidence: "/b/evil.exe", Source: "file", Row: []byte(`{}`)}}, 1, false); err != nil {
+		t.Fatal(err)
+	}
+	e.db.EnqueueTabs(ctx, []int64{rows[0].ID, rows[1].ID})
+	e.drain(t, time.Minute)
+	status, hits := e.tabField(t, x.IRISID, render.FieldStatus), e.tabField(t, x.IRISID, render.FieldHits)
+	for _, want := range []string{fmt.Sprintf("case #%d: HIT", e.cid), fmt.Sprintf("case #%d: HIT", b)} {
+		if !strings.Contains(status, want) {
+			t.Fatalf("status %q lacks %q", status, want)
+		}
+	}
+	for _, want := range []string{fmt.Sprintf("case #%d | host-000", e.cid), fmt.Sprintf("case #%d | b-host", b), "/b/evil.exe"} {
+		if !strings.Contains(hits, want) {
+			t.Fatalf("hits %q lack %q", hits, want)
+		}
+	}
+	if got := e.tabField(t, x.IRISID, render.FieldHosts); got != "2" {
+		t.Fatalf("hosts hit %q, want 2", got)
+	}
+
+	// Case b belongs to another customer: nothing of either fleet shows.
+	customer(b, "Other Corp")
+	e.db.EnqueueTabs(ctx, []int64{rows[0].ID})
+	e.drain(t, time.Minute)
+	for _, f := range []string{render.FieldStatus, render.FieldHits, render.FieldHunts, render.FieldHosts} {
+		v := e.tabField(t, x.IRISID, f)
+		for _, leak := range []string{"host-000", "b-host", "evil.exe", "H.TEST"} {
+			if strings.Contains(v, leak) {
+				t.Fatalf("field %s shows %q across customers: %q", f, leak, v)
+			}
+		}
+	}
+	if s := e.tabField(t, x.IRISID, render.FieldStatus); !strings.Contains(s, "2 customers") {
+		t.Fatalf("status %q", s)
+	}
+	// The hits are still in each case's own assets and events.
+	if len(e.srv.Assets(e.cid)) != 1 || len(e.srv.Assets(b)) != 1 {
+		t.Fatalf("assets: %d in case a, %d in case b", len(e.srv.Assets(e.cid)), len(e.srv.Assets(b)))
+	}
+}
