@@ -46,7 +46,7 @@ func (c *HuntCommand) Run(ctx context.Context, args []string) error {
 		if *iocID != 0 && r.IRISID != *iocID {
 			continue
 		}
-		if _, err := app.Store.RequeueIOC(ctx, r.IRISID, "cli", false); err != nil {
+		if _, err := app.Store.RequeueIOC(ctx, r.IRISID, []int64{r.CaseID}, "cli", false); err != nil {
 			return err
 		}
 	}

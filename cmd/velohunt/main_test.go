@@ -446,7 +446,7 @@ func TestManualTrigger(t *testing.T) {
 			target = r.IRISID
 		}
 	}
-	d.IRIS.TriggerManual(target)
+	d.IRIS.TriggerManual(101, target)
 	deadline := time.Now().Add(10 * time.Second)
 	for len(d.VR.Hunts()) == before {
 		if time.Now().After(deadline) {

@@ -395,3 +395,69 @@ func TestNamedIOCsSyncTheirCases(t *testing.T) {
 		t.Fatalf("IOC changed from case a, in case b: %v", e.states(t, b))
 	}
 }
+
+// TestManualTriggerHuntsItsCase: the webhook of a manual trigger names no
+// case; IRIS's module task list does. An IOC linked to two cases is
+// re-hunted only in the case the analyst clicked in; when IRIS lists no
+// task for it, in every open case that links it (issue 8, part 2).
+func TestManualTriggerHuntsItsCase(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t)
+	e.in.ManualWait = 2 * time.Second
+	h := &intake.Webhook{Store: e.db, Secret: "0123456789abcdef-secret", MaxBody: 1 << 20, Wake: func() {}, OwnUserID: 2, Logger: discard}
+	mux := http.NewServeMux()
+	mux.Handle("POST /iris/webhook/{event}", h)
+	hook := httptest.NewServer(mux)
+	defer hook.Close()
+	a, _ := e.admin.AddCase(ctx, "case a", "desc", 1, "")
+	b, _ := e.admin.AddCase(ctx, "case b", "desc", 1, "")
+	x, _ := e.admin.AddIOC(ctx, a, iris.NewIOC{Value: "evil.example", TypeID: iristest.TypeID("domain"), TLPID: 2})
+	e.admin.AddIOC(ctx, b, iris.NewIOC{Value: "evil.example", TypeID: iristest.TypeID("domain"), TLPID: 2})
+	if err := e.in.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Both rows hunted once.
+	g, _ := e.db.QueuedGroups(ctx)
+	if len(g) != 1 {
+		t.Fatalf("groups %+v", g)
+	}
+	hunt, _ := e.db.PlanHunt(ctx, g[0], 10, "A", time.Hour)
+	if _, err := e.db.EndHunt(ctx, hunt.ID, store.HuntFinished); err != nil {
+		t.Fatal(err)
+	}
+	if e.states(t, a)["evil.example"] != store.StateHunted || e.states(t, b)["evil.example"] != store.StateHunted {
+		t.Fatalf("states a=%v b=%v", e.states(t, a), e.states(t, b))
+	}
+	e.irisSrv.SetWebhook(hook.URL+"/iris/webhook", map[string]string{"Authorization": "Bearer 0123456789abcdef-secret"})
+	e.irisSrv.TriggerManual(b, x.ID)
+	deadline := time.Now().Add(5 * time.Second)
+	for items, _ := e.db.PeekInbox(ctx, 10); len(items) == 0; items, _ = e.db.PeekInbox(ctx, 10) {
+		if time.Now().After(deadline) {
+			t.Fatal("no webhook")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := e.in.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.states(t, b)["evil.example"]; got != store.StateQueued {
+		t.Fatalf("case b (clicked): %q, want queued", got)
+	}
+	if got := e.states(t, a)["evil.example"]; got != store.StateHunted {
+		t.Fatalf("case a (not clicked): %q, want hunted", got)
+	}
+
+	// A trigger IRIS lists no new task for (its task already used): every
+	// open case that links the IOC.
+	g, _ = e.db.QueuedGroups(ctx)
+	hunt, _ = e.db.PlanHunt(ctx, g[0], 10, "A", time.Hour)
+	e.db.EndHunt(ctx, hunt.ID, store.HuntFinished)
+	payload := `{"iocs":[{"ioc_id":` + itoa(x.ID) + `,"ioc_value":"evil.example","ioc_type_id":20,"user_id":1,"ioc_type":{"type_name":"domain"}}]}`
+	e.db.AddInbox(ctx, intake.EventManual, []byte(payload))
+	if err := e.in.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := e.states(t, a)["evil.example"], e.states(t, b)["evil.example"]; a != store.StateQueued || b != store.StateQueued {
+		t.Fatalf("without a task: a=%q b=%q, want both queued", a, b)
+	}
+}

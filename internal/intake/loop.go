@@ -3,11 +3,13 @@ package intake
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/velohunt/velohunt/internal/iris"
 	"github.com/velohunt/velohunt/internal/loop"
+	"github.com/velohunt/velohunt/internal/store"
 )
 
 // Intake owns the loop that handles webhook events and reconcile requests.
@@ -22,6 +24,10 @@ type Intake struct {
 	// FullEvery is how often a reconcile lists every open case's IOCs
 	// (0: every reconcile); in between, unchanged counters are trusted.
 	FullEvery time.Duration
+	// ManualWait bounds how long a manual trigger of an IOC linked to
+	// several cases waits for IRIS to list the trigger's task, which names
+	// the case it came from (default 5s).
+	ManualWait time.Duration
 	// Queued is called when IOCs were queued for hunting.
 	Queued func()
 	Logger *slog.Logger
@@ -37,7 +43,7 @@ type Intake struct {
 // New returns an Intake; call Run to start its loop.
 func New(s *Syncer, st Store, ownUser int64, delay time.Duration, queued func(), logger *slog.Logger) *Intake {
 	return &Intake{Syncer: s, Store: st, OwnUserID: ownUser, Delay: delay, Queued: queued, Logger: logger,
-		Now: time.Now, wake: make(chan struct{}, 1), fullDue: true}
+		Now: time.Now, wake: make(chan struct{}, 1), fullDue: true, ManualWait: 5 * time.Second}
 }
 
 // Wake asks the loop to handle stored webhook events soon.
@@ -164,13 +170,9 @@ func (in *Intake) handleInbox(ctx context.Context) error {
 				return err
 			}
 		}
-		n := 0
-		for _, id := range manual {
-			c, err := in.Store.RequeueIOC(ctx, id, "manual", true)
-			if err != nil {
-				return err
-			}
-			n += c
+		n, err := in.requeueManual(ctx, manual)
+		if err != nil {
+			return err
 		}
 		in.notify(n)
 		if err := in.Store.DeleteInbox(ctx, items[len(items)-1].ID); err != nil {
@@ -183,4 +185,135 @@ func (in *Intake) notify(n int) {
 	if n > 0 && in.Queued != nil {
 		in.Queued()
 	}
+}
+
+// Manual triggers of IOCs come from iris-webhooks-module's hook
+// on_manual_trigger_ioc; IRIS runs it as a task of that module.
+const (
+	webhooksModule = "iris_webhooks_module"
+	manualHook     = "on_manual_trigger_ioc"
+)
+
+// requeueManual re-hunts the IOCs of manual triggers, each in the case the
+// analyst clicked in. The webhook names no case (IRIS does not pass it to
+// modules), but IRIS's task list names the case of each module task: for
+// an IOC linked to several open cases, the cases of the manual-trigger
+// tasks velohunt has not used yet, among that IOC's cases, are the ones
+// hunted. When IRIS lists no such task in time (or the list cannot be
+// read), every open case that links the IOC is hunted, and the log says so.
+func (in *Intake) requeueManual(ctx context.Context, ids []int64) (int, error) {
+	linked := map[int64][]int64{}
+	ambiguous := false
+	for _, id := range ids {
+		rows, err := in.Store.FindIOCs(ctx, id)
+		if err != nil {
+			return 0, err
+		}
+		for _, r := range rows {
+			if r.State != store.StateRemoved && !slices.Contains(linked[id], r.CaseID) {
+				linked[id] = append(linked[id], r.CaseID)
+			}
+		}
+		ambiguous = ambiguous || len(linked[id]) > 1
+	}
+	var from map[int64]bool
+	var used []string
+	if ambiguous {
+		from, used = in.triggerCases(ctx, func(from map[int64]bool) bool {
+			for _, id := range ids {
+				if len(linked[id]) > 1 && !slices.ContainsFunc(linked[id], func(c int64) bool { return from[c] }) {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	n := 0
+	for _, id := range ids {
+		var cases []int64 // nil: every open case that links it
+		if len(linked[id]) > 1 {
+			for _, c := range linked[id] {
+				if from[c] {
+					cases = append(cases, c)
+				}
+			}
+			if cases == nil {
+				in.Logger.Info("manual trigger: IRIS does not say which case it came from; hunting in every open case that links the IOC",
+					"ioc_id", id, "cases", linked[id])
+			}
+		}
+		c, err := in.Store.RequeueIOC(ctx, id, cases, "manual", true)
+		if err != nil {
+			return n, err
+		}
+		n += c
+	}
+	if len(used) > 0 {
+		if err := in.Store.UseHookTasks(ctx, used); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// triggerCases reads the cases of the manual-trigger tasks IRIS lists that
+// velohunt has not used yet, finished within five minutes of the newest
+// one, until enough says they suffice or ManualWait has passed: IRIS lists
+// a task once it finished, just after the webhook was sent.
+func (in *Intake) triggerCases(ctx context.Context, enough func(map[int64]bool) bool) (map[int64]bool, []string) {
+	deadline := in.Now().Add(in.ManualWait)
+	for {
+		from, ids, err := in.unusedTriggers(ctx)
+		if err != nil {
+			in.Logger.Warn("cannot read IRIS's module tasks to find the case of a manual trigger", "error", err)
+			return nil, nil
+		}
+		if enough(from) || !in.Now().Before(deadline) {
+			return from, ids
+		}
+		t := time.NewTimer(250 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return from, ids
+		case <-t.C:
+		}
+	}
+}
+
+func (in *Intake) unusedTriggers(ctx context.Context) (map[int64]bool, []string, error) {
+	tasks, err := in.Syncer.IRIS.HookTasks(ctx, 100)
+	if err != nil {
+		return nil, nil, err
+	}
+	var manual []iris.HookTask
+	var ids []string
+	for _, t := range tasks {
+		if t.Module == webhooksModule && t.Hook == manualHook && t.CaseID != 0 {
+			manual = append(manual, t)
+			ids = append(ids, t.ID)
+		}
+	}
+	if len(manual) == 0 {
+		return map[int64]bool{}, nil, nil
+	}
+	used, err := in.Store.UsedHookTasks(ctx, ids)
+	if err != nil {
+		return nil, nil, err
+	}
+	newest := manual[0].Done
+	for _, t := range manual {
+		if t.Done.After(newest) {
+			newest = t.Done
+		}
+	}
+	from := map[int64]bool{}
+	var fresh []string
+	for _, t := range manual {
+		if !used[t.ID] && newest.Sub(t.Done) <= 5*time.Minute {
+			from[t.CaseID] = true
+			fresh = append(fresh, t.ID)
+		}
+	}
+	return from, fresh, nil
 }

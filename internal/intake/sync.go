@@ -11,6 +11,7 @@ import (
 	"log/slog"
 
 	"github.com/velohunt/velohunt/internal/ioc"
+	"github.com/velohunt/velohunt/internal/iris"
 	"github.com/velohunt/velohunt/internal/store"
 )
 
@@ -24,6 +25,8 @@ type IRIS interface {
 	IOCState(ctx context.Context, cid int64) (int64, error)
 	// ListIOCs returns the IOCs linked to a case.
 	ListIOCs(ctx context.Context, cid int64) ([]ioc.IOC, error)
+	// HookTasks returns IRIS's newest module tasks, newest first.
+	HookTasks(ctx context.Context, n int) ([]iris.HookTask, error)
 }
 
 // Store is the part of the store intake writes.
@@ -33,8 +36,10 @@ type Store interface {
 	CloseCasesExcept(ctx context.Context, open []int64) ([]int64, error)
 	SetCaseIOCState(ctx context.Context, caseID, state int64) error
 	SyncCaseIOCs(ctx context.Context, caseID int64, list []store.IOCInput, source string, complete bool) (store.SyncResult, error)
-	RequeueIOC(ctx context.Context, irisID int64, source string, overlap bool) (int, error)
+	RequeueIOC(ctx context.Context, irisID int64, cases []int64, source string, overlap bool) (int, error)
 	FindIOCs(ctx context.Context, irisID int64) ([]store.IOC, error)
+	UsedHookTasks(ctx context.Context, ids []string) (map[string]bool, error)
+	UseHookTasks(ctx context.Context, ids []string) error
 	AddInbox(ctx context.Context, event string, payload []byte) error
 	PeekInbox(ctx context.Context, limit int) ([]store.InboxItem, error)
 	DeleteInbox(ctx context.Context, upTo int64) error

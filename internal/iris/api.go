@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/velohunt/velohunt/internal/ioc"
 )
@@ -280,4 +281,48 @@ func (f *flexInt) UnmarshalJSON(b []byte) error {
 	}
 	*f = flexInt(n)
 	return nil
+}
+
+// HookTask is a module task IRIS ran for a hook (Celery, result_extended):
+// the case it was called from, and when it finished.
+type HookTask struct {
+	ID     string
+	CaseID int64 // 0 when IRIS does not say
+	Module string
+	Hook   string
+	Done   time.Time // IRIS's local time, without zone: compare with each other only
+	User   string
+}
+
+// HookTasks returns the newest module tasks, newest first, as IRIS's "DIM
+// tasks" page lists them (GET /dim/tasks/list/<n>, any user). IRIS does not
+// pass the case of a manual trigger to the webhooks module; this list is
+// where it can be read.
+func (c *Client) HookTasks(ctx context.Context, n int) ([]HookTask, error) {
+	var rows []struct {
+		Case   string `json:"case"`
+		Module string `json:"module"`
+		TaskID string `json:"task_id"`
+		Done   string `json:"date_done"`
+		User   string `json:"user"`
+	}
+	if err := c.do(ctx, "GET", "/dim/tasks/list/"+strconv.Itoa(n), -1, nil, &rows); err != nil {
+		return nil, err
+	}
+	out := make([]HookTask, 0, len(rows))
+	for _, r := range rows {
+		t := HookTask{ID: r.TaskID, User: r.User}
+		t.Module, t.Hook, _ = strings.Cut(r.Module, "::")
+		if id, err := strconv.ParseInt(strings.TrimPrefix(r.Case, "Case #"), 10, 64); err == nil {
+			t.CaseID = id
+		}
+		for _, layout := range []string{"2006-01-02T15:04:05.999999", time.RFC1123, time.RFC3339Nano} {
+			if d, err := time.Parse(layout, r.Done); err == nil {
+				t.Done = d
+				break
+			}
+		}
+		out = append(out, t)
+	}
+	return out, nil
 }

@@ -472,3 +472,61 @@ func TestIRISSharedIOCs(t *testing.T) {
 		}
 	})
 }
+
+// TestIRISManualTriggerCase: the webhook of a manual trigger names no case,
+// and velohunt reads it from IRIS's module task list, which a non-admin
+// service user can read. When the webhooks module is configured with a
+// manual trigger on IOCs, a trigger from a case is listed with that case.
+func TestIRISManualTriggerCase(t *testing.T) {
+	RunWithIRIS(t, func(t *testing.T, e *irisEnv) {
+		ctx := context.Background()
+		if _, err := e.svc.HookTasks(ctx, 10); err != nil {
+			t.Fatalf("the service user cannot read IRIS's module tasks: %v", err)
+		}
+		cid := e.newCase(t)
+		code, body := e.raw(t, "GET", fmt.Sprintf("/dim/hooks/options/ioc/list?cid=%d", cid), nil)
+		hooks, _ := body["data"].([]any)
+		var hook map[string]any
+		for _, h := range hooks {
+			if m, _ := h.(map[string]any); m["module_name"] == "iris_webhooks_module" && m["hook_name"] == "on_manual_trigger_ioc" {
+				hook = m
+			}
+		}
+		if code != 200 || hook == nil {
+			if e.real {
+				t.Skipf("the webhooks module has no manual trigger on IOCs here (configure configs/iris-webhooks.json): %d %v", code, body)
+			}
+			// The simulator fires manual triggers without a module list.
+		}
+		x, err := e.svc.AddIOC(ctx, cid, iris.NewIOC{Value: fmt.Sprintf("manual-%d.example", time.Now().UnixNano()), TypeID: typeID(t, e.svc, "domain"), TLPID: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		before, _ := e.svc.HookTasks(ctx, 20)
+		code, body = e.raw(t, "POST", fmt.Sprintf("/dim/hooks/call?cid=%d", cid), map[string]any{"hook_name": "on_manual_trigger_ioc",
+			"hook_ui_name": hook["manual_hook_ui_name"], "module_name": "iris_webhooks_module", "type": "ioc", "targets": []int64{x.ID}})
+		if code != 200 {
+			t.Fatalf("manual trigger: %d %v", code, body)
+		}
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			tasks, err := e.svc.HookTasks(ctx, 20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, tk := range tasks {
+				if tk.Module == "iris_webhooks_module" && tk.Hook == "on_manual_trigger_ioc" && tk.CaseID == cid &&
+					!slices.ContainsFunc(before, func(b iris.HookTask) bool { return b.ID == tk.ID }) {
+					if tk.Done.IsZero() {
+						t.Fatalf("task %+v has no finish time", tk)
+					}
+					return
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no manual-trigger task listed for case %d: %+v", cid, tasks)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	})
+}

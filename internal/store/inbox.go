@@ -44,3 +44,30 @@ func (db *DB) PeekInbox(ctx context.Context, limit int) ([]InboxItem, error) {
 func (db *DB) DeleteInbox(ctx context.Context, upTo int64) error {
 	return db.exec(ctx, `DELETE FROM inbox WHERE id <= ?`, upTo)
 }
+
+// UsedHookTasks returns which of the IRIS task ids were already used.
+func (db *DB) UsedHookTasks(ctx context.Context, ids []string) (map[string]bool, error) {
+	used := map[string]bool{}
+	for _, id := range ids {
+		var n int
+		if err := db.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM hook_tasks WHERE task_id = ?`, id).Scan(&n); err != nil {
+			return nil, fmt.Errorf("hook tasks: %w", err)
+		}
+		used[id] = n > 0
+	}
+	return used, nil
+}
+
+// UseHookTasks records IRIS task ids as used, and forgets those used more
+// than a week ago (IRIS lists only its newest tasks).
+func (db *DB) UseHookTasks(ctx context.Context, ids []string) error {
+	return db.tx(ctx, func(tx *Tx) error {
+		for _, id := range ids {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO hook_tasks (task_id, used_at) VALUES (?, ?) ON CONFLICT DO NOTHING`, id, tx.nowMS()); err != nil {
+				return fmt.Errorf("use hook task: %w", err)
+			}
+		}
+		_, err := tx.ExecContext(ctx, `DELETE FROM hook_tasks WHERE used_at < ?`, tx.nowMS()-7*24*3600*1000)
+		return err
+	})
+}

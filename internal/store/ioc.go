@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/velohunt/velohunt/internal/ioc"
@@ -156,23 +157,41 @@ func (tx *Tx) initialState(in IOCInput) (string, sql.NullInt64) {
 	return StateQueued, sql.NullInt64{Int64: tx.nowMS(), Valid: true}
 }
 
-// RequeueIOC queues every (case, IOC) row of an IRIS IOC for a new hunt, as
-// asked by a manual trigger or the hunt command. Rows already queued are
+// RequeueIOC queues the (case, IOC) rows of an IRIS IOC for a new hunt, as
+// asked by a manual trigger or the hunt command: the rows of the given
+// cases, or of every open case when cases is nil. Rows already queued are
 // left alone. Rows covered by a running hunt are queued only when overlap
 // is set (an analyst's explicit request); otherwise the same (case, IOC) is
 // never hunted twice at once. It returns how many rows it queued.
-func (db *DB) RequeueIOC(ctx context.Context, irisID int64, source string, overlap bool) (int, error) {
+func (db *DB) RequeueIOC(ctx context.Context, irisID int64, cases []int64, source string, overlap bool) (int, error) {
 	var n int
 	err := db.tx(ctx, func(tx *Tx) error {
-		res, err := tx.ExecContext(ctx, `
-			UPDATE iocs SET state = 'queued', queued_at = ?, source = ?, updated_at = ?
-			WHERE iris_id = ? AND (state = 'hunted' OR (? AND state = 'hunting'))
-			AND case_id IN (SELECT case_id FROM cases WHERE is_open = 1)`, tx.nowMS(), source, tx.nowMS(), irisID, overlap)
+		n = 0
+		rows, err := tx.QueryContext(ctx, `SELECT id, case_id FROM iocs WHERE iris_id = ?
+			AND (state = 'hunted' OR (? AND state = 'hunting'))
+			AND case_id IN (SELECT case_id FROM cases WHERE is_open = 1)`, irisID, overlap)
 		if err != nil {
 			return fmt.Errorf("requeue ioc %d: %w", irisID, err)
 		}
-		c, _ := res.RowsAffected()
-		n = int(c)
+		var ids []int64
+		for rows.Next() {
+			var id, caseID int64
+			if err := rows.Scan(&id, &caseID); err != nil {
+				rows.Close()
+				return fmt.Errorf("requeue ioc %d: %w", irisID, err)
+			}
+			if cases == nil || slices.Contains(cases, caseID) {
+				ids = append(ids, id)
+			}
+		}
+		rows.Close()
+		for _, id := range ids {
+			if _, err := tx.ExecContext(ctx, `UPDATE iocs SET state = 'queued', queued_at = ?, source = ?, updated_at = ? WHERE id = ?`,
+				tx.nowMS(), source, tx.nowMS(), id); err != nil {
+				return fmt.Errorf("requeue ioc %d: %w", irisID, err)
+			}
+			n++
+		}
 		return nil
 	})
 	return n, err

@@ -106,7 +106,7 @@ func TestSyncAndPlan(t *testing.T) {
 	})
 
 	t.Run("NoRequeueWhileHunting", func(t *testing.T) {
-		n, err := db.RequeueIOC(ctx, 10, "cli", false)
+		n, err := db.RequeueIOC(ctx, 10, nil, "cli", false)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -45,6 +45,33 @@ func (s *Server) iocRoutes(mux *http.ServeMux) {
 		}
 		reply(q.w, 200, true, "", s.iocDump(i))
 	}))
+	mux.HandleFunc("GET /dim/tasks/list/{count}", s.api("GET /dim/tasks/list/{count}", false, func(q *request) {
+		n, _ := strconv.Atoi(q.r.PathValue("count"))
+		rows := []map[string]any{}
+		for k := len(s.tasks) - 1; k >= 0 && len(rows) < n; k-- {
+			t := s.tasks[k]
+			rows = append(rows, map[string]any{"state": "success", "case": fmt.Sprintf("Case #%d", t.caseID), "module": t.module,
+				"task_id": t.id, "date_done": t.done.Format("2006-01-02T15:04:05.000000"), "user": "administrator"})
+		}
+		reply(q.w, 200, true, "", rows)
+	}))
+	mux.HandleFunc("GET /dim/hooks/options/ioc/list", s.api("GET /dim/hooks/options/ioc/list", true, func(q *request) {
+		reply(q.w, 200, true, "", []map[string]any{{"manual_hook_ui_name": "Hunt in Velociraptor",
+			"hook_name": "on_manual_trigger_ioc", "module_name": "iris_webhooks_module"}})
+	}))
+	mux.HandleFunc("POST /dim/hooks/call", s.api("POST /dim/hooks/call", true, func(q *request) {
+		targets, _ := q.body["targets"].([]any)
+		if q.body["hook_name"] != "on_manual_trigger_ioc" || q.body["type"] != "ioc" || len(targets) == 0 {
+			reply(q.w, 400, false, "Missing targets", nil)
+			return
+		}
+		for _, t := range targets {
+			if i, ok := s.iocs[toInt(t)]; ok {
+				s.fireIOC("manual", i, q.cid)
+			}
+		}
+		reply(q.w, 200, true, fmt.Sprintf("Queued task with %d objects", len(targets)), nil)
+	}))
 	mux.HandleFunc("POST /case/ioc/add", s.api("POST /case/ioc/add", true, s.addIOC))
 	mux.HandleFunc("POST /case/ioc/update/{id}", s.api("POST /case/ioc/update/{id}", true, s.updateIOC))
 	mux.HandleFunc("POST /case/ioc/delete/{id}", s.api("POST /case/ioc/delete/{id}", true, func(q *request) {
@@ -122,7 +149,7 @@ func (s *Server) addIOC(q *request) {
 			// the case's IOC counter does not move (add_ioc returns before
 			// update_ioc_state). The create hook fires again.
 			i.Cases[q.cid] = true
-			s.fireIOC("create", i)
+			s.fireIOC("create", i, q.cid)
 			reply(q.w, 200, true, "IOC already existed in DB. Updated with info on DB.", s.iocDump(i))
 			return
 		}
@@ -136,7 +163,7 @@ func (s *Server) addIOC(q *request) {
 	}
 	s.iocs[i.ID] = i
 	s.cases[q.cid].IOCState++
-	s.fireIOC("create", i)
+	s.fireIOC("create", i, q.cid)
 	reply(q.w, 200, true, "IOC added", s.iocDump(i))
 }
 
@@ -181,7 +208,7 @@ func (s *Server) updateIOC(q *request) {
 	// Only the case of the request sees its counter move, although the
 	// IOC changes in every case that links it (business/iocs.py update).
 	s.cases[q.cid].IOCState++
-	s.fireIOC("update", i)
+	s.fireIOC("update", i, q.cid)
 	reply(q.w, 200, true, fmt.Sprintf("Updated ioc %q", i.Value), s.iocDump(i))
 }
 
@@ -225,10 +252,20 @@ func mergeValues(stored map[string]any, in any, create bool) {
 	}
 }
 
+// hookOf names the IRIS hook of a webhook event.
+var hookOf = map[string]string{"create": "on_postload_ioc_create", "update": "on_postload_ioc_update", "manual": "on_manual_trigger_ioc"}
+
 // fireIOC posts an IOC event like iris-webhooks-module, asynchronously,
-// with {"iocs":"iocs"} as the body mapping. s.mu is held.
-func (s *Server) fireIOC(event string, i *IOC) {
+// with {"iocs":"iocs"} as the body mapping, from the case cid; when the post
+// is done, the task is listed by /dim/tasks/list with that case, as IRIS's
+// Celery worker records it. s.mu is held.
+func (s *Server) fireIOC(event string, i *IOC, cid int64) {
+	record := func() {
+		s.tasks = append(s.tasks, task{id: fmt.Sprintf("task-%d", len(s.tasks)+1), caseID: cid,
+			module: "iris_webhooks_module::" + hookOf[event], done: time.Now().UTC()})
+	}
 	if s.webhookURL == "" {
+		record() // the module runs, and fails to post
 		return
 	}
 	body, _ := json.Marshal(map[string]any{"iocs": []any{s.iocDump(i)}})
@@ -236,6 +273,11 @@ func (s *Server) fireIOC(event string, i *IOC) {
 	s.hooks.Add(1)
 	go func() {
 		defer s.hooks.Done()
+		defer func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			record()
+		}()
 		req, err := http.NewRequestWithContext(s.hookCtx, http.MethodPost, url, bytes.NewReader(body))
 		if err != nil {
 			return
@@ -251,13 +293,14 @@ func (s *Server) fireIOC(event string, i *IOC) {
 	}()
 }
 
-// TriggerManual fires the manual hook ("Hunt in Velociraptor") on IOCs.
-func (s *Server) TriggerManual(ids ...int64) {
+// TriggerManual fires the manual hook ("Hunt in Velociraptor") on IOCs,
+// from case cid, as an analyst's click in that case does.
+func (s *Server) TriggerManual(cid int64, ids ...int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, id := range ids {
 		if i, ok := s.iocs[id]; ok {
-			s.fireIOC("manual", i)
+			s.fireIOC("manual", i, cid)
 		}
 	}
 }

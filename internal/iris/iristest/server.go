@@ -50,6 +50,7 @@ type Server struct {
 	requests   map[string]int // "METHOD /route" → count
 	faults     Faults
 	rnd        *rand.Rand
+	tasks      []task // module tasks run, oldest first (/dim/tasks/list)
 	webhookURL string
 	webhookHdr map[string]string
 	hooks      sync.WaitGroup
@@ -76,6 +77,14 @@ type Faults struct {
 	// although IRIS did the work.
 	SlowRate  float64
 	SlowDelay time.Duration
+}
+
+// task is a module task as IRIS's Celery result backend records it.
+type task struct {
+	id     string
+	caseID int64
+	module string
+	done   time.Time
 }
 
 // Case is a simulated case.

@@ -7,3 +7,11 @@ CREATE TABLE tabs (
 	fingerprint TEXT NOT NULL,
 	written_at  INTEGER NOT NULL
 );
+
+-- IRIS module tasks of manual triggers ("Hunt in Velociraptor") whose case
+-- velohunt has already used: the webhook names no case, IRIS's task list
+-- does.
+CREATE TABLE hook_tasks (
+	task_id TEXT PRIMARY KEY,
+	used_at INTEGER NOT NULL
+);
