@@ -71,9 +71,18 @@ func (db *DB) BeginWrite(ctx context.Context, id int64) error {
 	return db.exec(ctx, `UPDATE outbox SET attempts = attempts + 1 WHERE id = ?`, id)
 }
 
-// WriteDone records a write as done, with the IRIS object id it made.
+// WriteDone records a write as done, with the IRIS object id it made. A
+// done tab write is deleted: it guards against nothing (asset and event
+// writes stay, their dedup keys make each happen once), and tabs are queued
+// at every change.
 func (db *DB) WriteDone(ctx context.Context, id, irisID int64) error {
-	return db.exec(ctx, `UPDATE outbox SET done_at = ?, iris_id = ?, last_error = '' WHERE id = ?`, db.Now().UnixMilli(), irisID, id)
+	return db.tx(ctx, func(tx *Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE id = ? AND kind = 'tab'`, id); err != nil {
+			return fmt.Errorf("write done: %w", err)
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE outbox SET done_at = ?, iris_id = ?, last_error = '' WHERE id = ?`, tx.nowMS(), irisID, id)
+		return err
+	})
 }
 
 // WriteRetry records a failed attempt and when to try again.
@@ -191,8 +200,13 @@ type ParkedWrite struct {
 
 // ParkedWrites returns parked writes, newest first; iocID 0 means all.
 func (db *DB) ParkedWrites(ctx context.Context, iocID int64, limit int) ([]ParkedWrite, error) {
-	rows, err := db.db.QueryContext(ctx, `SELECT o.id, o.kind, o.case_id, o.ioc_id, i.iris_id, o.last_error FROM outbox o
-		JOIN iocs i ON i.id = o.ioc_id WHERE o.parked = 1 AND (? = 0 OR o.ioc_id = ?) ORDER BY o.id DESC LIMIT ?`, iocID, iocID, limit)
+	q, args := `SELECT o.id, o.kind, o.case_id, o.ioc_id, i.iris_id, o.last_error FROM outbox o
+		JOIN iocs i ON i.id = o.ioc_id WHERE o.parked = 1 ORDER BY o.id DESC LIMIT ?`, []any{limit}
+	if iocID != 0 {
+		q, args = `SELECT o.id, o.kind, o.case_id, o.ioc_id, i.iris_id, o.last_error FROM outbox o
+		JOIN iocs i ON i.id = o.ioc_id WHERE o.parked = 1 AND o.ioc_id = ? ORDER BY o.id DESC LIMIT ?`, []any{iocID, limit}
+	}
+	rows, err := db.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("parked writes: %w", err)
 	}

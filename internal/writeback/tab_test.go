@@ -173,3 +173,58 @@ func TestTabAcrossCases(t *testing.T) {
 		t.Fatalf("assets: %d in case a, %d in case b", len(e.srv.Assets(e.cid)), len(e.srv.Assets(b)))
 	}
 }
+
+// BenchmarkTabUpdatesLongHunt counts IOC updates (tab writes) per IOC over
+// a day-long hunt of 100 IOCs watched every minute, whose progress moves at
+// every pass and which finds a new host every two hours. Every pass
+// queues every tab, as the watcher did before it queued tabs only on a
+// substantive change, so this measures the writer's own guard. Each tab
+// write is an IOC update in IRIS, which fires on_postload_ioc_update for
+// every module (webhooks, VirusTotal...).
+func BenchmarkTabUpdatesLongHunt(b *testing.B) {
+	ctx := context.Background()
+	const iocs, passes = 100, 24 * 60
+	for range b.N {
+		e := setup(b, iocs)
+		e.w.TabMinInterval = 5 * time.Minute
+		ids := make([]int64, len(e.rows))
+		for i, r := range e.rows {
+			ids[i] = r.ID
+		}
+		start := e.srv.Requests()["POST /case/ioc/update/{id}"]
+		hosts := 0
+		b.ResetTimer()
+		for p := range passes {
+			e.clk.Add(time.Minute)
+			if p%(2*60) == 0 {
+				hosts++
+				e.db.SaveClient(ctx, store.Client{Server: "main", ClientID: fmt.Sprintf("C.%04d", hosts), Hostname: fmt.Sprintf("h%d", hosts)})
+				var batch []store.HitInput
+				for _, r := range e.rows {
+					batch = append(batch, store.HitInput{IOCID: r.ID, CaseID: e.cid, ClientID: fmt.Sprintf("C.%04d", hosts),
+						EvidenceKey: fmt.Sprint(hosts), Evidence: "/x", Source: "file", Row: []byte(`{}`)})
+				}
+				if _, err := e.db.RecordHits(ctx, e.hunt, batch, int64(p), false); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if _, err := e.db.SetHuntProgress(ctx, e.hunt.ID, store.Progress{VRState: "RUNNING", Scheduled: 5000, Finished: int64(p), TotalRows: int64(p)}); err != nil {
+				b.Fatal(err)
+			}
+			if err := e.db.EnqueueTabs(ctx, ids); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := e.w.Flush(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StopTimer()
+		updates := e.srv.Requests()["POST /case/ioc/update/{id}"] - start
+		// The first tab, then one per new host (12 in the day).
+		if want := iocs * (1 + hosts); updates > want {
+			b.Fatalf("%d tab updates, want at most %d", updates, want)
+		}
+		b.ReportMetric(float64(updates)/iocs, "tab-updates/IOC")
+		b.ReportMetric(float64(passes), "passes")
+	}
+}

@@ -15,3 +15,8 @@ CREATE TABLE hook_tasks (
 	task_id TEXT PRIMARY KEY,
 	used_at INTEGER NOT NULL
 );
+
+-- Parked writes of one IOC, read for every tab.
+CREATE INDEX outbox_parked ON outbox (ioc_id) WHERE parked = 1;
+-- Done tab writes are deleted from now on; these guard nothing.
+DELETE FROM outbox WHERE kind = 'tab' AND done_at IS NOT NULL;
