@@ -78,6 +78,16 @@ type Report struct {
 	store.SyncResult
 }
 
+func (r *Report) add(synced bool, res store.SyncResult) {
+	if synced {
+		r.Synced++
+	}
+	r.Added += res.Added
+	r.Changed += res.Changed
+	r.Removed += res.Removed
+	r.Refused += res.Refused
+}
+
 // Sync lists the cases, records the open ones with their route, and syncs
 // the IOCs of each case whose IOC counter moved (every case when full). A
 // failure on one case does not stop the others; the errors are joined.
@@ -103,13 +113,7 @@ func (s *Syncer) Sync(ctx context.Context, source string, full bool) (Report, er
 			errs = append(errs, fmt.Errorf("case %d: %w", c.ID, err))
 			continue
 		}
-		if synced {
-			rep.Synced++
-		}
-		rep.Added += res.Added
-		rep.Changed += res.Changed
-		rep.Removed += res.Removed
-		rep.Refused += res.Refused
+		rep.add(synced, res)
 	}
 	closed, err := s.Store.CloseCasesExcept(ctx, open)
 	if err != nil {
@@ -190,11 +194,7 @@ func (s *Syncer) SyncNamed(ctx context.Context, ids []int64, source string) (Rep
 			continue
 		}
 		rep.Cases++
-		rep.Synced++
-		rep.Added += res.Added
-		rep.Changed += res.Changed
-		rep.Removed += res.Removed
-		rep.Refused += res.Refused
+		rep.add(true, res)
 		for _, x := range list {
 			if named[x.ID] {
 				queue = append(queue, x.LinkedCases...)
