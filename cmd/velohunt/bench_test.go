@@ -147,9 +147,13 @@ func BenchmarkResultsWriteback(b *testing.B) {
 		endpoints = append(endpoints, velotest.Endpoint{ClientID: fmt.Sprintf("C.%016x", c), Hostname: fmt.Sprintf("host-%04d", c),
 			OS: os, LastIP: fmt.Sprintf("10.1.%d.%d", c/250, c%250+1)})
 	}
-	source := velotest.RowSource{Rows: rows, Clients: clients, Row: func(i int) map[string]any {
-		k := i / 100
-		client := fmt.Sprintf("C.%016x", k%clients)
+	// Each client's flow has rows/clients rows: the blocks of 100 rows k
+	// and k+clients of the million.
+	clientID := func(c int) string { return fmt.Sprintf("C.%016x", c) }
+	source := velotest.RowSource{Clients: clients, RowsPerClient: rows / clients, ClientID: clientID, Row: func(c, j int) map[string]any {
+		k := c + (j/100)*clients
+		i := k*100 + j%100
+		client := clientID(c)
 		path := fmt.Sprintf(`C:\Data\share\file-%07d.bin`, i)
 		if i%100 != 7 {
 			// Not a match: rows of an artifact that lists more than hits.

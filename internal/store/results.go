@@ -155,7 +155,10 @@ type HitInput struct {
 // evidence) are counted as seen again and queue nothing. eventPerHost makes
 // one event per (IOC, client) instead of one per hit. It returns the number
 // of new hits.
-func (db *DB) RecordHits(ctx context.Context, h Hunt, hits []HitInput, rowsRead int64, eventPerHost bool) (int, error) {
+//
+// cur is the flow the rows were read from, with the count of its rows
+// processed; a zero cursor (no client id) moves none.
+func (db *DB) RecordHits(ctx context.Context, h Hunt, hits []HitInput, cur FlowCursor, eventPerHost bool) (int, error) {
 	var fresh int
 	err := db.tx(ctx, func(tx *Tx) error {
 		fresh = 0
@@ -195,10 +198,10 @@ func (db *DB) RecordHits(ctx context.Context, h Hunt, hits []HitInput, rowsRead 
 				return err
 			}
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE hunts SET rows_read = ? WHERE id = ?`, rowsRead, h.ID); err != nil {
-			return fmt.Errorf("results cursor: %w", err)
+		if cur.ClientID == "" {
+			return nil
 		}
-		return nil
+		return tx.moveFlowCursor(ctx, h.ID, cur)
 	})
 	return fresh, err
 }

@@ -109,8 +109,21 @@ func TestHuntLifecycle(t *testing.T) {
 	if info.State != "RUNNING" || info.Scheduled != 2 || info.Finished != 2 || info.Rows != 1 {
 		t.Fatalf("info=%+v", info)
 	}
+	flows, err := c.HuntFlows(ctx, "", id)
+	if err != nil || len(flows) != 2 {
+		t.Fatalf("flows=%+v err=%v", flows, err)
+	}
+	var c1 velociraptor.Flow
+	for _, f := range flows {
+		if f.ClientID == "C.1" {
+			c1 = f
+		}
+	}
+	if !c1.Done() || c1.Rows != 1 || c1.FlowID != "F."+strings.TrimPrefix(id, "H.")+".H" {
+		t.Fatalf("flow of C.1 %+v", c1)
+	}
 	var rows []map[string]any
-	err = c.HuntResults(ctx, "", id, "Custom.Velohunt.Hash", 0, func(r json.RawMessage) error {
+	err = c.FlowResults(ctx, "", "C.1", c1.FlowID, "Custom.Velohunt.Hash", 0, func(r json.RawMessage) error {
 		var m map[string]any
 		json.Unmarshal(r, &m)
 		rows = append(rows, m)
@@ -119,17 +132,18 @@ func TestHuntLifecycle(t *testing.T) {
 	if err != nil || len(rows) != 1 || rows[0]["IOC"] != hash || rows[0]["ClientId"] != "C.1" {
 		t.Fatalf("rows=%v err=%v", rows, err)
 	}
-	t.Run("ResultsFromOffset", func(t *testing.T) {
+	t.Run("FlowResultsFromOffset", func(t *testing.T) {
 		n := 0
-		err := c.HuntResults(ctx, "", id, "Custom.Velohunt.Hash", 1, func(json.RawMessage) error { n++; return nil })
+		err := c.FlowResults(ctx, "", "C.1", c1.FlowID, "Custom.Velohunt.Hash", 1, func(json.RawMessage) error { n++; return nil })
 		if err != nil || n != 0 {
 			t.Fatalf("n=%d err=%v", n, err)
 		}
 	})
-	t.Run("ErrWrongSource", func(t *testing.T) {
-		err := c.HuntResults(ctx, "", id, "Custom.Velohunt.Hash/Nope", 0, func(json.RawMessage) error { return nil })
-		if ioc.ErrorCode(err) != ioc.EINVALID {
-			t.Fatalf("err=%v, want EINVALID", err)
+	t.Run("WrongSourceHasNoRows", func(t *testing.T) {
+		n := 0
+		err := c.FlowResults(ctx, "", "C.1", c1.FlowID, "Custom.Velohunt.Hash/Nope", 0, func(json.RawMessage) error { n++; return nil })
+		if err != nil || n != 0 {
+			t.Fatalf("n=%d err=%v", n, err)
 		}
 	})
 	ci, err := c.ClientInfo(ctx, "", "C.1")

@@ -114,15 +114,19 @@ func TestVelociraptorContract(t *testing.T) {
 				t.Fatalf("FindHuntByTag=%q err=%v", got, err)
 			}
 		})
-		t.Run("ResultsNeedTheRightSource", func(t *testing.T) {
-			n := 0
-			err := c.HuntResults(ctx, org, id, "Custom.Velohunt.Conformance", 0, func(json.RawMessage) error { n++; return nil })
-			if err != nil || n != 0 {
-				t.Fatalf("rows=%d err=%v (a hunt never started has no rows)", n, err)
+		t.Run("FlowsAndFlowResults", func(t *testing.T) {
+			// A hunt never started has no flow; the flow-mode query with
+			// start_row is accepted and returns nothing for a client that
+			// never ran it (no VQL error, no log).
+			flows, err := c.HuntFlows(ctx, org, id)
+			if err != nil || len(flows) != 0 {
+				t.Fatalf("flows=%+v err=%v", flows, err)
 			}
-			err = c.HuntResults(ctx, org, id, "Custom.Velohunt.Conformance/NoSuchSource", 0, func(json.RawMessage) error { return nil })
-			if ioc.ErrorCode(err) != ioc.EINVALID || !strings.Contains(err.Error(), "not available") {
-				t.Fatalf("err=%v, want the 'not available in hunt' log as EINVALID", err)
+			n := 0
+			err = c.FlowResults(ctx, org, "C.0000000000000000", "F."+strings.TrimPrefix(id, "H.")+".H", "Custom.Velohunt.Conformance", 2,
+				func(json.RawMessage) error { n++; return nil })
+			if err != nil || n != 0 {
+				t.Fatalf("rows=%d err=%v", n, err)
 			}
 		})
 		t.Run("UnknownClient", func(t *testing.T) {

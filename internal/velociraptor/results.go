@@ -53,14 +53,60 @@ func (c *Client) HuntInfo(ctx context.Context, org, huntID string) (HuntInfo, er
 		Rows: int64(v.Stats.Rows), ArtifactSources: v.Sources}, nil
 }
 
-// HuntResults streams the rows of one artifact source of a hunt ("Name" or
-// "Name/Source", as listed in the hunt's artifact_sources), starting at
-// row startRow, and calls fn with each. Memory stays bounded whatever the
-// number of rows.
-func (c *Client) HuntResults(ctx context.Context, org, huntID, source string, startRow int64, fn func(json.RawMessage) error) error {
+// Flow is one client's collection of a hunt, from hunt_flows().
+type Flow struct {
+	ClientID string
+	FlowID   string
+	State    string // RUNNING, WAITING, IN_PROGRESS, UNRESPONSIVE, FINISHED, ERROR
+	Status   string // the error, when State is ERROR
+	Rows     int64  // total_collected_rows
+}
+
+// Done reports whether the flow ended (finished or failed).
+func (f Flow) Done() bool { return f.State == "FINISHED" || f.State == "ERROR" }
+
+// HuntFlows lists a hunt's flows, one per client that joined it.
+func (c *Client) HuntFlows(ctx context.Context, org, huntID string) ([]Flow, error) {
+	rows, err := c.rows(ctx, call{name: "hunt-flows", text: vqlHuntFlows, env: map[string]string{"VhHuntId": huntID}, org: org})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Flow, 0, len(rows))
+	for _, r := range rows {
+		var v struct {
+			ClientID string `json:"ClientId"`
+			FlowID   string `json:"FlowId"`
+			Flow     struct {
+				State  json.RawMessage `json:"state"`
+				Status string          `json:"status"`
+				Rows   jsonInt         `json:"total_collected_rows"`
+			} `json:"Flow"`
+		}
+		if err := json.Unmarshal(r, &v); err != nil {
+			return nil, fmt.Errorf("hunt flows %s: %w", huntID, err)
+		}
+		out = append(out, Flow{ClientID: v.ClientID, FlowID: v.FlowID, State: flowState(v.Flow.State), Status: v.Flow.Status, Rows: int64(v.Flow.Rows)})
+	}
+	return out, nil
+}
+
+// flowState reads a FlowContext state: a string in 0.77 ("FINISHED",
+// contract). Anything else reads as "", a flow not known to be done, which
+// is read again from its cursor: never a missed row.
+func flowState(raw json.RawMessage) string {
+	var s string
+	json.Unmarshal(raw, &s)
+	return s
+}
+
+// FlowResults streams the rows of one client's flow of a hunt, of one
+// artifact source ("Name" or "Name/Source"), from row startRow, and calls fn
+// with each. Memory stays bounded whatever the number of rows.
+func (c *Client) FlowResults(ctx context.Context, org, clientID, flowID, source string, startRow int64, fn func(json.RawMessage) error) error {
 	artifact, src, _ := strings.Cut(source, "/")
-	env := map[string]string{"VhHuntId": huntID, "VhArtifact": artifact, "VhSource": src, "VhStartRow": strconv.FormatInt(startRow, 10)}
-	return c.run(ctx, call{name: "hunt-results", text: vqlHuntResults, env: env, org: org, stream: true}, fn)
+	env := map[string]string{"VhClientId": clientID, "VhFlowId": flowID, "VhArtifact": artifact, "VhSource": src,
+		"VhStartRow": strconv.FormatInt(startRow, 10)}
+	return c.run(ctx, call{name: "flow-results", text: vqlFlowResults, env: env, org: org, stream: true}, fn)
 }
 
 // ClientInfo describes an endpoint.

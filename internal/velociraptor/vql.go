@@ -27,11 +27,16 @@ SELECT VhHunt.HuntId AS HuntId FROM scope()`
 	// Env: VhHuntId.
 	vqlHuntInfo vql = `SELECT hunt_id, state, create_time, start_time, expires, stats, artifact_sources FROM hunts(hunt_id=VhHuntId, summary=TRUE)`
 
-	// Env: VhHuntId, VhArtifact, VhSource ("" for artifacts without named
-	// sources), VhStartRow. source() honours start_row, so rows already read
-	// are not read again, and takes the source apart from the artifact
-	// (hunt_results(source=) returns nothing in 0.77, see the contract).
-	vqlHuntResults vql = `SELECT * FROM source(hunt_id=VhHuntId, artifact=VhArtifact, source=VhSource, start_row=int(int=VhStartRow))`
+	// Env: VhHuntId. One row per client flow of the hunt, with its
+	// FlowContext (state, status, total_collected_rows).
+	vqlHuntFlows vql = `SELECT ClientId, FlowId, Flow FROM hunt_flows(hunt_id=VhHuntId)`
+
+	// Env: VhClientId, VhFlowId, VhArtifact, VhSource ("" for artifacts
+	// without named sources), VhStartRow. In flow mode source() honours
+	// start_row, so a flow's rows already read are not read again. (In hunt
+	// mode, source(hunt_id=) accepts start_row and ignores it in 0.77: every
+	// row of every flow comes back each time; see the contract.)
+	vqlFlowResults vql = `SELECT * FROM source(client_id=VhClientId, flow_id=VhFlowId, artifact=VhArtifact, source=VhSource, start_row=int(int=VhStartRow))`
 
 	// Env: VhClientId.
 	vqlClientInfo vql = `SELECT client_info(client_id=VhClientId) AS Info FROM scope()`
@@ -57,6 +62,6 @@ SELECT VhHunt.HuntId AS HuntId FROM scope()`
 // simulator's check that nothing else arrives.
 func Queries() []string {
 	return []string{string(vqlVersion), string(vqlCreateHunt), string(vqlStartHunt), string(vqlStopHunt),
-		string(vqlFindHuntByTag), string(vqlHuntInfo), string(vqlHuntResults), string(vqlClientInfo),
+		string(vqlFindHuntByTag), string(vqlHuntInfo), string(vqlHuntFlows), string(vqlFlowResults), string(vqlClientInfo),
 		string(vqlSetArtifact), string(vqlGetArtifacts), string(vqlWatchFlowCompletion), string(vqlWhoAmI), string(vqlProbeReadResults)}
 }

@@ -28,8 +28,10 @@ import (
 type Velociraptor interface {
 	// HuntInfo returns a hunt's state and stats, or ENOTFOUND.
 	HuntInfo(ctx context.Context, org, huntID string) (velociraptor.HuntInfo, error)
-	// HuntResults streams rows of one source from startRow.
-	HuntResults(ctx context.Context, org, huntID, source string, startRow int64, fn func(json.RawMessage) error) error
+	// HuntFlows lists a hunt's flows, one per client.
+	HuntFlows(ctx context.Context, org, huntID string) ([]velociraptor.Flow, error)
+	// FlowResults streams rows of one source of a client's flow from startRow.
+	FlowResults(ctx context.Context, org, clientID, flowID, source string, startRow int64, fn func(json.RawMessage) error) error
 	// ClientInfo describes a client, or ENOTFOUND.
 	ClientInfo(ctx context.Context, org, clientID string) (velociraptor.ClientInfo, error)
 	// StopHunt stops a hunt.
@@ -46,7 +48,9 @@ type Store interface {
 	HuntIOCs(ctx context.Context, huntID int64) ([]store.HuntIOC, error)
 	FindClient(ctx context.Context, server, org, id string) (store.Client, error)
 	SaveClient(ctx context.Context, c store.Client) error
-	RecordHits(ctx context.Context, h store.Hunt, hits []store.HitInput, rowsRead int64, eventPerHost bool) (int, error)
+	RecordHits(ctx context.Context, h store.Hunt, hits []store.HitInput, cur store.FlowCursor, eventPerHost bool) (int, error)
+	FlowCursors(ctx context.Context, huntID int64) (map[string]store.FlowCursor, error)
+	SetFlowStates(ctx context.Context, huntID int64, flows []store.FlowCursor) error
 	EnqueueTabs(ctx context.Context, iocIDs []int64) error
 }
 
@@ -214,14 +218,15 @@ func (w *Watcher) watch(ctx context.Context, h store.Hunt, touched map[int64]boo
 		return err
 	}
 	next := store.Progress{VRState: info.State, Scheduled: info.Scheduled, Finished: info.Finished, Errored: info.WithErrors, TotalRows: info.Rows}
-	if _, err := w.Store.SetHuntProgress(ctx, h.ID, next); err != nil {
+	changed, err := w.Store.SetHuntProgress(ctx, h.ID, next)
+	if err != nil {
 		return err
 	}
 	if substantive(prog, next) {
 		touch()
 	}
-	if info.Rows > prog.RowsRead {
-		fresh, err := w.readResults(ctx, vr, h, info, covered, prog.RowsRead, rep)
+	if changed || info.Rows > prog.RowsRead {
+		fresh, err := w.readFlows(ctx, vr, h, info, covered, rep)
 		if err != nil {
 			return err
 		}
@@ -274,8 +279,22 @@ type row struct {
 // maxRowBytes bounds the raw row kept for the timeline event.
 const maxRowBytes = 64 << 10
 
-func (w *Watcher) readResults(ctx context.Context, vr Velociraptor, h store.Hunt, info velociraptor.HuntInfo,
-	covered []store.HuntIOC, start int64, rep *Report) (int, error) {
+// readFlows reads the new rows of a hunt, flow by flow: Velociraptor 0.77
+// ignores start_row when results are read for a whole hunt, and honours it
+// for one client's flow. A flow is read from its own cursor when its state
+// or row count moved since the last read, so the rows read in a pass are
+// the new rows, whatever the hunt's size. A flow's state is recorded only
+// after its rows were read: a failed read is tried again.
+func (w *Watcher) readFlows(ctx context.Context, vr Velociraptor, h store.Hunt, info velociraptor.HuntInfo,
+	covered []store.HuntIOC, rep *Report) (int, error) {
+	flows, err := vr.HuntFlows(ctx, h.Org, h.VRHuntID)
+	if err != nil {
+		return 0, fmt.Errorf("hunt flows: %w", err)
+	}
+	known, err := w.Store.FlowCursors(ctx, h.ID)
+	if err != nil {
+		return 0, err
+	}
 	source := h.Artifact
 	if len(info.ArtifactSources) > 0 {
 		source = info.ArtifactSources[0]
@@ -283,6 +302,36 @@ func (w *Watcher) readResults(ctx context.Context, vr Velociraptor, h store.Hunt
 			w.Logger.Warn("hunt artifact has several sources; reading the first", "hunt_id", h.VRHuntID, "source", source)
 		}
 	}
+	fresh := 0
+	var states []store.FlowCursor
+	defer func() {
+		if err := w.Store.SetFlowStates(ctx, h.ID, states); err != nil {
+			w.Logger.Warn("record flow states", "hunt_id", h.VRHuntID, "error", err)
+		}
+	}()
+	for _, f := range flows {
+		k, seen := known[f.ClientID]
+		if seen && k.State == f.State && k.Status == f.Status && k.TotalRows == f.Rows && k.RowsRead >= f.Rows {
+			continue
+		}
+		cur := store.FlowCursor{ClientID: f.ClientID, FlowID: f.FlowID, State: f.State, Status: f.Status, TotalRows: f.Rows, RowsRead: k.RowsRead}
+		if f.Rows > k.RowsRead {
+			n, err := w.readResults(ctx, vr, h, covered, source, cur, rep)
+			fresh += n
+			if err != nil {
+				return fresh, err
+			}
+		}
+		states = append(states, cur)
+	}
+	return fresh, nil
+}
+
+// readResults reads one flow's rows from its cursor, records their hits
+// and moves the cursor, in batches.
+func (w *Watcher) readResults(ctx context.Context, vr Velociraptor, h store.Hunt, covered []store.HuntIOC, source string,
+	cur store.FlowCursor, rep *Report) (int, error) {
+	start := cur.RowsRead
 	byValue := map[string][]store.HuntIOC{}
 	for _, c := range covered {
 		if !c.Live {
@@ -297,7 +346,8 @@ func (w *Watcher) readResults(ctx context.Context, vr Velociraptor, h store.Hunt
 	n, fresh := start, 0
 	counted := 0
 	flush := func() error {
-		k, err := w.Store.RecordHits(ctx, h, batch, n, w.EventPerHost)
+		cur.RowsRead = n
+		k, err := w.Store.RecordHits(ctx, h, batch, cur, w.EventPerHost)
 		fresh += k
 		rep.Hits += k
 		w.Recorder.Hits(k)
@@ -307,7 +357,7 @@ func (w *Watcher) readResults(ctx context.Context, vr Velociraptor, h store.Hunt
 		return err
 	}
 	sinceFlush := 0
-	err := vr.HuntResults(ctx, h.Org, h.VRHuntID, source, start, func(raw json.RawMessage) error {
+	err := vr.FlowResults(ctx, h.Org, cur.ClientID, cur.FlowID, source, start, func(raw json.RawMessage) error {
 		n++
 		sinceFlush++
 		rep.Rows++

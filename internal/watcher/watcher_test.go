@@ -3,6 +3,7 @@ package watcher_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -140,28 +141,29 @@ func TestPass(t *testing.T) {
 		if err != nil || rep.Rows != 1 || rep.Hits != 1 {
 			t.Fatalf("rep=%+v err=%v", rep, err)
 		}
-		last := e.srv.Received()
-		var start string
-		for _, r := range last {
+		// Only the new client's flow is read, from its first row.
+		var reads []string
+		for _, r := range e.srv.Received() {
 			if strings.Contains(r.VQL, "FROM source(") {
-				start = r.Env["VhStartRow"]
+				reads = append(reads, r.Env["VhClientId"]+"@"+r.Env["VhStartRow"])
 			}
 		}
-		if start != "4" {
-			t.Fatalf("results read from row %s, want 4", start)
+		if last := reads[len(reads)-1]; last != "C.4@0" || strings.Count(strings.Join(reads, " "), "C.4@") != 1 {
+			t.Fatalf("flow reads %v, want the new client's flow once, from row 0", reads)
 		}
 	})
 	t.Run("RestartRereadsWithoutDuplicates", func(t *testing.T) {
 		// A crash between reading rows and committing leaves the cursor
 		// behind; reading them again must not make new hits.
 		hunts, _ := e.db.RunningHunts(ctx)
-		n, err := e.db.RecordHits(ctx, hunts[0], nil, 0, false)
+		flow := "F." + strings.TrimPrefix(hunts[0].VRHuntID, "H.") + ".H"
+		n, err := e.db.RecordHits(ctx, hunts[0], nil, store.FlowCursor{ClientID: "C.1", FlowID: flow, RowsRead: 0}, false)
 		if err != nil || n != 0 {
 			t.Fatal(err)
 		}
 		rep, err := e.w.Pass(ctx)
-		if err != nil || rep.Rows != 5 || rep.Hits != 0 {
-			t.Fatalf("rep=%+v err=%v, want 5 rows read again and no new hit", rep, err)
+		if err != nil || rep.Rows != 3 || rep.Hits != 0 {
+			t.Fatalf("rep=%+v err=%v, want C.1's 3 rows read again and no new hit", rep, err)
 		}
 	})
 	t.Run("Stopped", func(t *testing.T) {
@@ -307,4 +309,46 @@ func TestLifecycle(t *testing.T) {
 			t.Fatal("the tabs must say the case closed")
 		}
 	})
+}
+
+// TestThreeWaves: hosts join a seven-day hunt in three waves, each after
+// some watcher passes. Velociraptor 0.77.2 ignores start_row in hunt mode,
+// so a hunt-wide row cursor runs past the hunt's total and later hosts are
+// never read; a cursor per flow reads every host's rows once (issue 9).
+func TestThreeWaves(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t)
+	wave := func(n int, prefix string) {
+		for i := range n {
+			id := fmt.Sprintf("C.%s%02d", prefix, i)
+			e.srv.AddEndpoint(endpoint(id, prefix+fmt.Sprint(i), "/tmp/a.sh", "/opt/"+prefix+"/b.bin", "/srv/c.txt"))
+		}
+	}
+	wave(4, "first")
+	e.hunt(t, "a.sh", "b.bin")
+	total := 0
+	for w, spec := range []struct {
+		n      int
+		prefix string
+	}{{0, ""}, {3, "second"}, {2, "third"}} {
+		if spec.n > 0 {
+			wave(spec.n, spec.prefix)
+		}
+		for range 3 {
+			rep, err := e.w.Pass(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			total += rep.Hits
+		}
+		hosts := []int{4, 7, 9}[w]
+		if want := hosts * 2; total != want {
+			t.Fatalf("after wave %d: %d hits, want %d (two per host)", w+1, total, want)
+		}
+	}
+	h, _ := e.db.RecentHunts(ctx, 1)
+	p, _ := e.db.HuntProgress(ctx, h[0].ID)
+	if p.RowsRead != 18 {
+		t.Fatalf("rows read %d, want 18: each row once", p.RowsRead)
+	}
 }

@@ -133,7 +133,7 @@ func TestTabAcrossCases(t *testing.T) {
 	e.hits(t, 1, func(h, i int) string { return "/a/evil.exe" })
 	e.db.SaveClient(ctx, store.Client{Server: "main", ClientID: "C.bbbb", Hostname: "b-host"})
 	if _, err := e.db.RecordHits(ctx, e.hunt, []store.HitInput{{IOCID: rows[1].ID, CaseID: b, ClientID: "C.bbbb", EvidenceKey: "k",
-		Evidence: "/b/evil.exe", Source: "file", Row: []byte(`{}`)}}, 1, false); err != nil {
+		Evidence: "/b/evil.exe", Source: "file", Row: []byte(`{}`)}}, store.FlowCursor{}, false); err != nil {
 		t.Fatal(err)
 	}
 	e.db.EnqueueTabs(ctx, []int64{rows[0].ID, rows[1].ID})
@@ -204,7 +204,7 @@ func BenchmarkTabUpdatesLongHunt(b *testing.B) {
 					batch = append(batch, store.HitInput{IOCID: r.ID, CaseID: e.cid, ClientID: fmt.Sprintf("C.%04d", hosts),
 						EvidenceKey: fmt.Sprint(hosts), Evidence: "/x", Source: "file", Row: []byte(`{}`)})
 				}
-				if _, err := e.db.RecordHits(ctx, e.hunt, batch, int64(p), false); err != nil {
+				if _, err := e.db.RecordHits(ctx, e.hunt, batch, store.FlowCursor{}, false); err != nil {
 					b.Fatal(err)
 				}
 			}

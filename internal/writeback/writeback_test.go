@@ -109,7 +109,7 @@ func (e *env) hits(t testing.TB, hosts int, evidence func(h, i int) string) {
 				Evidence: ev, Source: "file", EventTime: time.Date(2026, 11, 20, 8, 0, h%60, 0, time.UTC), Row: []byte(`{"OSPath":"x"}`)})
 		}
 	}
-	if _, err := e.db.RecordHits(ctx, e.hunt, batch, int64(len(batch)), false); err != nil {
+	if _, err := e.db.RecordHits(ctx, e.hunt, batch, store.FlowCursor{}, false); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -302,7 +302,7 @@ func TestHostileRowsReachIRISInert(t *testing.T) {
 		batch = append(batch, store.HitInput{IOCID: e.rows[0].ID, CaseID: e.cid, ClientID: client, EvidenceKey: fmt.Sprint(i),
 			Evidence: h, Source: h, Row: []byte(h)})
 	}
-	if _, err := e.db.RecordHits(ctx, e.hunt, batch, 7, false); err != nil {
+	if _, err := e.db.RecordHits(ctx, e.hunt, batch, store.FlowCursor{}, false); err != nil {
 		t.Fatal(err)
 	}
 	e.drain(t, time.Minute)

@@ -19,9 +19,12 @@ type Endpoint struct {
 	LastIP   string
 	Org      string // "root" when empty
 	Online   bool
-	Files    []File
-	Conns    []Conn
-	DNS      []DNSEntry
+	// FlowError, when set, ends every flow of the endpoint in ERROR with
+	// this status (a query timeout, say) and no rows.
+	FlowError string
+	Files     []File
+	Conns     []Conn
+	DNS       []DNSEntry
 }
 
 // File is a file on an endpoint; Process marks a running process image.

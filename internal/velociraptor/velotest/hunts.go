@@ -31,18 +31,31 @@ type Hunt struct {
 	OpsPerSec   int64
 	Scheduled   map[string]bool // client ids
 	Finished    map[string]bool
-	Rows        []json.RawMessage
+	Rows        []json.RawMessage // every flow's rows, in the order they came
+	Flows       map[string]*Flow  // by client id
+	flowOrder   []string
 	source      *RowSource
 }
 
+// Flow is one client's collection of a hunt. Velociraptor gives every
+// client's flow of hunt H.X the same id, F.X.H.
+type Flow struct {
+	ClientID string
+	Rows     []json.RawMessage
+	State    string // FINISHED or ERROR
+	Status   string // the error, for ERROR
+	Created  time.Time
+}
+
 // RowSource generates a hunt's results instead of running the artifact on
-// endpoints: Rows rows from Clients clients, row i made by Row(i) (which
-// must set ClientId). Benchmarks use it to serve millions of rows without
-// holding them.
+// endpoints: Clients clients, whose ids ClientID gives, each with a finished
+// flow of RowsPerClient rows, row j of client c made by Row(c, j).
+// Benchmarks use it to serve millions of rows without holding them.
 type RowSource struct {
-	Rows    int
-	Clients int
-	Row     func(i int) map[string]any
+	Clients       int
+	RowsPerClient int
+	ClientID      func(c int) string
+	Row           func(c, j int) map[string]any
 }
 
 // SetRowSource makes hunts of the artifact, once started, serve generated rows.
@@ -60,10 +73,23 @@ func (h *Hunt) counts() (scheduled, finished, rows int) {
 	if h.source != nil {
 		scheduled += h.source.Clients
 		finished += h.source.Clients
-		rows += h.source.Rows
+		rows += h.source.Clients * h.source.RowsPerClient
 	}
 	return
 }
+
+// errored counts the flows that ended in error.
+func (h *Hunt) errored() int {
+	n := 0
+	for _, f := range h.Flows {
+		if f.State == "ERROR" {
+			n++
+		}
+	}
+	return n
+}
+
+func flowIDOf(huntID string) string { return "F." + strings.TrimPrefix(huntID, "H.") + ".H" }
 
 func newHuntID() string {
 	b := make([]byte, 8)
@@ -135,7 +161,8 @@ func (s *Server) createHunt(user string, env map[string]string, org string, out 
 	s.mu.Lock()
 	h := &Hunt{ID: newHuntID(), Org: org, Artifact: artifact, Description: vals[1], Tags: tags, Params: params,
 		State: "PAUSED", Created: time.Now(), Expires: time.Now().Add(time.Duration(ints[0]) * time.Second),
-		Timeout: ints[1], CPULimit: ints[2], OpsPerSec: ints[3], Scheduled: map[string]bool{}, Finished: map[string]bool{}}
+		Timeout: ints[1], CPULimit: ints[2], OpsPerSec: ints[3], Scheduled: map[string]bool{}, Finished: map[string]bool{},
+		Flows: map[string]*Flow{}}
 	s.hunts[h.ID] = h
 	s.order = append(s.order, h.ID)
 	s.mu.Unlock()
@@ -188,19 +215,26 @@ func (s *Server) updateHunt(user string, env map[string]string, org string, star
 	return out.rows([]json.RawMessage{mustRow(map[string]string{"HuntId": vals[0]})})
 }
 
-// runOn runs a hunt's artifact on one endpoint; s.mu is held.
+// runOn runs a hunt's artifact on one endpoint; s.mu is held. An endpoint
+// with a FlowError ends its flow in ERROR with that status and no rows.
 func (s *Server) runOn(h *Hunt, ep *Endpoint) flowDone {
-	flowID := "F." + strings.TrimPrefix(h.ID, "H.") + ".H"
+	flowID := flowIDOf(h.ID)
 	h.Scheduled[ep.ClientID] = true
-	if b, ok := s.behaviours[h.Artifact]; ok && ep.OS != "" {
+	f := &Flow{ClientID: ep.ClientID, State: "FINISHED", Created: time.Now()}
+	if ep.FlowError != "" {
+		f.State, f.Status = "ERROR", ep.FlowError
+	} else if b, ok := s.behaviours[h.Artifact]; ok && ep.OS != "" {
 		for _, row := range b(ep, h.Params) {
 			row["FlowId"] = flowID
 			row["ClientId"] = ep.ClientID
 			row["_OrgId"] = h.Org
 			row["Fqdn"] = ep.FQDN
-			h.Rows = append(h.Rows, mustRow(row))
+			f.Rows = append(f.Rows, mustRow(row))
 		}
 	}
+	h.Rows = append(h.Rows, f.Rows...)
+	h.Flows[ep.ClientID] = f
+	h.flowOrder = append(h.flowOrder, ep.ClientID)
 	h.Finished[ep.ClientID] = true
 	return flowDone{flowID: flowID, clientID: ep.ClientID}
 }
@@ -246,7 +280,7 @@ func (s *Server) huntInfo(user string, env map[string]string, org string, out *r
 			"hunt_id": h.ID, "state": h.State, "create_time": h.Created.UnixMicro(), "start_time": h.Created.UnixMicro(),
 			"expires": h.Expires.UnixMicro(),
 			"stats": map[string]any{"total_clients_scheduled": sched, "total_finished_clients": fin,
-				"total_clients_with_results": fin, "total_clients_with_errors": 0, "total_collected_rows": n,
+				"total_clients_with_results": fin, "total_clients_with_errors": h.errored(), "total_collected_rows": n,
 				"stopped": h.State == "STOPPED"},
 			"artifact_sources": []string{h.Artifact},
 		}))
@@ -255,6 +289,10 @@ func (s *Server) huntInfo(user string, env map[string]string, org string, out *r
 	return out.rows(rows)
 }
 
+// huntResults serves source(hunt_id=, artifact=, source=, start_row=) as
+// Velociraptor 0.77.2 does: in hunt mode source() hands the query to
+// hunt_results(), which has no start_row, so start_row is accepted and
+// ignored and every row of every flow comes back, from the first.
 func (s *Server) huntResults(user string, env map[string]string, org string, out *responder) error {
 	vals, ok := need(out, env, "VhHuntId", "VhArtifact", "VhSource", "VhStartRow")
 	if !ok {
@@ -264,7 +302,6 @@ func (s *Server) huntResults(user string, env map[string]string, org string, out
 		out.log("source: PermissionDenied: Permission denied: [READ_RESULTS]")
 		return out.rows(nil)
 	}
-	start, _ := strconv.Atoi(vals[3])
 	name := vals[1]
 	if vals[2] != "" {
 		name += "/" + vals[2]
@@ -278,17 +315,16 @@ func (s *Server) huntResults(user string, env map[string]string, org string, out
 			out.log("source: artifact %s not available in hunt. Available artifacts are %s", name, h.Artifact)
 			return out.rows(nil)
 		}
-		if start < len(h.Rows) {
-			rows = append(rows, h.Rows[start:]...)
-		}
+		rows = append(rows, h.Rows...)
 	}
 	var src *RowSource
-	var flow string
-	stored := 0
 	if found && h.source != nil {
-		src, flow, stored = h.source, "F."+strings.TrimPrefix(h.ID, "H.")+".H", len(h.Rows)
+		src = h.source
 	}
-	org2 := org
+	flow := ""
+	if found {
+		flow = flowIDOf(h.ID)
+	}
 	s.mu.Unlock()
 	if src == nil {
 		return out.rows(rows)
@@ -299,11 +335,20 @@ func (s *Server) huntResults(user string, env map[string]string, org string, out
 			return err
 		}
 	}
-	start = max(start-stored, 0)
+	for c := range src.Clients {
+		if err := s.streamGenerated(out, src, c, 0, flow, org); err != nil {
+			return err
+		}
+	}
+	return out.send(nil)
+}
+
+// streamGenerated sends client c's generated rows from start, in parts.
+func (s *Server) streamGenerated(out *responder, src *RowSource, c, start int, flow, org string) error {
 	part := make([]json.RawMessage, 0, max(out.maxRow, 1))
-	for i := start; i < src.Rows; i++ {
-		row := src.Row(i)
-		row["FlowId"], row["_OrgId"] = flow, org2
+	for j := start; j < src.RowsPerClient; j++ {
+		row := src.Row(c, j)
+		row["FlowId"], row["_OrgId"] = flow, org
 		part = append(part, mustRow(row))
 		if len(part) == cap(part) {
 			if err := out.send(part); err != nil {
@@ -313,7 +358,96 @@ func (s *Server) huntResults(user string, env map[string]string, org string, out
 		}
 	}
 	if len(part) > 0 {
-		if err := out.send(part); err != nil {
+		return out.send(part)
+	}
+	return nil
+}
+
+// huntFlows serves hunt_flows(hunt_id=): one row per client flow, with
+// the FlowContext's state, status and row count.
+func (s *Server) huntFlows(user string, env map[string]string, org string, out *responder) error {
+	vals, ok := need(out, env, "VhHuntId")
+	if !ok {
+		return out.rows(nil)
+	}
+	if !s.can(user, PermReadResults) {
+		out.log("hunt_flows: PermissionDenied: Permission denied: [READ_RESULTS]")
+		return out.rows(nil)
+	}
+	s.mu.Lock()
+	h, found := s.hunts[vals[0]]
+	if !found || h.Org != org {
+		s.mu.Unlock()
+		return out.rows(nil)
+	}
+	flowID := flowIDOf(h.ID)
+	row := func(client, state, status string, rows int, created time.Time) json.RawMessage {
+		return mustRow(map[string]any{"HuntId": h.ID, "ClientId": client, "FlowId": flowID, "Flow": map[string]any{
+			"client_id": client, "session_id": flowID, "state": state, "status": status,
+			"total_collected_rows": rows, "create_time": created.UnixMicro()}})
+	}
+	var rows []json.RawMessage
+	for _, c := range h.flowOrder {
+		f := h.Flows[c]
+		rows = append(rows, row(c, f.State, f.Status, len(f.Rows), f.Created))
+	}
+	src, created := h.source, h.Created
+	s.mu.Unlock()
+	if src != nil {
+		for c := range src.Clients {
+			rows = append(rows, row(src.ClientID(c), "FINISHED", "", src.RowsPerClient, created))
+		}
+	}
+	return out.rows(rows)
+}
+
+// flowResults serves source(client_id=, flow_id=, artifact=, source=,
+// start_row=): one client's rows of a hunt, from start_row, which flow mode
+// honours.
+func (s *Server) flowResults(user string, env map[string]string, org string, out *responder) error {
+	vals, ok := need(out, env, "VhClientId", "VhFlowId", "VhArtifact", "VhSource", "VhStartRow")
+	if !ok {
+		return out.rows(nil)
+	}
+	if !s.can(user, PermReadResults) {
+		out.log("source: PermissionDenied: Permission denied: [READ_RESULTS]")
+		return out.rows(nil)
+	}
+	start, _ := strconv.Atoi(vals[4])
+	name := vals[2]
+	if vals[3] != "" {
+		name += "/" + vals[3]
+	}
+	huntID := "H." + strings.TrimSuffix(strings.TrimPrefix(vals[1], "F."), ".H")
+	s.mu.Lock()
+	h, found := s.hunts[huntID]
+	if !found || h.Org != org {
+		s.mu.Unlock()
+		return out.rows(nil)
+	}
+	if h.Artifact != name {
+		// Flow mode reads the flow's result file for that name: none, so
+		// no row and no log.
+		s.mu.Unlock()
+		return out.rows(nil)
+	}
+	var rows []json.RawMessage
+	if f, ok := h.Flows[vals[0]]; ok && start < len(f.Rows) {
+		rows = append(rows, f.Rows[start:]...)
+	}
+	src := h.source
+	s.mu.Unlock()
+	if src != nil {
+		for c := range src.Clients {
+			if src.ClientID(c) == vals[0] {
+				if err := s.streamGenerated(out, src, c, start, vals[1], org); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if len(rows) > 0 {
+		if err := out.send(rows); err != nil {
 			return err
 		}
 	}

@@ -359,6 +359,10 @@ func (s *Server) dispatch(ctx context.Context, user, text string, env map[string
 		return s.huntInfo(user, env, org, out)
 	case strings.Contains(text, "FROM source(hunt_id="):
 		return s.huntResults(user, env, org, out)
+	case strings.Contains(text, "FROM source(client_id="):
+		return s.flowResults(user, env, org, out)
+	case strings.Contains(text, "FROM hunt_flows(hunt_id="):
+		return s.huntFlows(user, env, org, out)
 	case strings.Contains(text, "client_info("):
 		return s.clientInfo(user, env, org, out)
 	case strings.Contains(text, "artifact_set("):

@@ -1,0 +1,81 @@
+package store
+
+import (
+	"context"
+	"fmt"
+)
+
+// FlowCursor is one client's flow of a hunt as last read: its state and
+// how many of its rows were processed.
+type FlowCursor struct {
+	ClientID  string
+	FlowID    string
+	State     string // as Velociraptor names it: RUNNING, FINISHED, ERROR...
+	Status    string // the error of an ERROR flow
+	TotalRows int64
+	RowsRead  int64
+}
+
+// FlowCursors returns the flows of a hunt known to velohunt, by client id.
+func (db *DB) FlowCursors(ctx context.Context, huntID int64) (map[string]FlowCursor, error) {
+	rows, err := db.db.QueryContext(ctx, `SELECT client_id, flow_id, state, status, total_rows, rows_read FROM hunt_flows WHERE hunt_id = ?`, huntID)
+	if err != nil {
+		return nil, fmt.Errorf("flow cursors: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]FlowCursor{}
+	for rows.Next() {
+		var f FlowCursor
+		if err := rows.Scan(&f.ClientID, &f.FlowID, &f.State, &f.Status, &f.TotalRows, &f.RowsRead); err != nil {
+			return nil, fmt.Errorf("flow cursors: %w", err)
+		}
+		out[f.ClientID] = f
+	}
+	return out, rows.Err()
+}
+
+// SetFlowStates records the state, error and row count of flows, keeping
+// their cursors.
+func (db *DB) SetFlowStates(ctx context.Context, huntID int64, flows []FlowCursor) error {
+	if len(flows) == 0 {
+		return nil
+	}
+	return db.tx(ctx, func(tx *Tx) error {
+		for _, f := range flows {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO hunt_flows (hunt_id, client_id, flow_id, state, status, total_rows, updated_at)
+				VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (hunt_id, client_id) DO UPDATE SET flow_id = excluded.flow_id,
+				state = excluded.state, status = excluded.status, total_rows = excluded.total_rows, updated_at = excluded.updated_at`,
+				huntID, f.ClientID, f.FlowID, f.State, clipText(f.Status, 1000), f.TotalRows, tx.nowMS()); err != nil {
+				return fmt.Errorf("flow state: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+// moveFlowCursor records how far a flow was read, and the hunt's total.
+func (tx *Tx) moveFlowCursor(ctx context.Context, huntID int64, f FlowCursor) error {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO hunt_flows (hunt_id, client_id, flow_id, rows_read, updated_at) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (hunt_id, client_id) DO UPDATE SET rows_read = excluded.rows_read, updated_at = excluded.updated_at`,
+		huntID, f.ClientID, f.FlowID, f.RowsRead, tx.nowMS()); err != nil {
+		return fmt.Errorf("flow cursor: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE hunts SET rows_read = (SELECT COALESCE(SUM(rows_read), 0) FROM hunt_flows WHERE hunt_id = ?)
+		WHERE id = ?`, huntID, huntID); err != nil {
+		return fmt.Errorf("results cursor: %w", err)
+	}
+	return nil
+}
+
+// FlowErrors returns how many flows of a hunt ended in error and the
+// first error.
+func (db *DB) FlowErrors(ctx context.Context, huntID int64) (int, string, error) {
+	var n int
+	var first string
+	err := db.db.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(MIN(CASE WHEN status != '' THEN client_id || ': ' || status END), '')
+		FROM hunt_flows WHERE hunt_id = ? AND state = 'ERROR'`, huntID).Scan(&n, &first)
+	if err != nil {
+		return 0, "", fmt.Errorf("flow errors: %w", err)
+	}
+	return n, first, nil
+}
