@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/velohunt/velohunt/internal/config"
 	"github.com/velohunt/velohunt/internal/iris"
 	"github.com/velohunt/velohunt/internal/iris/iristest"
 	"github.com/velohunt/velohunt/internal/store"
@@ -458,5 +459,55 @@ func TestManualTrigger(t *testing.T) {
 	last := hunts[len(hunts)-1]
 	if last.Artifact != "Custom.Velohunt.Hash" || !strings.Contains(last.Params["IOCs"], demoInvoiceMD5) || last.State != "RUNNING" {
 		t.Fatalf("new hunt %+v", last)
+	}
+}
+
+// TestIncompleteIsNotClean: Velociraptor counts a host whose collection
+// failed or timed out as finished. A hunt with such a host never reads
+// "clean": the tab, velohunt status and the metrics say it is incomplete,
+// with the first error (issue 9).
+func TestIncompleteIsNotClean(t *testing.T) {
+	ctx := context.Background()
+	eps := []velotest.Endpoint{
+		{ClientID: "C.aaaaaaaaaaaaaaa1", Hostname: "ok-1", OS: "windows", Online: true},
+		{ClientID: "C.aaaaaaaaaaaaaaa2", Hostname: "slow-2", OS: "windows", Online: true, FlowError: "Timeout: query timed out after 600 seconds"},
+		{ClientID: "C.aaaaaaaaaaaaaaa3", Hostname: "ok-3", OS: "linux", Online: true},
+	}
+	d, err := startDemoWith(ctx, t.TempDir(), io.Discard, eps, func(c *config.Config, _ *velotest.Server) {
+		c.Writeback.TabMinInterval = 0
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	cid, _ := d.Admin.AddCase(ctx, "incomplete", "test", 1, "")
+	x, err := d.Admin.AddIOC(ctx, cid, iris.NewIOC{Value: "0123456789abcdef0123456789abcdef", TypeID: iristest.TypeID("md5"), TLPID: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	var status string
+	for {
+		tab, _ := d.Admin.IOCAttributes(ctx, cid, x.ID, d.App.Config.Writeback.TabName)
+		status = tab["Status"]
+		if strings.HasPrefix(status, "incomplete") || strings.HasPrefix(status, "clean") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tab status %q after 20s", status)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.HasPrefix(status, "incomplete: 1 of 3 host(s) errored or timed out (first: C.aaaaaaaaaaaaaaa2: Timeout") {
+		t.Fatalf("tab status %q", status)
+	}
+	st, err := collectStatus(ctx, d.App.Store)
+	if err != nil || st.Incomplete != 1 || len(st.Recent) != 1 || st.Recent[0].Errored != 1 || !strings.Contains(st.Recent[0].FirstError, "Timeout") {
+		t.Fatalf("status %+v err=%v", st, err)
+	}
+	var out strings.Builder
+	printStatus(&out, st)
+	if !strings.Contains(out.String(), "hunts incomplete: 1") {
+		t.Fatalf("status output:\n%s", out.String())
 	}
 }

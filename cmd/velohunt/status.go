@@ -13,6 +13,7 @@ import (
 
 	"github.com/velohunt/velohunt/internal/config"
 	"github.com/velohunt/velohunt/internal/rehunt"
+	"github.com/velohunt/velohunt/internal/render"
 	"github.com/velohunt/velohunt/internal/store"
 )
 
@@ -23,9 +24,11 @@ type StatusCommand struct {
 
 // Status is the picture `status` prints and /status serves.
 type Status struct {
-	OpenCases  int               `json:"open_cases"`
-	IOCs       map[string]int    `json:"iocs"`
-	Hunts      map[string]int    `json:"hunts"`
+	OpenCases int            `json:"open_cases"`
+	IOCs      map[string]int `json:"iocs"`
+	Hunts     map[string]int `json:"hunts"`
+	// Incomplete counts hunts in which a host errored or timed out.
+	Incomplete int               `json:"hunts_incomplete"`
 	InboxDepth int               `json:"webhook_events_pending"`
 	Failing    []HuntLine        `json:"failing_launches"`
 	Refused    []RefusedLine     `json:"refused_iocs"`
@@ -76,6 +79,12 @@ type HuntLine struct {
 	Attempts  int    `json:"attempts"`
 	LastError string `json:"last_error,omitempty"`
 	Created   string `json:"created"`
+	// Hosts done of scheduled, and how many of them errored or timed out
+	// (Velociraptor counts those as done); FirstError is the first one.
+	Finished   int64  `json:"hosts_done"`
+	Scheduled  int64  `json:"hosts_scheduled"`
+	Errored    int64  `json:"hosts_errored"`
+	FirstError string `json:"first_host_error,omitempty"`
 }
 
 // RefusedLine is a refused IOC.
@@ -108,7 +117,7 @@ func collectStatus(ctx context.Context, db *store.DB) (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
-	out := Status{OpenCases: st.OpenCases, IOCs: st.IOCs, Hunts: st.Hunts, InboxDepth: st.InboxDepth}
+	out := Status{OpenCases: st.OpenCases, IOCs: st.IOCs, Hunts: st.Hunts, InboxDepth: st.InboxDepth, Incomplete: st.IncompleteHunts}
 	failing, err := db.FailingLaunches(ctx, 20)
 	if err != nil {
 		return out, err
@@ -126,8 +135,13 @@ func collectStatus(ctx context.Context, db *store.DB) (Status, error) {
 			if err != nil {
 				return out, err
 			}
+			p, err := db.HuntProgress(ctx, h.ID)
+			if err != nil {
+				return out, err
+			}
 			*list.out = append(*list.out, HuntLine{ID: h.ID, HuntID: h.VRHuntID, Server: h.Server, Org: h.Org, Kind: string(h.Kind),
-				State: h.State, IOCs: len(n), Attempts: h.Attempts, LastError: h.LastError, Created: h.CreatedAt.Format(time.RFC3339)})
+				State: h.State, IOCs: len(n), Attempts: h.Attempts, LastError: h.LastError, Created: h.CreatedAt.Format(time.RFC3339),
+				Finished: p.Finished, Scheduled: p.Scheduled, Errored: p.Errored, FirstError: p.FirstError})
 		}
 	}
 	if out.Holds, err = db.ServerHolds(ctx); err != nil {
@@ -189,6 +203,9 @@ func printStatus(w io.Writer, st Status) {
 	fmt.Fprintf(w, "open cases: %d   webhook events pending: %d\n", st.OpenCases, st.InboxDepth)
 	fmt.Fprintf(w, "IOCs:  %s\n", counts(st.IOCs))
 	fmt.Fprintf(w, "hunts: %s\n", counts(st.Hunts))
+	if st.Incomplete > 0 {
+		fmt.Fprintf(w, "hunts incomplete: %d (a host's collection errored or timed out; never reported clean)\n", st.Incomplete)
+	}
 	fmt.Fprintf(w, "IRIS writes: %d pending (%s), %d retrying, oldest %s, %d parked\n", st.Outbox.Pending,
 		strings.TrimSpace(counts(st.Outbox.PendingByKind)), st.Outbox.Retrying,
 		(time.Duration(st.Outbox.OldestSeconds) * time.Second).String(), st.Outbox.Parked)
@@ -230,9 +247,14 @@ func printStatus(w io.Writer, st Status) {
 	}
 	if len(st.Recent) > 0 {
 		fmt.Fprintln(tw, "\nrecent hunts:")
-		fmt.Fprintln(tw, "  hunt\tvelociraptor id\tserver\torg\tkind\tIOCs\tstate\tcreated")
+		fmt.Fprintln(tw, "  hunt\tvelociraptor id\tserver\torg\tkind\tIOCs\tstate\thosts done\terrored or timed out\tcreated")
 		for _, h := range st.Recent {
-			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", h.ID, dash(h.HuntID), h.Server, orgName(h.Org), h.Kind, h.IOCs, h.State, h.Created)
+			errs := fmt.Sprint(h.Errored)
+			if h.FirstError != "" {
+				errs += " (first: " + render.Clip(h.FirstError, 80) + ")"
+			}
+			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%d\t%s\t%d/%d\t%s\t%s\n", h.ID, dash(h.HuntID), h.Server, orgName(h.Org), h.Kind, h.IOCs,
+				h.State, h.Finished, h.Scheduled, errs, h.Created)
 		}
 	}
 	tw.Flush()

@@ -187,6 +187,7 @@ var (
 	descIOCs    = prometheus.NewDesc("velohunt_iocs", "IOC rows by state.", []string{"state"}, nil)
 	descHunts   = prometheus.NewDesc("velohunt_hunts", "Hunts by state.", []string{"state"}, nil)
 	descCases   = prometheus.NewDesc("velohunt_open_cases", "Open cases velohunt follows.", nil, nil)
+	descIncompl = prometheus.NewDesc("velohunt_hunts_incomplete", "Hunts in which at least one host's collection failed or timed out (never reported clean).", nil, nil)
 	descInbox   = prometheus.NewDesc("velohunt_webhook_events_pending", "Webhook events stored and not handled yet.", nil, nil)
 	descPending = prometheus.NewDesc("velohunt_outbox_pending", "IRIS writes waiting, by kind.", []string{"kind"}, nil)
 	descOldest  = prometheus.NewDesc("velohunt_outbox_oldest_seconds", "Age of the oldest waiting IRIS write.", nil, nil)
@@ -195,7 +196,7 @@ var (
 )
 
 func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descIOCs, descHunts, descCases, descInbox, descPending, descOldest, descParked, descUp} {
+	for _, d := range []*prometheus.Desc{descIOCs, descHunts, descIncompl, descCases, descInbox, descPending, descOldest, descParked, descUp} {
 		ch <- d
 	}
 }
@@ -216,6 +217,7 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, s := range []string{store.HuntPlanned, store.HuntCreated, store.HuntRunning, store.HuntFinished, store.HuntStopped, store.HuntExpired} {
 		ch <- prometheus.MustNewConstMetric(descHunts, prometheus.GaugeValue, float64(st.Hunts[s]), s)
 	}
+	ch <- prometheus.MustNewConstMetric(descIncompl, prometheus.GaugeValue, float64(st.IncompleteHunts))
 	ch <- prometheus.MustNewConstMetric(descCases, prometheus.GaugeValue, float64(st.OpenCases))
 	ch <- prometheus.MustNewConstMetric(descInbox, prometheus.GaugeValue, float64(st.InboxDepth))
 	for _, k := range []string{"asset", "event", "tab"} {

@@ -21,6 +21,9 @@ type Progress struct {
 	TotalRows int64
 	RowsRead  int64
 	CheckedAt time.Time
+	// FirstError is the first error of a host's flow ("C.x: status"), read
+	// from the flows; "" when none failed or none was read yet.
+	FirstError string
 }
 
 // RunningHunts returns the hunts velohunt watches.
@@ -37,7 +40,11 @@ func (db *DB) HuntProgress(ctx context.Context, id int64) (Progress, error) {
 	if errors.Is(err, sql.ErrNoRows) {
 		return p, ioc.Errorf(ioc.ENOTFOUND, "hunt %d not found", id)
 	}
+	if err != nil {
+		return p, err
+	}
 	p.CheckedAt = time.UnixMilli(checked).UTC()
+	_, p.FirstError, err = db.FlowErrors(ctx, id)
 	return p, err
 }
 

@@ -11,12 +11,18 @@ type Stats struct {
 	IOCs       map[string]int // by state
 	Hunts      map[string]int // by state
 	InboxDepth int
+	// IncompleteHunts counts hunts in which at least one host's collection
+	// ended in error or timed out: none of them reads as clean.
+	IncompleteHunts int
 }
 
 // Stats counts cases, IOCs by state, hunts by state and pending events.
 func (db *DB) Stats(ctx context.Context) (Stats, error) {
 	s := Stats{IOCs: map[string]int{}, Hunts: map[string]int{}}
 	if err := db.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM cases WHERE is_open = 1`).Scan(&s.OpenCases); err != nil {
+		return s, fmt.Errorf("stats: %w", err)
+	}
+	if err := db.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM hunts WHERE errored > 0`).Scan(&s.IncompleteHunts); err != nil {
 		return s, fmt.Errorf("stats: %w", err)
 	}
 	if err := db.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM inbox`).Scan(&s.InboxDepth); err != nil {

@@ -216,7 +216,19 @@ func status(c store.TabCase) (text, key string) {
 			break
 		}
 	}
+	// Velociraptor counts a host whose collection failed or timed out as
+	// finished: such a hunt is never reported clean.
+	incomplete := func(h *store.TabHunt, rest string) string {
+		s := fmt.Sprintf("incomplete: %d of %d host(s) errored or timed out", h.Errored, h.Scheduled)
+		if h.FirstError != "" {
+			s += " (first: " + h.FirstError + ")"
+		}
+		return s + "; " + rest
+	}
 	switch {
+	case running == nil && len(c.Hunts) > 0 && c.Hunts[0].Errored > 0:
+		last := &c.Hunts[0]
+		return incomplete(last, fmt.Sprintf("no hit on the others; last hunt ended %s", render.Date(last.EndedAt))), "incomplete:" + last.FirstError
 	case running == nil && len(c.Hunts) > 0:
 		return fmt.Sprintf("clean: no hit on %d host(s); last hunt ended %s", c.Hunts[0].Scheduled, render.Date(c.Hunts[0].EndedAt)), "clean"
 	case running == nil:
@@ -225,9 +237,14 @@ func status(c store.TabCase) (text, key string) {
 		return "error: " + running.LastError, "error:" + running.LastError
 	case running.Hunt.State != store.HuntRunning:
 		return "hunting: starting the hunt", "starting"
+	case running.Errored > 0 && running.Finished >= running.Scheduled:
+		return incomplete(running, fmt.Sprintf("no hit on the others so far; the hunt stays open for late hosts until %s",
+			render.Date(running.ExpiresAt))), "incomplete-so-far:" + running.FirstError
 	case running.Scheduled > 0 && running.Finished >= running.Scheduled:
 		return fmt.Sprintf("clean: no hit on %d host(s) so far; the hunt stays open for late hosts until %s",
 			running.Scheduled, render.Date(running.ExpiresAt)), "clean-so-far"
+	case running.Errored > 0:
+		return fmt.Sprintf("hunting: %d of %d host(s) done, %d errored or timed out", running.Finished, running.Scheduled, running.Errored), "hunting-errors"
 	default:
 		return fmt.Sprintf("hunting: %d of %d host(s) done", running.Finished, running.Scheduled), "hunting"
 	}
