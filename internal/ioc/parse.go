@@ -249,8 +249,17 @@ func filePathParser(v string) (Target, error) {
 	if err := checkText(v); err != nil {
 		return Target{}, err
 	}
+	// UNC paths (\\host\share\..., //host/share/...) and device paths
+	// (\\?\..., \\.\..., \??\...) are refused: stat() of a UNC path on
+	// every Windows endpoint makes each of them connect to that host and
+	// authenticate as itself (NTLM relay). Their file-name part can be
+	// hunted with the filename type.
+	norm := strings.ReplaceAll(v, "/", `\`)
+	if strings.HasPrefix(norm, `\\`) || strings.HasPrefix(norm, `\??\`) {
+		return Target{}, Errorf(EINVALID, "%q is a UNC or device path: hunting it would make every Windows endpoint connect to that host and authenticate as itself; hunt its file name with the filename type instead", clip(v, 80))
+	}
 	win := len(v) >= 3 && unicode.IsLetter(rune(v[0])) && v[1] == ':' && (v[2] == '\\' || v[2] == '/')
-	if !win && !strings.HasPrefix(v, "/") && !strings.HasPrefix(v, `\\`) {
+	if !win && !strings.HasPrefix(v, "/") {
 		return Target{}, Errorf(EINVALID, "%q is not an absolute path", clip(v, 80))
 	}
 	if strings.HasSuffix(v, "/") || strings.HasSuffix(v, `\`) {
