@@ -14,6 +14,7 @@ import (
 	"io"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -92,6 +93,9 @@ type call struct {
 	org     string
 	timeout uint64 // server-side timeout in seconds, 0 = none
 	stream  bool   // long-lived: no client-side timeout
+	// idle, for a stream, bounds the wait for each answer instead (a
+	// stream of results; not a watch, which is quiet by nature).
+	idle bool
 }
 
 // failureLog matches log lines that mean the query failed. The server ends
@@ -106,10 +110,19 @@ func (c *Client) run(ctx context.Context, q call, fn func(row json.RawMessage) e
 		start := time.Now()
 		defer func() { c.observe(q.name, time.Since(start), err) }()
 	}
-	if !q.stream {
+	var stalled *time.Timer
+	var idleFired atomic.Bool
+	switch {
+	case !q.stream:
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
+	case q.idle:
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		stalled = time.AfterFunc(c.timeout, func() { idleFired.Store(true); cancel() })
+		defer stalled.Stop()
 	}
 	args := &pb.VQLCollectorArgs{
 		Query:   []*pb.VQLRequest{{Name: "velohunt-" + q.name, VQL: string(q.text)}},
@@ -124,14 +137,28 @@ func (c *Client) run(ctx context.Context, q call, fn func(row json.RawMessage) e
 	}
 	st, err := c.api.Query(ctx, args)
 	if err != nil {
+		if idleFired.Load() {
+			return ioc.Errorf(ioc.EUNAVAILABLE, "%s: no answer from the server for %s", q.name, c.timeout)
+		}
 		return grpcError(q.name, err)
 	}
 	var failures []string
 	for {
+		if stalled != nil {
+			// The wait for the server's next answer; handling the last
+			// one (the caller's fn) does not count.
+			stalled.Reset(c.timeout)
+		}
 		resp, err := st.Recv()
+		if stalled != nil {
+			stalled.Stop()
+		}
 		if errors.Is(err, io.EOF) {
 			break
 		} else if err != nil {
+			if idleFired.Load() {
+				return ioc.Errorf(ioc.EUNAVAILABLE, "%s: no answer from the server for %s", q.name, c.timeout)
+			}
 			return grpcError(q.name, err)
 		}
 		if l := resp.GetLog(); l != "" {

@@ -310,3 +310,26 @@ func FuzzHostileIOC(f *testing.F) {
 		}
 	})
 }
+
+// TestStalledStream: a results stream whose server stops answering ends
+// after the client's timeout with a retryable error, instead of holding
+// the watcher forever.
+func TestStalledStream(t *testing.T) {
+	srv, _ := MustStart(t)
+	path, _ := srv.WriteAPIConfig(t.TempDir(), "velohunt")
+	cfg, _ := velociraptor.LoadAPIConfig(path)
+	c, err := velociraptor.Dial(cfg, velociraptor.Options{Timeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	srv.SetDelay(time.Minute)
+	start := time.Now()
+	err = c.FlowResults(context.Background(), "", "C.1", "F.X.H", "Custom.Velohunt.Hash", 0, func(json.RawMessage) error { return nil })
+	if ioc.ErrorCode(err) != ioc.EUNAVAILABLE || !strings.Contains(err.Error(), "no answer") {
+		t.Fatalf("err=%v, want EUNAVAILABLE 'no answer'", err)
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("took %s", took)
+	}
+}

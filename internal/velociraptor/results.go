@@ -106,7 +106,7 @@ func (c *Client) FlowResults(ctx context.Context, org, clientID, flowID, source 
 	artifact, src, _ := strings.Cut(source, "/")
 	env := map[string]string{"VhClientId": clientID, "VhFlowId": flowID, "VhArtifact": artifact, "VhSource": src,
 		"VhStartRow": strconv.FormatInt(startRow, 10)}
-	return c.run(ctx, call{name: "flow-results", text: vqlFlowResults, env: env, org: org, stream: true}, fn)
+	return c.run(ctx, call{name: "flow-results", text: vqlFlowResults, env: env, org: org, stream: true, idle: true}, fn)
 }
 
 // ClientInfo describes an endpoint.

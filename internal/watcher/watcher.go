@@ -138,8 +138,11 @@ func (w *Watcher) Run(ctx context.Context) {
 	}
 }
 
-// Pass checks every running hunt once. Tab updates for the IOCs whose hunts
-// changed are queued at the end, so each IOC gets at most one per pass.
+// Pass checks every running hunt once. Each server's hunts are watched in
+// a goroutine of their own, so one slow or unreachable server delays only
+// its own hunts (each call to it is bounded by its timeout). Tab updates for
+// the IOCs whose hunts changed are queued at the end, so each IOC gets at
+// most one per pass.
 func (w *Watcher) Pass(ctx context.Context) (Report, error) {
 	w.init()
 	var rep Report
@@ -147,16 +150,51 @@ func (w *Watcher) Pass(ctx context.Context) (Report, error) {
 	if err != nil {
 		return rep, err
 	}
+	byServer := map[string][]store.Hunt{}
+	for _, h := range hunts {
+		byServer[h.Server] = append(byServer[h.Server], h)
+	}
+	type result struct {
+		rep     Report
+		touched map[int64]bool
+		errs    []error
+	}
+	results := make(chan result, len(byServer))
+	var wg sync.WaitGroup
+	for _, list := range byServer {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := result{touched: map[int64]bool{}}
+			for _, h := range list {
+				r.rep.Hunts++
+				if err := w.watch(ctx, h, r.touched, &r.rep); err != nil {
+					if ctx.Err() != nil {
+						break
+					}
+					r.errs = append(r.errs, fmt.Errorf("hunt %d (%s on %s): %w", h.ID, h.VRHuntID, h.Server, err))
+				}
+			}
+			results <- r
+		}()
+	}
+	wg.Wait()
+	close(results)
 	touched := map[int64]bool{}
 	var errs []error
-	for _, h := range hunts {
-		rep.Hunts++
-		if err := w.watch(ctx, h, touched, &rep); err != nil {
-			if ctx.Err() != nil {
-				return rep, ctx.Err()
-			}
-			errs = append(errs, fmt.Errorf("hunt %d (%s on %s): %w", h.ID, h.VRHuntID, h.Server, err))
+	for r := range results {
+		rep.Hunts += r.rep.Hunts
+		rep.Rows += r.rep.Rows
+		rep.Hits += r.rep.Hits
+		rep.Unmatched += r.rep.Unmatched
+		rep.Ended += r.rep.Ended
+		for id := range r.touched {
+			touched[id] = true
 		}
+		errs = append(errs, r.errs...)
+	}
+	if ctx.Err() != nil {
+		return rep, ctx.Err()
 	}
 	ids := make([]int64, 0, len(touched))
 	for id := range touched {

@@ -352,3 +352,55 @@ func TestThreeWaves(t *testing.T) {
 		t.Fatalf("rows read %d, want 18: each row once", p.RowsRead)
 	}
 }
+
+// TestSlowServerDoesNotStallOthers: one Velociraptor that stops answering
+// delays only its own hunts; each call to it gives up after its timeout and
+// the other server's hits are read in the same pass (issue 9).
+func TestSlowServerDoesNotStallOthers(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t)
+	slow, err := velotest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	path, _ := slow.WriteAPIConfig(t.TempDir(), "velohunt")
+	cfg, _ := velociraptor.LoadAPIConfig(path)
+	vr, err := velociraptor.Dial(cfg, velociraptor.Options{Timeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vr.Close()
+	if _, err := vr.SetArtifact(ctx, "", "name: Custom.Velohunt.File\ntype: CLIENT\n"); err != nil {
+		t.Fatal(err)
+	}
+	e.p.Servers["slow"] = vr
+	e.w.Servers["slow"] = vr
+	slow.AddEndpoint(endpoint("C.s1", "far", "/tmp/a.sh"))
+	e.srv.AddEndpoint(endpoint("C.m1", "near", "/tmp/a.sh"))
+	e.db.UpsertCase(ctx, ioc.Case{ID: 2, Open: true}, ioc.Route{Server: "slow"})
+	if _, err := e.db.SyncCaseIOCs(ctx, 2, []store.IOCInput{{IOC: ioc.IOC{ID: 99, TypeName: "filename", Value: "a.sh"},
+		Target: ioc.Target{Kind: ioc.KindFile, Value: "a.sh"}}}, "test", false); err != nil {
+		t.Fatal(err)
+	}
+	e.hunt(t, "a.sh")
+	if hunts, _ := e.db.RunningHunts(ctx); len(hunts) != 2 {
+		t.Fatalf("%d running hunts, want one per server", len(hunts))
+	}
+	slow.SetDelay(time.Minute)
+	start := time.Now()
+	rep, err := e.w.Pass(ctx)
+	took := time.Since(start)
+	if rep.Hits != 1 || err == nil || !strings.Contains(err.Error(), "on slow") {
+		t.Fatalf("rep=%+v err=%v: the fast server's hit, and the slow server's error", rep, err)
+	}
+	if took > 5*time.Second {
+		t.Fatalf("the pass took %s: the slow server stalled it", took)
+	}
+	// Once it answers again, its hits are read.
+	slow.SetDelay(0)
+	rep, err = e.w.Pass(ctx)
+	if err != nil || rep.Hits != 1 {
+		t.Fatalf("rep=%+v err=%v after the slow server recovered", rep, err)
+	}
+}

@@ -69,6 +69,7 @@ type Server struct {
 	order     []string // hunt ids in creation order
 	received  []Request
 	down      bool
+	delay     time.Duration
 	failNext  []codes.Code
 	watchers  map[chan flowDone]struct{}
 	seq       int
@@ -173,6 +174,14 @@ func (s *Server) SetDown(down bool) {
 	s.mu.Unlock()
 }
 
+// SetDelay makes every call wait d before it is answered (a slow or
+// stalled server), unless the caller gives up first.
+func (s *Server) SetDelay(d time.Duration) {
+	s.mu.Lock()
+	s.delay = d
+	s.mu.Unlock()
+}
+
 // FailNext makes the next calls fail with the given gRPC codes, in order.
 func (s *Server) FailNext(c ...codes.Code) {
 	s.mu.Lock()
@@ -223,6 +232,15 @@ func (s *Server) Query(args *pb.VQLCollectorArgs, st pb.API_QueryServer) error {
 		env[e.GetKey()] = e.GetValue()
 	}
 	s.mu.Lock()
+	if d := s.delay; d > 0 {
+		s.mu.Unlock()
+		select {
+		case <-time.After(d):
+		case <-st.Context().Done():
+			return st.Context().Err()
+		}
+		s.mu.Lock()
+	}
 	if s.down {
 		s.mu.Unlock()
 		return status.Error(codes.Unavailable, "connection refused")
