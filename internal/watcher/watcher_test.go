@@ -404,3 +404,40 @@ func TestSlowServerDoesNotStallOthers(t *testing.T) {
 		t.Fatalf("rep=%+v err=%v after the slow server recovered", rep, err)
 	}
 }
+
+// BenchmarkGrowingHunt: a hunt that grows for 50 watcher passes, 20 new
+// hosts (40 rows) a pass, to 1,000 hosts. The rows read in a pass must be
+// the new rows, not the hunt's total (issue 9): each flow is read from its
+// own cursor, and flows with nothing new are not read.
+func BenchmarkGrowingHunt(b *testing.B) {
+	ctx := context.Background()
+	const passes, perPass = 50, 20
+	for range b.N {
+		e := setup(b)
+		e.hunt(b, "a.sh", "b.bin")
+		maxRows, reads := 0, 0
+		before := e.count(b, "FROM source(")
+		b.ResetTimer()
+		for p := range passes {
+			for i := range perPass {
+				e.srv.AddEndpoint(endpoint(fmt.Sprintf("C.%03d%03d", p, i), fmt.Sprintf("h%d-%d", p, i), "/tmp/a.sh", "/opt/b.bin"))
+			}
+			rep, err := e.w.Pass(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if rep.Rows != 2*perPass || rep.Hits != 2*perPass {
+				b.Fatalf("pass %d read %d rows (%d hits), want the %d new ones", p, rep.Rows, rep.Hits, 2*perPass)
+			}
+			maxRows = max(maxRows, rep.Rows)
+		}
+		b.StopTimer()
+		reads = e.count(b, "FROM source(") - before
+		if reads != passes*perPass {
+			b.Fatalf("%d flow reads, want one per new host (%d)", reads, passes*perPass)
+		}
+		b.ReportMetric(float64(maxRows), "max-rows-read/pass")
+		b.ReportMetric(float64(2*passes*perPass), "hunt-rows-at-end")
+		b.ReportMetric(float64(reads)/passes, "flow-reads/pass")
+	}
+}
