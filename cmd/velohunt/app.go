@@ -260,10 +260,14 @@ func (a *App) Open(ctx context.Context) error {
 	}
 	a.listener = lis
 	mux := http.NewServeMux()
-	mux.Handle("POST "+c.Webhook.Path+"/{event}", &intake.Webhook{Store: a.Store, Secret: c.Webhook.Secret.Reveal(),
+	hook := &intake.Webhook{Store: a.Store, Secret: c.Webhook.Secret.Reveal(),
 		MaxBody: c.Webhook.MaxBodyBytes, Wake: a.Intake.Wake, Recorder: a.Metrics, OwnUserID: own,
 		Limiter: rate.NewLimiter(rate.Limit(c.Webhook.RateLimit), int(2*c.Webhook.RateLimit)+1),
-		Logger:  a.Logger.With("component", "webhook")})
+		Logger:  a.Logger.With("component", "webhook")}
+	mux.Handle("POST "+c.Webhook.Path+"/{event}", hook)
+	// For iris-webhooks-module before 1.0.8 (IRIS before 2.4.15), which
+	// cannot send headers: the secret as a path element.
+	mux.Handle("POST "+c.Webhook.Path+"/{secret}/{event}", hook)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", a.serveReady)
 	mux.Handle("GET /metrics", a.Metrics.Handler())

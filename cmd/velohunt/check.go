@@ -112,6 +112,11 @@ func checkIRIS(ctx context.Context, a *App) []finding {
 		status = checkWarn
 	}
 	add("version", status, v+" (velohunt targets IRIS 2.4; 2.5 serves the same routes)")
+	if old, ok := olderThan(v, 2, 4, 15); ok && old {
+		add("webhooks module", checkWarn, fmt.Sprintf("IRIS %s bundles iris-webhooks-module before 1.0.8, which sends no request_headers: "+
+			"every webhook would get 401. Put the secret in the path instead: request_url %s/<secret>/create (and /update, /manual), "+
+			"and no request_headers; see README", v, a.Config.Webhook.Path))
+	}
 	if id, err := a.IRIS.WhoAmI(ctx); err != nil {
 		add("service user", checkWarn, "cannot learn the API key's user id; set iris.service_user_id so velohunt ignores its own updates")
 	} else {
@@ -269,4 +274,19 @@ func checkVelociraptor(ctx context.Context, a *App, t ioc.Route) []finding {
 		}
 	}
 	return out
+}
+
+// olderThan reports whether an IRIS version string ("v2.4.14") is older
+// than major.minor.patch; ok is false when it cannot be read.
+func olderThan(v string, major, minor, patch int) (older, ok bool) {
+	var a, b, c int
+	if n, _ := fmt.Sscanf(strings.TrimPrefix(v, "v"), "%d.%d.%d", &a, &b, &c); n < 3 {
+		return false, false
+	}
+	for _, p := range [][2]int{{a, major}, {b, minor}, {c, patch}} {
+		if p[0] != p[1] {
+			return p[0] < p[1], true
+		}
+	}
+	return false, true
 }

@@ -314,6 +314,22 @@ func TestCheck(t *testing.T) {
 			}
 		}
 	})
+	t.Run("OldWebhooksModule", func(t *testing.T) {
+		if got := status(runChecksT(t, d), "webhooks module"); got != "absent" {
+			t.Fatalf("IRIS 2.4.20 (module 1.0.8): %s", got)
+		}
+		d.IRIS.SetVersion("v2.4.14") // bundles iris-webhooks-module 1.0.7
+		defer d.IRIS.SetVersion("v2.4.20")
+		list := runChecksT(t, d)
+		if got := status(list, "webhooks module"); got != checkWarn {
+			t.Fatalf("IRIS 2.4.14: %s", got)
+		}
+		for _, f := range list {
+			if f.What == "webhooks module" && !strings.Contains(f.Detail, "/iris/webhook/<secret>/create") {
+				t.Fatalf("no fix given: %q", f.Detail)
+			}
+		}
+	})
 	t.Run("MissingStartHunt", func(t *testing.T) {
 		d.VR.SetUser("velohunt", velotest.PermAnyQuery, velotest.PermReadResults, velotest.PermArtifactWriter)
 		defer d.VR.SetUser("velohunt", velotest.Investigator...)
@@ -510,4 +526,13 @@ func TestIncompleteIsNotClean(t *testing.T) {
 	if !strings.Contains(out.String(), "hunts incomplete: 1") {
 		t.Fatalf("status output:\n%s", out.String())
 	}
+}
+
+func runChecksT(t *testing.T, d *demo) []finding {
+	t.Helper()
+	list, err := runChecks(context.Background(), d.App.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return list
 }

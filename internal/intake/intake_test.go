@@ -205,6 +205,7 @@ func TestWebhook(t *testing.T) {
 	h := &intake.Webhook{Store: e.db, Secret: "0123456789abcdef-secret", MaxBody: 2048, Wake: func() { woken++ }, OwnUserID: 2, Logger: discard}
 	mux := http.NewServeMux()
 	mux.Handle("POST /iris/webhook/{event}", h)
+	mux.Handle("POST /iris/webhook/{secret}/{event}", h)
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 	good := `{"iocs":[{"ioc_id":5,"ioc_value":"x","ioc_type_id":20,"user_id":1}]}`
@@ -218,6 +219,10 @@ func TestWebhook(t *testing.T) {
 		{"ManualByOwnUserStored", "manual", "Bearer 0123456789abcdef-secret", strings.Replace(good, `"user_id":1`, `"user_id":2`, 1), 202},
 		// A link of an IOC whose last writer is velohunt (it wrote the tab).
 		{"CreateByOwnUserStored", "create", "Bearer 0123456789abcdef-secret", strings.Replace(good, `"user_id":1`, `"user_id":2`, 1), 202},
+		// Webhooks modules before 1.0.8 send no header: the secret in the path.
+		{"SecretInPath", "0123456789abcdef-secret/create", "", good, 202},
+		{"ErrWrongSecretInPath", "0123456789abcdef-secreT/create", "", good, 401},
+		{"ErrPathSecretOverridesHeader", "wrong/create", "Bearer 0123456789abcdef-secret", good, 401},
 		{"ErrNoSecret", "create", "", good, 401},
 		{"ErrWrongSecret", "create", "Bearer 0123456789abcdef-secreT", good, 401},
 		{"ErrPrefixOfSecret", "create", "Bearer 0123456789abcdef", good, 401},
@@ -244,8 +249,8 @@ func TestWebhook(t *testing.T) {
 		})
 	}
 	items, _ := e.db.PeekInbox(context.Background(), 10)
-	if len(items) != 4 || woken != 4 {
-		t.Fatalf("stored %d events, woke %d times; want 4 and 4 (own updates are not stored)", len(items), woken)
+	if len(items) != 5 || woken != 5 {
+		t.Fatalf("stored %d events, woke %d times; want 5 and 5 (own updates are not stored)", len(items), woken)
 	}
 }
 

@@ -116,7 +116,15 @@ func allByUser(iocs []ioc.IOC, user int64) bool {
 	return true
 }
 
-func (h *Webhook) authorised(r *http.Request) bool { return Authorised(r, h.Secret) }
+// authorised checks the secret in the headers or, for webhooks modules
+// that cannot send headers (before 1.0.8), in the path
+// (<path>/<secret>/<event>), compared the same constant-time way.
+func (h *Webhook) authorised(r *http.Request) bool {
+	if p := r.PathValue("secret"); p != "" {
+		return equalSecret(p, h.Secret)
+	}
+	return Authorised(r, h.Secret)
+}
 
 // Authorised reports whether the request carries the secret, as
 // "Authorization: Bearer <secret>" or "X-Velohunt-Secret". It compares in
@@ -127,6 +135,12 @@ func Authorised(r *http.Request, secret string) bool {
 	if got == "" {
 		got = r.Header.Get("X-Velohunt-Secret")
 	}
+	return equalSecret(got, secret)
+}
+
+// equalSecret compares in constant time; both sides are hashed first so
+// that the comparison does not depend on the secret's length.
+func equalSecret(got, secret string) bool {
 	a, b := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(secret))
 	return subtle.ConstantTimeCompare(a[:], b[:]) == 1 && secret != ""
 }

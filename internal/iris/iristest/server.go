@@ -143,6 +143,13 @@ func Start() *Server {
 }
 
 // URL is the base URL.
+// SetVersion changes the version /api/versions reports.
+func (s *Server) SetVersion(v string) {
+	s.mu.Lock()
+	s.Version = v
+	s.mu.Unlock()
+}
+
 func (s *Server) URL() string { return s.srv.URL }
 
 // Close stops the server and waits for webhooks in flight.
