@@ -123,10 +123,23 @@ func Clip(s string, n int) string {
 	return string(r[:n]) + "…"
 }
 
+// Shown replaces the angle brackets of endpoint or IOC text with visible
+// look-alikes, ‹ and ›, for the places IRIS filters as HTML before showing:
+// event titles and event content, which its front end passes through
+// js-xss's filterXSS (before Markdown, so fenced code too), keeping tags
+// such as <img> and <a> and eating others (contract, "Observed on a real
+// IRIS", item 13). Without this, a file named "<img src=x onerror=…>.txt"
+// shows as a broken image and ".txt". The exact bytes stay in event_raw,
+// which IRIS shows as raw text, and in the tab, whose fields IRIS escapes.
+func Shown(s string) string {
+	return strings.NewReplacer("<", "\u2039", ">", "\u203a").Replace(s)
+}
+
 // CodeBlock returns s as a fenced Markdown code block. The fence is longer
-// than the longest run of backticks in s, so s cannot close it.
+// than the longest run of backticks in s, so s cannot close it. Angle
+// brackets are Shown.
 func CodeBlock(s string) string {
-	s = Clip(Text(s), MaxCodeBlock)
+	s = Shown(Clip(Text(s), MaxCodeBlock))
 	longest, run := 0, 0
 	for _, r := range s {
 		if r == '`' {

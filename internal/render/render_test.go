@@ -112,3 +112,25 @@ func TestTabTemplateHasTextFieldsOnly(t *testing.T) {
 		}
 	}
 }
+
+// TestAngleBracketsShown: IRIS's front end filters event titles and event
+// content (fenced code included) as HTML, keeping <img> and eating other
+// tags; velohunt shows the brackets of endpoint text as ‹ and ›, and keeps
+// the exact row in event_raw.
+func TestAngleBracketsShown(t *testing.T) {
+	r := mustRenderer(t)
+	name := `C:\Users\a\<img src=x onerror=alert(1)>.txt`
+	e := render.Event{IOCType: "filename", IOCValue: "<b>.txt", ClientID: "C.1", Hostname: "<ws>", Source: "file",
+		Evidence: name, When: time.Now()}
+	title, err := r.EventTitle(e)
+	if err != nil || strings.ContainsAny(title, "<>") || !strings.Contains(title, "‹b›.txt") || !strings.Contains(title, "‹ws›") {
+		t.Fatalf("title %q err=%v", title, err)
+	}
+	content, err := r.EventContent(e)
+	if err != nil || strings.ContainsAny(content, "<>") || !strings.Contains(content, `C:\Users\a\‹img src=x onerror=alert(1)›.txt`) {
+		t.Fatalf("content %q err=%v", content, err)
+	}
+	if raw := render.Raw([]byte(`{"OSPath":"` + name + `"}`)); !strings.Contains(raw, name) {
+		t.Fatalf("raw %q lost the exact name", raw)
+	}
+}

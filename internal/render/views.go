@@ -64,7 +64,7 @@ func (r *Renderer) EventTitle(e Event) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	s = Clip(Line(s), MaxTitle)
+	s = Clip(Shown(Line(s)), MaxTitle)
 	if len([]rune(s)) < 2 { // IRIS needs at least two characters
 		s = "Velociraptor hit"
 	}

@@ -344,7 +344,7 @@ func assetName(c store.Client) string {
 	if name == "" {
 		name = c.ClientID
 	}
-	return render.Clip(render.Line(name), 150)
+	return render.Clip(render.Shown(render.Line(name)), 150)
 }
 
 // asset makes sure the hit's host is an asset of the case linked to the
@@ -375,9 +375,9 @@ func (w *Writer) asset(ctx context.Context, c *batchCache, wr store.Write) (int6
 		}
 	}
 	id, err = w.IRIS.AddAsset(ctx, cid, iris.NewAsset{Name: name, TypeID: typeID, AnalysisStatusID: w.Refs.AnalysisStatusID,
-		CompromiseStatusID: w.Refs.CompromiseStatusID, IP: render.Line(d.Client.LastIP), Domain: render.Line(d.Client.FQDN),
-		Description: render.Text(fmt.Sprintf("Velociraptor client %s on server %s%s (%s %s). Added by velohunt when hunt %s found IOC %q.",
-			d.Client.ClientID, d.Hunt.Server, orgSuffix(d.Hunt.Org), d.Client.OS, d.Client.Release, d.Hunt.VRHuntID, render.Clip(d.IOC.Value, 100))),
+		CompromiseStatusID: w.Refs.CompromiseStatusID, IP: render.Shown(render.Line(d.Client.LastIP)), Domain: render.Shown(render.Line(d.Client.FQDN)),
+		Description: render.Shown(render.Text(fmt.Sprintf("Velociraptor client %s on server %s%s (%s %s). Added by velohunt when hunt %s found IOC %q.",
+			d.Client.ClientID, d.Hunt.Server, orgSuffix(d.Hunt.Org), d.Client.OS, d.Client.Release, d.Hunt.VRHuntID, render.Clip(d.IOC.Value, 100)))),
 		Tags: "velohunt," + wr.Marker, IOCLinks: []int64{iocID}})
 	if errors.Is(err, iris.ErrDuplicateAsset) {
 		found := false
