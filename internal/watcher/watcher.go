@@ -404,6 +404,10 @@ func (w *Watcher) readResults(ctx context.Context, vr Velociraptor, h store.Hunt
 			rep.Unmatched++
 			return nil
 		}
+		// Rows read per flow carry only the artifact's columns (hunt-wide
+		// reads add ClientId, FlowId, _OrgId and Fqdn): the flow names
+		// the client.
+		r.ClientID = cur.ClientID
 		targets := byValue[str(r.IOC)]
 		if targets == nil {
 			targets = byValue[strings.ToLower(str(r.IOC))]

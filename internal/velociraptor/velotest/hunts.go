@@ -343,12 +343,31 @@ func (s *Server) huntResults(user string, env map[string]string, org string, out
 	return out.send(nil)
 }
 
-// streamGenerated sends client c's generated rows from start, in parts.
+// artifactColumns drops the columns hunt-wide reads add (ClientId, FlowId,
+// _OrgId, Fqdn): a flow's own rows carry only the artifact's columns, as
+// seen on a real 0.77.2 server.
+func artifactColumns(r json.RawMessage) json.RawMessage {
+	var m map[string]any
+	if json.Unmarshal(r, &m) != nil {
+		return r
+	}
+	for _, k := range []string{"ClientId", "FlowId", "_OrgId", "Fqdn"} {
+		delete(m, k)
+	}
+	return mustRow(m)
+}
+
+// streamGenerated sends client c's generated rows from start, in parts;
+// flow is "" for a flow's own rows (artifact columns only).
 func (s *Server) streamGenerated(out *responder, src *RowSource, c, start int, flow, org string) error {
 	part := make([]json.RawMessage, 0, max(out.maxRow, 1))
 	for j := start; j < src.RowsPerClient; j++ {
 		row := src.Row(c, j)
-		row["FlowId"], row["_OrgId"] = flow, org
+		if flow == "" {
+			delete(row, "ClientId")
+		} else {
+			row["FlowId"], row["_OrgId"] = flow, org
+		}
 		part = append(part, mustRow(row))
 		if len(part) == cap(part) {
 			if err := out.send(part); err != nil {
@@ -433,14 +452,16 @@ func (s *Server) flowResults(user string, env map[string]string, org string, out
 	}
 	var rows []json.RawMessage
 	if f, ok := h.Flows[vals[0]]; ok && start < len(f.Rows) {
-		rows = append(rows, f.Rows[start:]...)
+		for _, r := range f.Rows[start:] {
+			rows = append(rows, artifactColumns(r))
+		}
 	}
 	src := h.source
 	s.mu.Unlock()
 	if src != nil {
 		for c := range src.Clients {
 			if src.ClientID(c) == vals[0] {
-				if err := s.streamGenerated(out, src, c, start, vals[1], org); err != nil {
+				if err := s.streamGenerated(out, src, c, start, "", org); err != nil {
 					return err
 				}
 			}
