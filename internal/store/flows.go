@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 )
 
@@ -53,15 +55,20 @@ func (db *DB) SetFlowStates(ctx context.Context, huntID int64, flows []FlowCurso
 	})
 }
 
-// moveFlowCursor records how far a flow was read, and the hunt's total.
+// moveFlowCursor records how far a flow was read, and moves the hunt's
+// total of rows read by as much.
 func (tx *Tx) moveFlowCursor(ctx context.Context, huntID int64, f FlowCursor) error {
+	var old int64
+	err := tx.QueryRowContext(ctx, `SELECT rows_read FROM hunt_flows WHERE hunt_id = ? AND client_id = ?`, huntID, f.ClientID).Scan(&old)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("flow cursor: %w", err)
+	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO hunt_flows (hunt_id, client_id, flow_id, rows_read, updated_at) VALUES (?, ?, ?, ?, ?)
 		ON CONFLICT (hunt_id, client_id) DO UPDATE SET rows_read = excluded.rows_read, updated_at = excluded.updated_at`,
 		huntID, f.ClientID, f.FlowID, f.RowsRead, tx.nowMS()); err != nil {
 		return fmt.Errorf("flow cursor: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE hunts SET rows_read = (SELECT COALESCE(SUM(rows_read), 0) FROM hunt_flows WHERE hunt_id = ?)
-		WHERE id = ?`, huntID, huntID); err != nil {
+	if _, err := tx.ExecContext(ctx, `UPDATE hunts SET rows_read = rows_read + ? WHERE id = ?`, f.RowsRead-old, huntID); err != nil {
 		return fmt.Errorf("results cursor: %w", err)
 	}
 	return nil

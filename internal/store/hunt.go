@@ -242,10 +242,11 @@ func (db *DB) HuntIOCs(ctx context.Context, huntID int64) ([]HuntIOC, error) {
 // processes (serve and the hunt command) never launch the same hunt at once.
 // The attempt is counted before the Velociraptor call, so that after a crash
 // during the call the hunt is looked up by its marker before it is created
-// again. It reports false when another launcher holds the hunt.
+// again. It reports false when another launcher holds the hunt. The claim
+// is committed durably (synchronous=FULL), so it survives a power loss too.
 func (db *DB) ClaimLaunch(ctx context.Context, id int64, lease time.Duration) (bool, error) {
 	var ok bool
-	err := db.tx(ctx, func(tx *Tx) error {
+	err := db.durableTx(ctx, func(tx *Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE hunts SET attempts = attempts + 1, next_attempt_at = ?
 			WHERE id = ? AND state IN ('planned','created') AND next_attempt_at <= ?`,
 			tx.now.Add(lease).UnixMilli(), id, tx.nowMS())

@@ -15,9 +15,17 @@ type InboxItem struct {
 }
 
 // AddInbox persists a webhook event. Once it returns, the event survives a
-// crash and will be handled.
+// crash or a power loss (committed with synchronous=FULL) and will be
+// handled: the webhook is answered 202 only after, and IRIS never sends it
+// again.
 func (db *DB) AddInbox(ctx context.Context, event string, payload []byte) error {
-	return db.exec(ctx, `INSERT INTO inbox (event, payload, received_at) VALUES (?, ?, ?)`, event, payload, db.Now().UnixMilli())
+	return db.durableTx(ctx, func(tx *Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO inbox (event, payload, received_at) VALUES (?, ?, ?)`, event, payload, tx.nowMS())
+		if err != nil {
+			return fmt.Errorf("add inbox: %w", err)
+		}
+		return nil
+	})
 }
 
 // PeekInbox returns up to limit events, oldest first, without removing them.

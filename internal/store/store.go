@@ -150,6 +150,38 @@ func (db *DB) tx(ctx context.Context, fn func(tx *Tx) error) error {
 	return nil
 }
 
+// durableTx is tx committed with synchronous=FULL: in WAL mode SQLite then
+// syncs the log at commit, so the transaction survives a power loss, not
+// only a crash of the process (the store's default, synchronous=NORMAL,
+// may lose the last commits on a power loss, and costs half as much on the
+// results path: BENCHMARKS.md). Used where velohunt promised something
+// outside: a webhook answered 202, a hunt launch attempt counted before the
+// Velociraptor call. The store's one connection is held for the whole
+// exchange, so no other write runs in between and the setting is restored.
+func (db *DB) durableTx(ctx context.Context, fn func(tx *Tx) error) error {
+	conn, err := db.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `PRAGMA synchronous = FULL`); err != nil {
+		return fmt.Errorf("synchronous: %w", err)
+	}
+	defer conn.ExecContext(context.WithoutCancel(ctx), `PRAGMA synchronous = NORMAL`)
+	stx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer stx.Rollback()
+	if err := fn(&Tx{Tx: stx, now: db.Now().UTC()}); err != nil {
+		return err
+	}
+	if err := stx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
 // Tx is a transaction with a fixed "now".
 type Tx struct {
 	*sql.Tx

@@ -56,6 +56,14 @@ type RowSource struct {
 	RowsPerClient int
 	ClientID      func(c int) string
 	Row           func(c, j int) map[string]any
+
+	byID map[string]int // client id → number, made by SetRowSource
+}
+
+// index returns the number of a client id.
+func (r *RowSource) index(id string) (int, bool) {
+	c, ok := r.byID[id]
+	return c, ok
 }
 
 // SetRowSource makes hunts of the artifact, once started, serve generated rows.
@@ -64,6 +72,10 @@ func (s *Server) SetRowSource(artifact string, src RowSource) {
 	defer s.mu.Unlock()
 	if s.sources == nil {
 		s.sources = map[string]RowSource{}
+	}
+	src.byID = make(map[string]int, src.Clients)
+	for c := range src.Clients {
+		src.byID[src.ClientID(c)] = c
 	}
 	s.sources[artifact] = src
 }
@@ -459,11 +471,9 @@ func (s *Server) flowResults(user string, env map[string]string, org string, out
 	src := h.source
 	s.mu.Unlock()
 	if src != nil {
-		for c := range src.Clients {
-			if src.ClientID(c) == vals[0] {
-				if err := s.streamGenerated(out, src, c, start, "", org); err != nil {
-					return err
-				}
+		if c, ok := src.index(vals[0]); ok {
+			if err := s.streamGenerated(out, src, c, start, "", org); err != nil {
+				return err
 			}
 		}
 	}
