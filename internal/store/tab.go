@@ -133,17 +133,6 @@ func (db *DB) tabCase(ctx context.Context, r IOC, maxHits int) (TabCase, error) 
 	return c, err
 }
 
-// TabWrittenAt returns when the tab of the IRIS IOC of a store row was last
-// written (zero if never).
-func (db *DB) TabWrittenAt(ctx context.Context, iocID int64) (time.Time, error) {
-	var at sql.NullInt64
-	err := db.db.QueryRowContext(ctx, `SELECT t.written_at FROM tabs t JOIN iocs i ON i.iris_id = t.iris_id WHERE i.id = ?`, iocID).Scan(&at)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return time.Time{}, fmt.Errorf("tab written at: %w", err)
-	}
-	return msToTime(at), nil
-}
-
 // SetTabWritten records the tab written to an IRIS IOC.
 func (db *DB) SetTabWritten(ctx context.Context, irisID int64, fingerprint string, at time.Time) error {
 	return db.exec(ctx, `INSERT INTO tabs (iris_id, fingerprint, written_at) VALUES (?, ?, ?)

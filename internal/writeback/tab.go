@@ -19,36 +19,58 @@ import (
 // the same in substance.
 var errUnchanged = errors.New("the tab already says this")
 
-// tab writes the current state of an IRIS IOC onto its tab. The content is
-// read when the write is sent, so one update carries everything queued
-// before, and it covers every case that links the IOC (the tab is one
-// object in IRIS 2.4). The tab is rewritten only when what it says changes
-// in substance (see tabView); progress alone is not a reason, because each
-// update fires every module's on_postload_ioc_update in IRIS.
-func (w *Writer) tab(ctx context.Context, wr store.Write) error {
+// preparedTab is a tab ready to be written.
+type preparedTab struct {
+	d           store.TabData
+	fields      map[string]string
+	fingerprint string
+}
+
+// prepareTab reads the current state of an IRIS IOC and decides whether
+// its tab needs a write now. The content covers every case that links the
+// IOC (the tab is one object in IRIS 2.4). Each write is an IOC update that
+// fires every module's on_postload_ioc_update in IRIS, so: nothing is
+// written when the substance did not change (errUnchanged; progress alone is
+// not a reason); a change of status (queued, hunting, HIT, clean...) is
+// written at once; new hits and other details wait until TabMinInterval
+// has passed since the last write (the time is returned, with no tab).
+func (w *Writer) prepareTab(ctx context.Context, wr store.Write) (*preparedTab, time.Time, error) {
 	d, err := w.Store.FindTabData(ctx, wr.IOCID, w.MaxHitsOnTab)
 	if err != nil {
-		return err
+		return nil, time.Time{}, err
 	}
-	view, substance := w.tabView(d)
-	sum := sha256.Sum256([]byte(substance))
-	fp := hex.EncodeToString(sum[:16])
+	view, status, detail := w.tabView(d)
+	fp := digest(status) + ":" + digest(detail)
 	if fp == d.Fingerprint {
-		return errUnchanged
+		return nil, time.Time{}, errUnchanged
+	}
+	oldStatus, _, _ := strings.Cut(d.Fingerprint, ":")
+	if until := d.Written.Add(w.TabMinInterval); oldStatus == digest(status) && w.Now().Before(until) {
+		return nil, until, nil
 	}
 	fields, err := w.Render.TabFields(view)
 	if err != nil {
-		return err
+		return nil, time.Time{}, err
 	}
-	cid := tabCase(d, wr.CaseID)
-	err = w.IRIS.UpdateIOCAttributes(ctx, cid, d.IRISID, w.TabName, fields)
+	return &preparedTab{d: d, fields: fields, fingerprint: fp}, time.Time{}, nil
+}
+
+func digest(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:12])
+}
+
+// tab writes a prepared tab through a case that links the IOC.
+func (w *Writer) tab(ctx context.Context, wr store.Write, p *preparedTab) error {
+	cid := tabCase(p.d, wr.CaseID)
+	err := w.IRIS.UpdateIOCAttributes(ctx, cid, p.d.IRISID, w.TabName, p.fields)
 	if errors.Is(err, iris.ErrNullAttributes) {
-		err = w.repair(ctx, cid, d.IRISID, fields, err)
+		err = w.repair(ctx, cid, p.d.IRISID, p.fields, err)
 	}
 	if err != nil {
 		return err
 	}
-	return w.Store.SetTabWritten(ctx, d.IRISID, fp, w.Now())
+	return w.Store.SetTabWritten(ctx, p.d.IRISID, p.fingerprint, w.Now())
 }
 
 // tabCase picks the case to write the tab through: the write's own case
@@ -106,8 +128,10 @@ func (w *Writer) repair(ctx context.Context, cid, irisID int64, fields map[strin
 const repairEvery = time.Minute
 
 // tabView turns stored data into the tab's view, and returns with it the
-// tab's substance: what an analyst reads, without progress counts and
-// times, so that two views with the same substance need no second write.
+// tab's substance, what an analyst reads without progress counts and times,
+// in two parts: the status of each case (queued, hunting, HIT, clean,
+// incomplete, refused, error...), and the details (hits, hosts, hunts). Two
+// views with the same substance need no second write.
 //
 // The tab of an IOC is read from every case that links it. When those
 // cases belong to more than one customer, the tab names no host, evidence
@@ -115,8 +139,8 @@ const repairEvery = time.Minute
 // says only that; a refusal, which is about the value itself, is shown.
 // When they belong to one customer, the tab shows each case's status and
 // hits, labelled with the case.
-func (w *Writer) tabView(d store.TabData) (render.Tab, string) {
-	t := render.Tab{Updated: w.Now()}
+func (w *Writer) tabView(d store.TabData) (t render.Tab, statusKey, detailKey string) {
+	t = render.Tab{Updated: w.Now()}
 	customers := map[string]bool{}
 	for _, c := range d.Cases {
 		customers[c.Customer] = true
@@ -129,10 +153,10 @@ func (w *Writer) tabView(d store.TabData) (render.Tab, string) {
 				len(d.Cases), len(customers))
 		}
 		t.Withheld = "not shown: this IOC is linked to cases of several customers, and every one of them shows this tab"
-		return t, "shared|" + t.Status
+		return t, "shared|" + t.Status, ""
 	}
 	single := len(d.Cases) == 1
-	var keys, statuses []string
+	var keys, details, statuses []string
 	type dated struct {
 		at  time.Time
 		hit render.TabHit
@@ -147,14 +171,15 @@ func (w *Writer) tabView(d store.TabData) (render.Tab, string) {
 		} else {
 			statuses = append(statuses, label+": "+text)
 		}
-		keys = append(keys, fmt.Sprintf("%d=%s/%d", c.IOC.CaseID, key, c.HitCount))
+		keys = append(keys, fmt.Sprintf("%d=%s", c.IOC.CaseID, key))
+		details = append(details, fmt.Sprintf("%d=%d", c.IOC.CaseID, c.HitCount))
 		t.HitCount += c.HitCount
 		for _, h := range c.Hunts {
 			if seen[h.ID] {
 				continue
 			}
 			seen[h.ID] = true
-			keys = append(keys, fmt.Sprintf("hunt %d=%s", h.ID, h.Hunt.State))
+			details = append(details, fmt.Sprintf("hunt %d=%s", h.ID, h.Hunt.State))
 			th := render.TabHunt{VRHuntID: h.VRHuntID, Artifact: h.Artifact, State: h.Hunt.State, VRState: h.VRState,
 				Finished: h.Finished, Scheduled: h.Scheduled, Errored: h.Errored, TotalRows: h.TotalRows,
 				CreatedAt: h.CreatedAt, ExpiresAt: h.ExpiresAt, LastError: h.LastError}
@@ -189,8 +214,8 @@ func (w *Writer) tabView(d store.TabData) (render.Tab, string) {
 	}
 	t.HostCount = d.HostCount
 	t.Status = strings.Join(statuses, " | ")
-	keys = append(keys, fmt.Sprintf("hosts=%d", t.HostCount))
-	return t, strings.Join(keys, "|")
+	details = append(details, fmt.Sprintf("hosts=%d", t.HostCount))
+	return t, strings.Join(keys, "|"), strings.Join(details, "|")
 }
 
 // status is the one-line summary of one case's IOC row: HIT, clean,

@@ -48,7 +48,6 @@ type Store interface {
 	SetAssetID(ctx context.Context, caseID int64, server, clientID string, assetID int64) error
 	FindHitDetail(ctx context.Context, hitID int64) (store.HitDetail, error)
 	FindTabData(ctx context.Context, iocID int64, maxHits int) (store.TabData, error)
-	TabWrittenAt(ctx context.Context, iocID int64) (time.Time, error)
 	SetTabWritten(ctx context.Context, irisID int64, fingerprint string, at time.Time) error
 	CasesWithAttemptedOverwrites(ctx context.Context) ([]int64, error)
 }
@@ -251,16 +250,24 @@ func (w *Writer) send(ctx context.Context, c *batchCache, wr store.Write) (bool,
 		if t := w.heldUntil(fmt.Sprintf("ioc:%d", wr.IOCID)); wr.Kind == "tab" && t.After(until) {
 			until = t
 		}
-		if wr.Kind == "tab" && w.TabMinInterval > 0 {
-			last, err := w.Store.TabWrittenAt(ctx, wr.IOCID)
-			if err != nil {
-				return false, err
-			}
-			if t := last.Add(w.TabMinInterval); !last.IsZero() && t.After(until) {
-				until = t
-			}
-		}
 		if w.Now().Before(until) {
+			return false, w.Store.WriteDefer(ctx, wr.ID, until)
+		}
+	}
+	var tab *preparedTab
+	if wr.Kind == "tab" {
+		var until time.Time
+		var err error
+		switch tab, until, err = w.prepareTab(ctx, wr); {
+		case errors.Is(err, errUnchanged):
+			w.Recorder.Write(wr.Kind, "unchanged")
+			return true, w.Store.WriteDone(ctx, wr.ID, 0)
+		case ioc.ErrorCode(err) == ioc.ENOTFOUND:
+			w.Logger.Warn("dropping write of a missing object", "write", wr.ID, "kind", wr.Kind, "error", err)
+			return true, w.Store.WriteDone(ctx, wr.ID, 0)
+		case err != nil:
+			return false, err
+		case tab == nil:
 			return false, w.Store.WriteDefer(ctx, wr.ID, until)
 		}
 	}
@@ -276,7 +283,7 @@ func (w *Writer) send(ctx context.Context, c *batchCache, wr store.Write) (bool,
 	case "event":
 		irisID, err = w.event(ctx, c, wr)
 	case "tab":
-		err = w.tab(ctx, wr)
+		err = w.tab(ctx, wr, tab)
 	default:
 		err = fmt.Errorf("unknown write kind %q", wr.Kind)
 	}
@@ -284,9 +291,6 @@ func (w *Writer) send(ctx context.Context, c *batchCache, wr store.Write) (bool,
 	case err == nil:
 		w.Recorder.Write(wr.Kind, "done")
 		return true, w.Store.WriteDone(ctx, wr.ID, irisID)
-	case errors.Is(err, errUnchanged):
-		w.Recorder.Write(wr.Kind, "unchanged")
-		return true, w.Store.WriteDone(ctx, wr.ID, 0)
 	case ctx.Err() != nil:
 		return false, ctx.Err()
 	case errors.As(err, &held):
