@@ -85,6 +85,13 @@ func TestEndToEndReal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Closed at the end, so that a later run's velohunt (another database)
+	// does not hunt this run's IOCs again and rewrite their tabs.
+	defer func() {
+		for _, id := range []int64{cid} {
+			admin.CloseCase(context.Background(), id)
+		}
+	}()
 	types, _ := admin.IOCTypes(ctx)
 	var sha int64
 	for _, ty := range types {

@@ -164,6 +164,13 @@ func TestRealIRISSharedByCasesAndModules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Closed at the end, so that a later run's velohunt (another database)
+	// does not hunt this run's IOCs again and rewrite their tabs.
+	defer func() {
+		for _, id := range []int64{a, b, c} {
+			admin.CloseCase(context.Background(), id)
+		}
+	}()
 	typ := func(name string) int64 {
 		types, _ := admin.IOCTypes(ctx)
 		for _, ty := range types {
