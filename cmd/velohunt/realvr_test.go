@@ -145,3 +145,49 @@ func TestRealVelociraptorArtifacts(t *testing.T) {
 		time.Sleep(3 * time.Second)
 	}
 }
+
+// TestRealVelociraptorSysmon hunts a real Sysmon Operational log on the
+// real client: the Network artifact reads the log at its SysmonLog
+// parameter whatever the OS, so a Linux client can parse a Windows EVTX.
+// VELOHUNT_TEST_SYSMON_EVTX names the file: Velociraptor's own test log
+// (artifacts/testdata/files/evtx/Microsoft-Windows-Sysmon%4Operational.evtx)
+// has two event ID 3 records of a connection to 127.0.0.1:5985.
+func TestRealVelociraptorSysmon(t *testing.T) {
+	apiCfg, evtx := os.Getenv("VELOHUNT_TEST_VELOCIRAPTOR_API_CONFIG"), os.Getenv("VELOHUNT_TEST_SYSMON_EVTX")
+	if apiCfg == "" || os.Getenv("VELOHUNT_TEST_VELOCIRAPTOR_CLIENT") != "1" || evtx == "" {
+		t.Skip("needs a real Velociraptor with a client here and VELOHUNT_TEST_SYSMON_EVTX")
+	}
+	ctx := context.Background()
+	d, err := startDemoWith(ctx, t.TempDir(), io.Discard, nil, func(c *config.Config, _ *velotest.Server) {
+		c.Velociraptor.Servers = []config.Server{{Name: "real", APIConfig: apiCfg}}
+		c.Velociraptor.Default = config.Target{Server: "real"}
+		k := c.Hunting.Kinds["ip"]
+		k.Parameters = map[string]string{"SysmonLog": evtx}
+		c.Hunting.Kinds["ip"] = k
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	cid, _ := d.Admin.AddCase(ctx, "sysmon", "real evtx", 1, "")
+	if _, err := d.Admin.AddIOC(ctx, cid, iris.NewIOC{Value: "127.0.0.1|5985", TypeID: iristest.TypeID("ip-dst|port"), TLPID: 2}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		n := 0
+		for _, e := range d.IRIS.Events(cid) {
+			if strings.Contains(e.Content, "sysmon_network") && strings.Contains(e.Content, "127.0.0.1:5985") {
+				n++
+			}
+		}
+		if n == 2 {
+			t.Logf("both event ID 3 records of the real log found")
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d Sysmon network events after 3 minutes, want 2", n)
+		}
+		time.Sleep(2 * time.Second)
+	}
+}
