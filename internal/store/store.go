@@ -140,6 +140,11 @@ func (db *DB) tx(ctx context.Context, fn func(tx *Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
+	return db.finish(stx, fn)
+}
+
+// finish runs fn in a begun transaction and commits it, or rolls it back.
+func (db *DB) finish(stx *sql.Tx, fn func(tx *Tx) error) error {
 	defer stx.Rollback()
 	if err := fn(&Tx{Tx: stx, now: db.Now().UTC()}); err != nil {
 		return err
@@ -172,14 +177,7 @@ func (db *DB) durableTx(ctx context.Context, fn func(tx *Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
-	defer stx.Rollback()
-	if err := fn(&Tx{Tx: stx, now: db.Now().UTC()}); err != nil {
-		return err
-	}
-	if err := stx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
+	return db.finish(stx, fn)
 }
 
 // Tx is a transaction with a fixed "now".
