@@ -8,12 +8,20 @@ package main
 //	VELOHUNT_TEST_IRIS_INSECURE=1 (self-signed IRIS)
 //	VELOHUNT_TEST_VELOCIRAPTOR_API_CONFIG (roles investigator,artifact_writer)
 //
-// It plants a file with a known SHA256 in a temporary folder, adds that hash
-// as an IOC through IRIS's API, and waits until IRIS shows the host as an
-// asset, a timeline event and a HIT on the IOC's tab.
+// What a real investigation does, with IOCs reaching velohunt only through
+// the reconcile (no webhook): the analyst has already added this machine as
+// an asset of the case; IOCs of every kind are added through IRIS's API,
+// each matching evidence planted on this machine (a file by sha256 and md5,
+// by name and by path, a loopback connection by ip|port, a hosts-file
+// domain), and a malformed md5; velohunt is restarted half-way (same
+// database). Then, read back through IRIS's API: the analyst's asset is
+// linked to the IOCs (not duplicated, nothing parked), every kind has its
+// event, one event per hit (no duplicate after the restart), HIT on every
+// tab, and the malformed IOC's tab gives the reason it was refused.
 
 import (
 	"context"
+	"crypto/md5"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -21,8 +29,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -51,9 +61,31 @@ func TestEndToEndReal(t *testing.T) {
 	if err := os.WriteFile(planted, secret, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	sum := sha256.Sum256(secret)
-	hash := hex.EncodeToString(sum[:])
+	s256, m5 := sha256.Sum256(secret), md5.Sum(secret)
 	globs, _ := json.Marshal([]string{filepath.ToSlash(filepath.Dir(planted)) + "/**"})
+	domain := fmt.Sprintf("c2-%x.velohunt-e2e.example", secret[:4])
+	hosts := filepath.Join(dir, "hosts")
+	os.WriteFile(hosts, []byte("127.0.0.1 localhost\n127.0.0.66 "+domain+"\n"), 0o644)
+	hostsList, _ := json.Marshal([]string{hosts})
+	lis, err := net.Listen("tcp", "127.0.0.78:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	go func() {
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	conn, err := net.Dial("tcp", lis.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
 
 	cfg := config.Default()
 	cfg.Database = filepath.Join(dir, "v.db")
@@ -66,19 +98,29 @@ func TestEndToEndReal(t *testing.T) {
 	cfg.Webhook.Secret = config.Secret(hex.EncodeToString(secret))
 	cfg.Velociraptor.Servers = []config.Server{{Name: "e2e", APIConfig: need("VELOHUNT_TEST_VELOCIRAPTOR_API_CONFIG")}}
 	cfg.Hunting.BatchWindow = config.Duration(time.Second)
-	hashKind := cfg.Hunting.Kinds["hash"]
-	hashKind.Parameters = map[string]string{"TargetGlobs": string(globs)}
-	cfg.Hunting.Kinds["hash"] = hashKind
-	cfg.Intake.Reconcile = "* * * * *" // no webhook from the real IRIS here: the reconcile finds the IOC
+	cfg.Hunting.ClientTimeout = config.Duration(2 * time.Minute)
+	for kind, params := range map[string]map[string]string{"hash": {"TargetGlobs": string(globs)},
+		"file": {"TargetGlobs": string(globs)}, "domain": {"HostsFiles": string(hostsList)}} {
+		k := cfg.Hunting.Kinds[kind]
+		k.Parameters = params
+		cfg.Hunting.Kinds[kind] = k
+	}
+	cfg.Intake.Reconcile = "* * * * *" // no webhook from the real IRIS here: the reconcile finds the IOCs
 	cfg.Watcher.Schedule = "@every 5s"
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	app := &App{Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	if err := app.Open(ctx); err != nil {
-		t.Fatal(err)
+	start := func() *App {
+		t.Helper()
+		app := &App{Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		if err := app.Open(ctx); err != nil {
+			t.Fatal(err)
+		}
+		app.Intake.RequestFullSync()
+		return app
 	}
-	defer app.Close(context.Background())
+	app := start()
+	defer func() { app.Close(context.Background()) }()
 
 	admin, _ := iris.New(iris.Options{URL: cfg.IRIS.URL, APIKey: cfg.IRIS.AdminAPIKey.Reveal(), InsecureSkipVerify: cfg.IRIS.InsecureSkipVerify})
 	cid, err := admin.AddCase(ctx, fmt.Sprintf("velohunt e2e %d", time.Now().Unix()), "end-to-end test", 1, "velohunt-e2e")
@@ -92,33 +134,133 @@ func TestEndToEndReal(t *testing.T) {
 			admin.CloseCase(context.Background(), id)
 		}
 	}()
+	typeOf := map[string]int64{}
 	types, _ := admin.IOCTypes(ctx)
-	var sha int64
 	for _, ty := range types {
-		if ty.Name == "sha256" {
-			sha = ty.ID
+		typeOf[ty.Name] = ty.ID
+	}
+	// The analyst already added this machine as an asset, as velohunt
+	// would name it (its hostname, Linux - Server by default).
+	host, _ := os.Hostname()
+	assetTypes, _ := admin.AssetTypes(ctx)
+	statuses, _ := admin.AnalysisStatuses(ctx)
+	var linuxServer int64
+	for _, at := range assetTypes {
+		if at.Name == cfg.Writeback.AssetTypes["linux"] {
+			linuxServer = at.ID
 		}
 	}
-	x, err := admin.AddIOC(ctx, cid, iris.NewIOC{Value: hash, TypeID: sha, TLPID: 2, Description: "planted by velohunt's e2e test"})
+	analystAsset, err := admin.AddAsset(ctx, cid, iris.NewAsset{Name: strings.ToUpper(host), TypeID: linuxServer, AnalysisStatusID: statuses[0].ID,
+		Description: "added by the analyst before the hunt"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	app.Intake.RequestFullSync()
+	add := func(typ, value string) e2eRef {
+		t.Helper()
+		x, err := admin.AddIOC(ctx, cid, iris.NewIOC{Value: value, TypeID: typeOf[typ], TLPID: 2, Description: "velohunt e2e"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e2eRef{ID: x.ID, Value: value}
+	}
+	want := []e2eRef{add("sha256", hex.EncodeToString(s256[:])), add("md5", hex.EncodeToString(m5[:])),
+		add("filename", "velohunt-e2e.bin"), add("file-path", planted)}
+	bad := add("md5", "not-an-md5-"+hex.EncodeToString(secret[:4]))
 
-	deadline := time.Now().Add(5 * time.Minute)
-	for {
-		assets, _ := admin.ListAssets(ctx, cid)
-		events, _ := admin.ListEvents(ctx, cid)
-		tab, _ := admin.IOCAttributes(ctx, cid, x.ID, cfg.Writeback.TabName)
-		if len(assets) == 1 && len(events) >= 1 && strings.HasPrefix(tab["Status"], "HIT") {
-			if !strings.Contains(tab["Hits"], "velohunt-e2e.bin") {
-				t.Fatalf("the tab's hits do not name the planted file: %q", tab["Hits"])
+	tab := func(id int64) map[string]string {
+		v, _ := admin.IOCAttributes(ctx, cid, id, cfg.Writeback.TabName)
+		return v
+	}
+	waitHits := func(refs []e2eRef, within time.Duration) {
+		t.Helper()
+		deadline := time.Now().Add(within)
+		for {
+			var missing []string
+			for _, r := range refs {
+				if !strings.HasPrefix(tab(r.ID)["Status"], "HIT") {
+					missing = append(missing, r.Value)
+				}
 			}
-			return
+			if len(missing) == 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				st, _ := collectStatus(ctx, app.Store)
+				b, _ := json.MarshalIndent(st, "", " ")
+				t.Fatalf("no HIT on the tab of %v after %s\nstatus: %s", missing, within, b)
+			}
+			time.Sleep(3 * time.Second)
+		}
+	}
+	waitHits(want, 4*time.Minute)
+
+	// A restart, then two more IOCs (found by the new process).
+	app.Close(context.Background())
+	app = start()
+	later := []e2eRef{add("ip-dst|port", fmt.Sprintf("127.0.0.78|%d", lis.Addr().(*net.TCPAddr).Port)), add("domain", domain)}
+	waitHits(later, 4*time.Minute)
+	want = append(want, later...)
+
+	// The malformed IOC: refused, with the reason on its tab.
+	if s := tab(bad.ID)["Status"]; !strings.HasPrefix(s, "refused:") || !strings.Contains(s, "md5") {
+		t.Fatalf("malformed IOC tab status %q, want refused with the reason", s)
+	}
+	// Let the last writes settle, then read everything back.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		st, _ := app.Store.OutboxStats(ctx)
+		if st.Pending == 0 {
+			if st.Parked != 0 {
+				parked, _ := app.Store.ParkedWrites(ctx, 0, 5)
+				t.Fatalf("parked writes: %+v", parked)
+			}
+			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after 5 minutes: %d asset(s), %d event(s), tab status %q", len(assets), len(events), tab["Status"])
+			t.Fatalf("outbox not drained: %+v", st)
 		}
-		time.Sleep(5 * time.Second)
+		time.Sleep(time.Second)
 	}
+	assets, _ := admin.ListAssets(ctx, cid)
+	if len(assets) != 1 || assets[0].ID != analystAsset {
+		t.Fatalf("assets %+v: the analyst's asset must be the only one", assets)
+	}
+	detail, _ := admin.Asset(ctx, cid, analystAsset)
+	for _, r := range want {
+		if !slices.Contains(detail.LinkedIOCs, r.ID) {
+			t.Fatalf("the analyst's asset is not linked to IOC %s: %v", r.Value, detail.LinkedIOCs)
+		}
+	}
+	events, _ := admin.ListEvents(ctx, cid)
+	markers := map[string]bool{}
+	for _, e := range events {
+		for _, tag := range strings.Split(e.Tags, ",") {
+			if strings.HasPrefix(tag, "vh-") {
+				if markers[tag] {
+					t.Fatalf("two events with marker %s", tag)
+				}
+				markers[tag] = true
+			}
+		}
+	}
+	hits := 0
+	rows, _ := app.Store.CaseIOCs(ctx, cid)
+	for _, r := range rows {
+		d, _ := app.Store.FindTabData(ctx, r.ID, 1000)
+		for _, c := range d.Cases {
+			if c.IOC.CaseID == cid {
+				hits += c.HitCount
+			}
+		}
+	}
+	if len(events) != hits || hits < len(want) {
+		t.Fatalf("%d events for %d hits of %d IOCs: one event per hit", len(events), hits, len(want))
+	}
+	t.Logf("%d IOCs of every kind found, %d events for %d hits, the analyst's asset linked, the malformed IOC refused", len(want), len(events), hits)
+}
+
+// e2eRef is an IOC the end-to-end test added.
+type e2eRef struct {
+	ID    int64
+	Value string
 }
