@@ -29,7 +29,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -67,25 +66,7 @@ func TestEndToEndReal(t *testing.T) {
 	hosts := filepath.Join(dir, "hosts")
 	os.WriteFile(hosts, []byte("127.0.0.1 localhost\n127.0.0.66 "+domain+"\n"), 0o644)
 	hostsList, _ := json.Marshal([]string{hosts})
-	lis, err := net.Listen("tcp", "127.0.0.78:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lis.Close()
-	go func() {
-		for {
-			c, err := lis.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close()
-		}
-	}()
-	conn, err := net.Dial("tcp", lis.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	port := loopbackConnection(t, "127.0.0.78")
 
 	cfg := config.Default()
 	cfg.Database = filepath.Join(dir, "v.db")
@@ -197,7 +178,7 @@ func TestEndToEndReal(t *testing.T) {
 	// A restart, then two more IOCs (found by the new process).
 	app.Close(context.Background())
 	app = start()
-	later := []e2eRef{add("ip-dst|port", fmt.Sprintf("127.0.0.78|%d", lis.Addr().(*net.TCPAddr).Port)), add("domain", domain)}
+	later := []e2eRef{add("ip-dst|port", fmt.Sprintf("127.0.0.78|%d", port)), add("domain", domain)}
 	waitHits(later, 4*time.Minute)
 	want = append(want, later...)
 

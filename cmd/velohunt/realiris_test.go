@@ -23,7 +23,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -115,17 +114,8 @@ func TestRealIRISSharedByCasesAndModules(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cfg := config.Default()
-	cfg.Database = filepath.Join(dir, "v.db")
-	cfg.Listen = "127.0.0.1:0"
-	cfg.IRIS.URL, cfg.IRIS.InsecureSkipVerify = url, insecure
-	cfg.IRIS.APIKey, cfg.IRIS.AdminAPIKey = config.Secret(key), config.Secret(adminKey)
-	cfg.IRIS.SetupOnStart = true
-	cfg.Webhook.Secret = config.Secret(fmt.Sprintf("velohunt-test-secret-%d", run))
-	cfg.Velociraptor.Servers = []config.Server{{Name: "sim", APIConfig: apiPath}}
-	cfg.Hunting.BatchWindow = config.Duration(time.Second)
+	cfg := realIRISConfig(dir, url, key, adminKey, insecure, apiPath)
 	cfg.Intake.SyncDelay = config.Duration(500 * time.Millisecond)
-	cfg.Watcher.Schedule = "@every 1s"
 	cfg.Writeback.TabMinInterval = config.Duration(2 * time.Second)
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -221,9 +211,10 @@ func TestRealIRISSharedByCasesAndModules(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			st, _ := app.Store.OutboxStats(ctx)
-			parked, _ := app.Store.ParkedWrites(ctx, 0, 5)
-			t.Fatalf("after 3 minutes: X %q, Y %q, N %q; outbox %+v parked %+v", tx["Status"], ty["Status"], tn["Status"], st, parked)
+			st, _ := collectStatus(ctx, app.Store)
+			b, _ := json.MarshalIndent(st, "", " ")
+			rows, _ := app.Store.FindIOCs(ctx, x.ID)
+			t.Fatalf("after 3 minutes: X %q, Y %q, N %q; X rows %+v\nstatus %s", tx["Status"], ty["Status"], tn["Status"], rows, b)
 		}
 		time.Sleep(time.Second)
 	}

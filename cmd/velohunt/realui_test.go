@@ -28,7 +28,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/velohunt/velohunt/internal/config"
 	"github.com/velohunt/velohunt/internal/iris"
 	"github.com/velohunt/velohunt/internal/velociraptor/velotest"
 )
@@ -57,17 +56,8 @@ func TestRealIRISUI(t *testing.T) {
 	vr.AddEndpoint(velotest.Endpoint{ClientID: "C.3333333333333333", Hostname: host, OS: "windows", Online: true,
 		Files: []velotest.File{{Path: file, Size: 32, MD5: hex.EncodeToString(sum[:])}}})
 	apiPath, _ := vr.WriteAPIConfig(dir, "velohunt")
-	cfg := config.Default()
-	cfg.Database = filepath.Join(dir, "v.db")
-	cfg.Listen = "127.0.0.1:0"
-	cfg.IRIS.URL, cfg.IRIS.InsecureSkipVerify = url, insecure
-	cfg.IRIS.APIKey, cfg.IRIS.AdminAPIKey = config.Secret(key), config.Secret(adminKey)
-	cfg.IRIS.SetupOnStart = true
-	cfg.Webhook.Secret = config.Secret(fmt.Sprintf("velohunt-ui-test-secret-%d", run))
-	cfg.Velociraptor.Servers = []config.Server{{Name: "sim", APIConfig: apiPath}}
-	cfg.Hunting.BatchWindow = config.Duration(time.Second)
+	cfg := realIRISConfig(dir, url, key, adminKey, insecure, apiPath)
 	cfg.Intake.Reconcile = "* * * * *"
-	cfg.Watcher.Schedule = "@every 1s"
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}

@@ -21,7 +21,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -52,26 +51,7 @@ func TestRealVelociraptorArtifacts(t *testing.T) {
 	hosts := filepath.Join(dir, "hosts")
 	os.WriteFile(hosts, []byte("127.0.0.1 localhost\n127.0.0.66 c2.velohunt-test.example other.name # planted\n"), 0o644)
 	// A live connection to a loopback address the test owns.
-	lis, err := net.Listen("tcp", "127.0.0.77:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lis.Close()
-	go func() {
-		for {
-			c, err := lis.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close()
-		}
-	}()
-	conn, err := net.Dial("tcp", lis.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	port := lis.Addr().(*net.TCPAddr).Port
+	port := loopbackConnection(t, "127.0.0.77")
 
 	glob, _ := json.Marshal([]string{filepath.ToSlash(dir) + "/**"})
 	hostsList, _ := json.Marshal([]string{hosts})

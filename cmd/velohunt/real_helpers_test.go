@@ -1,0 +1,55 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/velohunt/velohunt/internal/config"
+)
+
+// loopbackConnection opens a live TCP connection to a listener on the
+// loopback address ip, for the Network artifact to find; both close when
+// the test ends. It returns the listener's port.
+func loopbackConnection(t *testing.T, ip string) int {
+	t.Helper()
+	lis, err := net.Listen("tcp", ip+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lis.Close() })
+	go func() {
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+		}
+	}()
+	conn, err := net.Dial("tcp", lis.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return lis.Addr().(*net.TCPAddr).Port
+}
+
+// realIRISConfig is the configuration of a velohunt against a real IRIS
+// (the VELOHUNT_TEST_IRIS_* values) and the Velociraptor of apiPath, with
+// a database in dir and short loop intervals for tests.
+func realIRISConfig(dir, url, key, adminKey string, insecure bool, apiPath string) config.Config {
+	cfg := config.Default()
+	cfg.Database = filepath.Join(dir, "v.db")
+	cfg.Listen = "127.0.0.1:0"
+	cfg.IRIS.URL, cfg.IRIS.InsecureSkipVerify = url, insecure
+	cfg.IRIS.APIKey, cfg.IRIS.AdminAPIKey = config.Secret(key), config.Secret(adminKey)
+	cfg.IRIS.SetupOnStart = true
+	cfg.Webhook.Secret = config.Secret(fmt.Sprintf("velohunt-test-secret-%d", time.Now().UnixNano()))
+	cfg.Velociraptor.Servers = []config.Server{{Name: "sim", APIConfig: apiPath}}
+	cfg.Hunting.BatchWindow = config.Duration(time.Second)
+	cfg.Watcher.Schedule = "@every 1s"
+	return cfg
+}
