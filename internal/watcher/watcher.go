@@ -85,6 +85,14 @@ type Report struct {
 	Hunts, Rows, Hits, Unmatched, Ended int
 }
 
+func (r *Report) add(o Report) {
+	r.Hunts += o.Hunts
+	r.Rows += o.Rows
+	r.Hits += o.Hits
+	r.Unmatched += o.Unmatched
+	r.Ended += o.Ended
+}
+
 func (w *Watcher) init() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -183,11 +191,7 @@ func (w *Watcher) Pass(ctx context.Context) (Report, error) {
 	touched := map[int64]bool{}
 	var errs []error
 	for r := range results {
-		rep.Hunts += r.rep.Hunts
-		rep.Rows += r.rep.Rows
-		rep.Hits += r.rep.Hits
-		rep.Unmatched += r.rep.Unmatched
-		rep.Ended += r.rep.Ended
+		rep.add(r.rep)
 		for id := range r.touched {
 			touched[id] = true
 		}
@@ -301,17 +305,18 @@ func substantive(old, cur store.Progress) bool {
 
 // row is the part of a result row the watcher reads. velohunt's artifacts
 // return IOC, Source, Evidence and EventTime; other artifacts are read on a
-// best-effort basis (OSPath, FullPath, Name...).
+// best-effort basis (OSPath, FullPath, Name...). A flow's rows carry only
+// the artifact's columns (hunt-wide reads add ClientId, FlowId, _OrgId and
+// Fqdn): the flow names the client.
 type row struct {
-	IOC       any    `json:"IOC"`
-	ClientID  string `json:"ClientId"`
-	Source    any    `json:"Source"`
-	Evidence  any    `json:"Evidence"`
-	EventTime any    `json:"EventTime"`
-	OSPath    any    `json:"OSPath"`
-	FullPath  any    `json:"FullPath"`
-	Name      any    `json:"Name"`
-	Timestamp any    `json:"Timestamp"`
+	IOC       any `json:"IOC"`
+	Source    any `json:"Source"`
+	Evidence  any `json:"Evidence"`
+	EventTime any `json:"EventTime"`
+	OSPath    any `json:"OSPath"`
+	FullPath  any `json:"FullPath"`
+	Name      any `json:"Name"`
+	Timestamp any `json:"Timestamp"`
 }
 
 // maxRowBytes bounds the raw row kept for the timeline event.
@@ -340,6 +345,7 @@ func (w *Watcher) readFlows(ctx context.Context, vr Velociraptor, h store.Hunt, 
 			w.Logger.Warn("hunt artifact has several sources; reading the first", "hunt_id", h.VRHuntID, "source", source)
 		}
 	}
+	m := newMatcher(covered)
 	fresh := 0
 	var states []store.FlowCursor
 	defer func() {
@@ -354,7 +360,7 @@ func (w *Watcher) readFlows(ctx context.Context, vr Velociraptor, h store.Hunt, 
 		}
 		cur := store.FlowCursor{ClientID: f.ClientID, FlowID: f.FlowID, State: f.State, Status: f.Status, TotalRows: f.Rows, RowsRead: k.RowsRead}
 		if f.Rows > k.RowsRead {
-			n, err := w.readResults(ctx, vr, h, covered, source, cur, rep)
+			n, err := w.readResults(ctx, vr, h, m, source, cur, rep)
 			fresh += n
 			if err != nil {
 				return fresh, err
@@ -365,21 +371,47 @@ func (w *Watcher) readFlows(ctx context.Context, vr Velociraptor, h store.Hunt, 
 	return fresh, nil
 }
 
-// readResults reads one flow's rows from its cursor, records their hits
-// and moves the cursor, in batches.
-func (w *Watcher) readResults(ctx context.Context, vr Velociraptor, h store.Hunt, covered []store.HuntIOC, source string,
-	cur store.FlowCursor, rep *Report) (int, error) {
-	start := cur.RowsRead
-	byValue := map[string][]store.HuntIOC{}
+// matcher finds the IOC rows of a hunt that a result row's IOC column
+// names; it is made once per hunt and pass.
+type matcher struct {
+	byValue map[string][]store.HuntIOC
+	// single: every IOC of the hunt has one value, so a row naming none
+	// (another artifact) is that value's.
+	single  bool
+	covered []store.HuntIOC
+}
+
+func newMatcher(covered []store.HuntIOC) matcher {
+	m := matcher{byValue: map[string][]store.HuntIOC{}, covered: covered}
 	for _, c := range covered {
 		if !c.Live {
 			continue // its rows no longer belong to it
 		}
-		byValue[c.HuntValue] = append(byValue[c.HuntValue], c)
-		byValue[strings.ToLower(c.HuntValue)] = append(byValue[strings.ToLower(c.HuntValue)], c)
+		m.byValue[c.HuntValue] = append(m.byValue[c.HuntValue], c)
+		m.byValue[strings.ToLower(c.HuntValue)] = append(m.byValue[strings.ToLower(c.HuntValue)], c)
 	}
-	single := len(byValue) > 0 && allSameValue(covered)
-	clients := map[string]bool{}
+	m.single = len(m.byValue) > 0 && allSameValue(covered)
+	return m
+}
+
+// targets returns the IOC rows a row's IOC value belongs to.
+func (m matcher) targets(value string) []store.HuntIOC {
+	t := m.byValue[value]
+	if t == nil {
+		t = m.byValue[strings.ToLower(value)]
+	}
+	if t == nil && m.single {
+		t = m.covered[:1]
+	}
+	return t
+}
+
+// readResults reads one flow's rows from its cursor, records their hits
+// and moves the cursor, in batches.
+func (w *Watcher) readResults(ctx context.Context, vr Velociraptor, h store.Hunt, m matcher, source string,
+	cur store.FlowCursor, rep *Report) (int, error) {
+	start := cur.RowsRead
+	clientKnown := false // looked up once per flow, on its first hit
 	var batch []store.HitInput
 	n, fresh := start, 0
 	counted := 0
@@ -404,25 +436,15 @@ func (w *Watcher) readResults(ctx context.Context, vr Velociraptor, h store.Hunt
 			rep.Unmatched++
 			return nil
 		}
-		// Rows read per flow carry only the artifact's columns (hunt-wide
-		// reads add ClientId, FlowId, _OrgId and Fqdn): the flow names
-		// the client.
-		r.ClientID = cur.ClientID
-		targets := byValue[str(r.IOC)]
-		if targets == nil {
-			targets = byValue[strings.ToLower(str(r.IOC))]
-		}
-		if targets == nil && single {
-			targets = covered[:1]
-		}
-		if len(targets) == 0 || r.ClientID == "" {
+		targets := m.targets(str(r.IOC))
+		if len(targets) == 0 {
 			rep.Unmatched++
 		} else {
-			if !clients[r.ClientID] {
-				if err := w.ensureClient(ctx, vr, h, r.ClientID); err != nil {
+			if !clientKnown {
+				if err := w.ensureClient(ctx, vr, h, cur.ClientID); err != nil {
 					return err
 				}
-				clients[r.ClientID] = true
+				clientKnown = true
 			}
 			evidence := firstString(r.Evidence, r.OSPath, r.FullPath, r.Name)
 			src := str(r.Source)
@@ -440,7 +462,7 @@ func (w *Watcher) readResults(ctx context.Context, vr Velociraptor, h store.Hunt
 					continue
 				}
 				seen[t.IOCID] = true
-				batch = append(batch, store.HitInput{IOCID: t.IOCID, CaseID: t.CaseID, ClientID: r.ClientID,
+				batch = append(batch, store.HitInput{IOCID: t.IOCID, CaseID: t.CaseID, ClientID: cur.ClientID,
 					EvidenceKey: hex.EncodeToString(key[:]), Evidence: clipBytes(evidence, 4096), Source: clipBytes(src, 64),
 					EventTime: parseTime(firstAny(r.EventTime, r.Timestamp)), Row: append([]byte(nil), rowBytes...)})
 			}
