@@ -74,15 +74,14 @@ func (tx *Tx) moveFlowCursor(ctx context.Context, huntID int64, f FlowCursor) er
 	return nil
 }
 
-// FlowErrors returns how many flows of a hunt ended in error and the
-// first error.
-func (db *DB) FlowErrors(ctx context.Context, huntID int64) (int, string, error) {
-	var n int
+// firstFlowError returns the first error of a hunt's failed flows
+// ("client: status"), or "".
+func (db *DB) firstFlowError(ctx context.Context, huntID int64) (string, error) {
 	var first string
-	err := db.db.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(MIN(CASE WHEN status != '' THEN client_id || ': ' || status END), '')
-		FROM hunt_flows WHERE hunt_id = ? AND state = 'ERROR'`, huntID).Scan(&n, &first)
+	err := db.db.QueryRowContext(ctx, `SELECT COALESCE(MIN(client_id || ': ' || status), '')
+		FROM hunt_flows WHERE hunt_id = ? AND state = 'ERROR' AND status != ''`, huntID).Scan(&first)
 	if err != nil {
-		return 0, "", fmt.Errorf("flow errors: %w", err)
+		return "", fmt.Errorf("flow errors: %w", err)
 	}
-	return n, first, nil
+	return first, nil
 }

@@ -22,7 +22,8 @@ type Progress struct {
 	RowsRead  int64
 	CheckedAt time.Time
 	// FirstError is the first error of a host's flow ("C.x: status"), read
-	// from the flows; "" when none failed or none was read yet.
+	// from the flows when Velociraptor counts errors; "" when none failed
+	// or none was read yet.
 	FirstError string
 }
 
@@ -44,7 +45,9 @@ func (db *DB) HuntProgress(ctx context.Context, id int64) (Progress, error) {
 		return p, err
 	}
 	p.CheckedAt = time.UnixMilli(checked).UTC()
-	_, p.FirstError, err = db.FlowErrors(ctx, id)
+	if p.Errored > 0 {
+		p.FirstError, err = db.firstFlowError(ctx, id)
+	}
 	return p, err
 }
 
