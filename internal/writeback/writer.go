@@ -262,9 +262,8 @@ func (w *Writer) send(ctx context.Context, c *batchCache, wr store.Write) (bool,
 		case errors.Is(err, errUnchanged):
 			w.Recorder.Write(wr.Kind, "unchanged")
 			return true, w.Store.WriteDone(ctx, wr.ID, 0)
-		case ioc.ErrorCode(err) == ioc.ENOTFOUND:
-			w.Logger.Warn("dropping write of a missing object", "write", wr.ID, "kind", wr.Kind, "error", err)
-			return true, w.Store.WriteDone(ctx, wr.ID, 0)
+		case missing(err):
+			return w.drop(ctx, wr, err)
 		case err != nil:
 			return false, err
 		case tab == nil:
@@ -313,15 +312,23 @@ func (w *Writer) send(ctx context.Context, c *batchCache, wr store.Write) (bool,
 			}
 		}
 		return false, w.Store.WriteRetry(ctx, wr.ID, err.Error(), w.Now().Add(d))
-	case ioc.ErrorCode(err) == ioc.ENOTFOUND && !isIRIS(err):
-		// The hit or IOC row is gone from the store: nothing to write.
-		w.Logger.Warn("dropping write of a missing object", "write", wr.ID, "kind", wr.Kind, "error", err)
-		return true, w.Store.WriteDone(ctx, wr.ID, 0)
+	case missing(err):
+		return w.drop(ctx, wr, err)
 	default:
 		w.Recorder.Write(wr.Kind, "parked")
 		w.Logger.Warn("IRIS refused a write; parked", "write", wr.ID, "kind", wr.Kind, "case_id", wr.CaseID, "error", err)
 		return false, w.Store.WritePark(ctx, wr.ID, err.Error())
 	}
+}
+
+// missing reports an error saying that the hit or IOC row of a write is
+// gone from the store: there is nothing to write.
+func missing(err error) bool { return ioc.ErrorCode(err) == ioc.ENOTFOUND && !isIRIS(err) }
+
+// drop records a write of a missing object as done.
+func (w *Writer) drop(ctx context.Context, wr store.Write, err error) (bool, error) {
+	w.Logger.Warn("dropping write of a missing object", "write", wr.ID, "kind", wr.Kind, "error", err)
+	return true, w.Store.WriteDone(ctx, wr.ID, 0)
 }
 
 func isIRIS(err error) bool {
