@@ -159,12 +159,7 @@ func (in *Intake) handleInbox(ctx context.Context) error {
 			// New IOCs move their case's counter; links and updates made
 			// from another case do not, so the named IOCs' cases are
 			// synced whatever their counters say.
-			rep, err := in.Syncer.Sync(ctx, "webhook", false)
-			in.notify(rep.Added + rep.Changed)
-			if err != nil {
-				return err
-			}
-			rep, err = in.Syncer.SyncNamed(ctx, ids, "webhook")
+			rep, err := in.Syncer.SyncNamed(ctx, ids, "webhook")
 			in.notify(rep.Added + rep.Changed)
 			if err != nil {
 				return err

@@ -92,35 +92,116 @@ func (r *Report) add(synced bool, res store.SyncResult) {
 // the IOCs of each case whose IOC counter moved (every case when full). A
 // failure on one case does not stop the others; the errors are joined.
 func (s *Syncer) Sync(ctx context.Context, source string, full bool) (Report, error) {
+	return s.sync(ctx, source, full, nil)
+}
+
+// SyncNamed is Sync for webhook events: besides the cases whose counter
+// moved, it syncs, whatever their IOC counters say, every open case that
+// links one of the named IRIS IOCs. IRIS moves no counter when an existing
+// IOC is linked to another case, and an update moves only the counter of
+// the case it was made from (contract, "Observed on a real IRIS"; IRIS's
+// add_ioc and business/iocs.py), so a webhook naming an IOC is the only
+// sign that those cases changed. The cases are found from the store's rows
+// of each IOC and the "link" entries of the case IOC lists; an IOC the store
+// has never seen makes it list every open case. Each case's list is read
+// once.
+func (s *Syncer) SyncNamed(ctx context.Context, ids []int64, source string) (Report, error) {
+	return s.sync(ctx, source, false, ids)
+}
+
+func (s *Syncer) sync(ctx context.Context, source string, full bool, named []int64) (Report, error) {
 	var rep Report
 	cases, err := s.IRIS.ListCases(ctx)
 	if err != nil {
 		return rep, fmt.Errorf("list cases: %w", err)
 	}
-	var open []int64
+	var openIDs []int64
+	open := map[int64]ioc.Case{}
+	lists := map[int64][]ioc.IOC{} // IOC lists read by this sync
 	var errs []error
+	syncOne := func(c ioc.Case, full bool) error {
+		synced, res, list, err := s.syncCase(ctx, c, source, full)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			errs = append(errs, fmt.Errorf("case %d: %w", c.ID, err))
+			return nil
+		}
+		if synced {
+			lists[c.ID] = list
+		}
+		rep.add(synced, res)
+		return nil
+	}
 	for _, c := range cases {
 		if !c.Open {
 			continue
 		}
-		open = append(open, c.ID)
+		openIDs = append(openIDs, c.ID)
+		open[c.ID] = c
 		rep.Cases++
-		synced, res, _, err := s.syncCase(ctx, c, source, full)
-		if err != nil {
-			if ctx.Err() != nil {
-				return rep, ctx.Err()
-			}
-			errs = append(errs, fmt.Errorf("case %d: %w", c.ID, err))
-			continue
+		if err := syncOne(c, full); err != nil {
+			return rep, err
 		}
-		rep.add(synced, res)
 	}
-	closed, err := s.Store.CloseCasesExcept(ctx, open)
+	closed, err := s.Store.CloseCasesExcept(ctx, openIDs)
 	if err != nil {
 		errs = append(errs, err)
 	}
 	rep.Closed = len(closed)
+	if len(named) > 0 {
+		if err := s.syncNamed(ctx, named, open, lists, syncOne); err != nil {
+			return rep, err
+		}
+	}
 	return rep, errors.Join(errs...)
+}
+
+// syncNamed syncs the open cases that link the named IOCs and whose list
+// this sync has not read yet.
+func (s *Syncer) syncNamed(ctx context.Context, ids []int64, open map[int64]ioc.Case, lists map[int64][]ioc.IOC,
+	syncOne func(ioc.Case, bool) error) error {
+	want := map[int64]bool{}
+	var queue []int64
+	for _, id := range ids {
+		want[id] = true
+		rows, err := s.Store.FindIOCs(ctx, id)
+		if err != nil {
+			return err
+		}
+		if len(rows) == 0 {
+			s.Logger.Debug("webhook names an IOC of no known case; listing every open case", "ioc_id", id)
+			for cid := range open {
+				queue = append(queue, cid)
+			}
+			break
+		}
+		for _, r := range rows {
+			queue = append(queue, r.CaseID)
+		}
+	}
+	done := map[int64]bool{}
+	for len(queue) > 0 {
+		cid := queue[0]
+		queue = queue[1:]
+		c, ok := open[cid]
+		if !ok || done[cid] {
+			continue
+		}
+		done[cid] = true
+		if _, read := lists[cid]; !read {
+			if err := syncOne(c, true); err != nil {
+				return err
+			}
+		}
+		for _, x := range lists[cid] {
+			if want[x.ID] {
+				queue = append(queue, x.LinkedCases...)
+			}
+		}
+	}
+	return nil
 }
 
 // SyncCase syncs one case's IOCs now, whatever its counter says.
@@ -134,74 +215,6 @@ func (s *Syncer) SyncCase(ctx context.Context, id int64, source string) (store.S
 	}
 	_, res, _, err := s.syncCase(ctx, c, source, true)
 	return res, err
-}
-
-// SyncNamed syncs, whatever their IOC counters say, every open case that
-// links one of the named IRIS IOCs. IRIS moves no counter when an existing
-// IOC is linked to another case, and an update moves only the counter of
-// the case it was made from (contract, "Observed on a real IRIS"; IRIS's
-// add_ioc and business/iocs.py), so a webhook naming an IOC is the only
-// sign that those cases changed. The cases are found from the store's rows
-// of each IOC and the "link" entries of the case IOC lists; an IOC the store
-// has never seen makes it list every open case.
-func (s *Syncer) SyncNamed(ctx context.Context, ids []int64, source string) (Report, error) {
-	var rep Report
-	if len(ids) == 0 {
-		return rep, nil
-	}
-	named := map[int64]bool{}
-	var queue []int64
-	for _, id := range ids {
-		named[id] = true
-		rows, err := s.Store.FindIOCs(ctx, id)
-		if err != nil {
-			return rep, err
-		}
-		if len(rows) == 0 {
-			s.Logger.Debug("webhook names an IOC of no known case; listing every open case", "ioc_id", id)
-			return s.Sync(ctx, source, true)
-		}
-		for _, r := range rows {
-			queue = append(queue, r.CaseID)
-		}
-	}
-	cases, err := s.IRIS.ListCases(ctx)
-	if err != nil {
-		return rep, fmt.Errorf("list cases: %w", err)
-	}
-	open := map[int64]ioc.Case{}
-	for _, c := range cases {
-		if c.Open {
-			open[c.ID] = c
-		}
-	}
-	done := map[int64]bool{}
-	var errs []error
-	for len(queue) > 0 {
-		id := queue[0]
-		queue = queue[1:]
-		c, ok := open[id]
-		if !ok || done[id] {
-			continue
-		}
-		done[id] = true
-		_, res, list, err := s.syncCase(ctx, c, source, true)
-		if err != nil {
-			if ctx.Err() != nil {
-				return rep, ctx.Err()
-			}
-			errs = append(errs, fmt.Errorf("case %d: %w", id, err))
-			continue
-		}
-		rep.Cases++
-		rep.add(true, res)
-		for _, x := range list {
-			if named[x.ID] {
-				queue = append(queue, x.LinkedCases...)
-			}
-		}
-	}
-	return rep, errors.Join(errs...)
 }
 
 // syncCase syncs one case; it returns whether the IOC list was read, what
