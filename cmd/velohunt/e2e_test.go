@@ -27,8 +27,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -88,15 +86,9 @@ func TestEndToEndReal(t *testing.T) {
 	}
 	cfg.Intake.Reconcile = "* * * * *" // no webhook from the real IRIS here: the reconcile finds the IOCs
 	cfg.Watcher.Schedule = "@every 5s"
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
 	start := func() *App {
 		t.Helper()
-		app := &App{Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-		if err := app.Open(ctx); err != nil {
-			t.Fatal(err)
-		}
+		app := openTestApp(t, cfg)
 		app.Intake.RequestFullSync()
 		return app
 	}

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"path/filepath"
 	"testing"
@@ -52,4 +55,18 @@ func realIRISConfig(dir, url, key, adminKey string, insecure bool, apiPath strin
 	cfg.Hunting.BatchWindow = config.Duration(time.Second)
 	cfg.Watcher.Schedule = "@every 1s"
 	return cfg
+}
+
+// openTestApp validates cfg and opens velohunt with it, its log discarded.
+// The caller closes it.
+func openTestApp(t *testing.T, cfg config.Config) *App {
+	t.Helper()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	app := &App{Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if err := app.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return app
 }

@@ -20,7 +20,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"slices"
@@ -117,13 +116,7 @@ func TestRealIRISSharedByCasesAndModules(t *testing.T) {
 	cfg := realIRISConfig(dir, url, key, adminKey, insecure, apiPath)
 	cfg.Intake.SyncDelay = config.Duration(500 * time.Millisecond)
 	cfg.Writeback.TabMinInterval = config.Duration(2 * time.Second)
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	app := &App{Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	if err := app.Open(ctx); err != nil {
-		t.Fatal(err)
-	}
+	app := openTestApp(t, cfg)
 	defer app.Close(context.Background())
 
 	// IRIS's webhooks module posts to this velohunt.

@@ -19,8 +19,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -58,13 +56,7 @@ func TestRealIRISUI(t *testing.T) {
 	apiPath, _ := vr.WriteAPIConfig(dir, "velohunt")
 	cfg := realIRISConfig(dir, url, key, adminKey, insecure, apiPath)
 	cfg.Intake.Reconcile = "* * * * *"
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	app := &App{Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	if err := app.Open(ctx); err != nil {
-		t.Fatal(err)
-	}
+	app := openTestApp(t, cfg)
 	defer app.Close(context.Background())
 	admin, _ := iris.New(iris.Options{URL: url, APIKey: adminKey, InsecureSkipVerify: insecure, Timeout: 30 * time.Second})
 	cid, err := admin.AddCase(ctx, fmt.Sprintf("velohunt UI %d", run), "what the analyst sees", 1, "")
