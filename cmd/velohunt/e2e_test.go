@@ -179,21 +179,7 @@ func TestEndToEndReal(t *testing.T) {
 		t.Fatalf("malformed IOC tab status %q, want refused with the reason", s)
 	}
 	// Let the last writes settle, then read everything back.
-	deadline := time.Now().Add(time.Minute)
-	for {
-		st, _ := app.Store.OutboxStats(ctx)
-		if st.Pending == 0 {
-			if st.Parked != 0 {
-				parked, _ := app.Store.ParkedWrites(ctx, 0, 5)
-				t.Fatalf("parked writes: %+v", parked)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("outbox not drained: %+v", st)
-		}
-		time.Sleep(time.Second)
-	}
+	waitDrained(t, app, time.Minute)
 	assets, _ := admin.ListAssets(ctx, cid)
 	if len(assets) != 1 || assets[0].ID != analystAsset {
 		t.Fatalf("assets %+v: the analyst's asset must be the only one", assets)

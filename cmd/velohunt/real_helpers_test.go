@@ -70,3 +70,25 @@ func openTestApp(t *testing.T, cfg config.Config) *App {
 	}
 	return app
 }
+
+// waitDrained waits until velohunt's outbox is empty (every IRIS write
+// done) and fails on a parked write.
+func waitDrained(t *testing.T, app *App, within time.Duration) {
+	t.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(within)
+	for {
+		st, _ := app.Store.OutboxStats(ctx)
+		if st.Parked != 0 {
+			parked, _ := app.Store.ParkedWrites(ctx, 0, 5)
+			t.Fatalf("parked writes: %+v", parked)
+		}
+		if st.Pending == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("outbox not drained after %s: %+v", within, st)
+		}
+		time.Sleep(time.Second)
+	}
+}

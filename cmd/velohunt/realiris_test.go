@@ -206,11 +206,25 @@ func TestRealIRISSharedByCasesAndModules(t *testing.T) {
 		if time.Now().After(deadline) {
 			st, _ := collectStatus(ctx, app.Store)
 			b, _ := json.MarshalIndent(st, "", " ")
-			rows, _ := app.Store.FindIOCs(ctx, x.ID)
-			t.Fatalf("after 3 minutes: X %q, Y %q, N %q; X rows %+v\nstatus %s", tx["Status"], ty["Status"], tn["Status"], rows, b)
+			xRows, _ := app.Store.FindIOCs(ctx, x.ID)
+			nRows, _ := app.Store.FindIOCs(ctx, nID)
+			t.Fatalf("after 3 minutes: X %q, Y %q, N %q; X rows %+v; N rows %+v\nstatus %s", tx["Status"], ty["Status"], tn["Status"], xRows, nRows, b)
 		}
 		time.Sleep(time.Second)
 	}
+	// Y's tab says "customers" from its first write: wait for the hits of
+	// both cases in IRIS (an asset in each) and every write done.
+	for end := time.Now().Add(time.Minute); ; time.Sleep(time.Second) {
+		inA, _ := admin.ListAssets(ctx, a)
+		inC, _ := admin.ListAssets(ctx, c)
+		if len(inA) == 2 && len(inC) == 1 {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("assets after a minute: case A %+v, case C %+v", inA, inC)
+		}
+	}
+	waitDrained(t, app, time.Minute)
 	if v, _ := admin.IOCAttributes(ctx, a, x.ID, analystTab); v["Owner"] != "written by an analyst" {
 		t.Fatalf("the analyst's tab on X is %v: velohunt changed a value it did not write", v)
 	}
