@@ -363,8 +363,8 @@ func TestCheck(t *testing.T) {
 // running service, and that its log (JSON, debug) holds no secret.
 func TestServeEndpoints(t *testing.T) {
 	ctx := context.Background()
-	var logs bytes.Buffer
-	d, err := startDemoWith(ctx, t.TempDir(), &syncWriter{w: &logs}, demoEndpoints(), nil)
+	logs := &syncWriter{}
+	d, err := startDemoWith(ctx, t.TempDir(), logs, demoEndpoints(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -431,16 +431,25 @@ func TestServeEndpoints(t *testing.T) {
 	}
 }
 
-// syncWriter serialises writes from the service's goroutines.
+// syncWriter collects the service's log, serialising writes from its
+// goroutines.
 type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
+	mu  sync.Mutex
+	buf bytes.Buffer
 }
 
 func (s *syncWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.w.Write(p)
+	return s.buf.Write(p)
+}
+
+// String returns what was written so far, read under the same lock: the
+// service's goroutines may still be logging.
+func (s *syncWriter) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
 }
 
 // TestManualTrigger: IRIS's manual hook ("Hunt in Velociraptor"), posted by
