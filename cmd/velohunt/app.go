@@ -128,8 +128,9 @@ func (a *App) Build(ctx context.Context) error {
 	}
 	a.Writer = &writeback.Writer{IRIS: a.IRIS, Store: a.Store, Render: rnd, TabName: c.Writeback.TabName,
 		EventColor: c.Writeback.EventColor, MaxHitsOnTab: c.Writeback.MaxHitsOnTab, TabMinInterval: c.Writeback.TabMinInterval.D(),
-		GUIURL: a.huntURL, Settle: c.Writeback.Settle.D(),
+		GUIURL: a.huntURL, Settle: c.Writeback.Settle.D(), Concurrency: c.Writeback.Concurrency,
 		Resolve: a.resolveRefs, Recorder: a.Metrics, Logger: a.Logger.With("component", "writeback")}
+	a.Metrics.WriterConcurrency(a.Writer.ConcurrencyInUse)
 	if c.IRIS.AdminAPIKey != "" {
 		admin, err := adminClient(c)
 		if err != nil {
@@ -515,6 +516,8 @@ func (a *App) serveStatus(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "status unavailable", http.StatusServiceUnavailable)
 		return
 	}
+	limit, inflight := a.Writer.ConcurrencyInUse()
+	st.Outbox.Concurrency, st.Outbox.InFlight = &limit, &inflight
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(st)
 }

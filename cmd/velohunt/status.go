@@ -57,6 +57,18 @@ type OutboxLine struct {
 	Retrying      int            `json:"retrying"`
 	OldestSeconds float64        `json:"oldest_pending_seconds"`
 	Parked        int            `json:"parked"`
+	// HitsWaiting counts hits whose asset or event is not in IRIS yet.
+	HitsWaiting int `json:"hits_waiting"`
+	// WritesPerSecond is the asset and event writes done per second over
+	// the last minute; DrainSeconds the time to write the pending ones at
+	// that rate (-1: none written in the last minute).
+	WritesPerSecond float64 `json:"writes_per_second"`
+	DrainSeconds    float64 `json:"drain_seconds_estimate"`
+	// Concurrency is the writer's current bound on IRIS requests in
+	// flight and InFlight how many are; only the running service knows
+	// them (/status, metrics), so `velohunt status` leaves them out.
+	Concurrency *int `json:"concurrency,omitempty"`
+	InFlight    *int `json:"in_flight,omitempty"`
 }
 
 // ParkedLine is a write IRIS refused.
@@ -152,7 +164,8 @@ func collectStatus(ctx context.Context, db *store.DB) (Status, error) {
 		return out, err
 	}
 	out.Outbox = OutboxLine{Pending: ob.Pending, PendingByKind: ob.ByKind, Retrying: ob.Retrying,
-		OldestSeconds: ob.OldestAge.Seconds(), Parked: ob.Parked}
+		OldestSeconds: ob.OldestAge.Seconds(), Parked: ob.Parked, HitsWaiting: ob.HitsWaiting,
+		WritesPerSecond: ob.WritesPerSecond(), DrainSeconds: ob.DrainSeconds()}
 	parked, err := db.ParkedWrites(ctx, 0, 20)
 	if err != nil {
 		return out, err
@@ -209,6 +222,16 @@ func printStatus(w io.Writer, st Status) {
 	fmt.Fprintf(w, "IRIS writes: %d pending (%s), %d retrying, oldest %s, %d parked\n", st.Outbox.Pending,
 		strings.TrimSpace(counts(st.Outbox.PendingByKind)), st.Outbox.Retrying,
 		(time.Duration(st.Outbox.OldestSeconds) * time.Second).String(), st.Outbox.Parked)
+	if o := st.Outbox; o.HitsWaiting > 0 || o.WritesPerSecond > 0 {
+		eta := "unknown (nothing written in the last minute)"
+		if o.DrainSeconds >= 0 {
+			eta = (time.Duration(o.DrainSeconds) * time.Second).String()
+		}
+		fmt.Fprintf(w, "  hits waiting: %d, %.1f writes/s over the last minute, drained in about %s\n", o.HitsWaiting, o.WritesPerSecond, eta)
+	}
+	if st.Outbox.Concurrency != nil {
+		fmt.Fprintf(w, "  IRIS requests in flight: %d (bound now %d)\n", *st.Outbox.InFlight, *st.Outbox.Concurrency)
+	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	for server, why := range st.Holds {
 		fmt.Fprintf(tw, "held back on %s: %s\n", server, why)

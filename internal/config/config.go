@@ -98,6 +98,9 @@ type Writeback struct {
 	// request may have created or changed: at least IRIS's worker timeout.
 	Settle       Duration `yaml:"settle"`
 	TemplatesDir string   `yaml:"templates_dir"`
+	// Concurrency is the most IRIS write requests in flight. velohunt
+	// lowers it by itself while IRIS answers 429/503 or slows down.
+	Concurrency int `yaml:"concurrency"`
 }
 
 // Log configures logging.
@@ -263,6 +266,7 @@ func Default() Config {
 			TabMinInterval:        Duration(5 * time.Minute),
 			Settle:                Duration(3 * time.Minute),
 			TemplatesDir:          "templates/iris",
+			Concurrency:           4,
 		},
 	}
 }
@@ -503,6 +507,9 @@ func (c *Config) validateWriteback() error {
 	}
 	if w.TabMinInterval < 0 || w.TabMinInterval > Duration(24*time.Hour) {
 		return fieldErr("writeback.tab_min_interval", "must be between 0 and 24h")
+	}
+	if w.Concurrency < 1 || w.Concurrency > 32 {
+		return fieldErr("writeback.concurrency", "must be between 1 and 32")
 	}
 	if w.MaxHitsOnTab < 1 || w.MaxHitsOnTab > 1000 {
 		return fieldErr("writeback.max_hits_on_tab", "must be between 1 and 1000")

@@ -62,6 +62,9 @@ func New(opts Options) (*Client, error) {
 	rt := opts.Transport
 	if rt == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
+		// Keep a connection per concurrent writer request alive (the
+		// default keeps 2 per host and reopens the others).
+		tr.MaxIdleConnsPerHost = 16
 		tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: opts.InsecureSkipVerify}
 		if opts.CAFile != "" {
 			pem, err := os.ReadFile(opts.CAFile)

@@ -82,6 +82,18 @@ func New(st StoreStats) *Metrics {
 	return m
 }
 
+// WriterConcurrency exports the writer's current bound on IRIS requests in
+// flight and how many are in flight, read at each scrape.
+func (m *Metrics) WriterConcurrency(f func() (limit, inflight int)) {
+	m.Registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "velohunt_writeback_concurrency",
+			Help: "Current bound on IRIS write requests in flight (lowered while IRIS answers 429/503 or slows down)."},
+			func() float64 { l, _ := f(); return float64(l) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "velohunt_writeback_in_flight",
+			Help: "IRIS write requests in flight."},
+			func() float64 { _, n := f(); return float64(n) }))
+}
+
 // Handler serves /metrics.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})
@@ -192,11 +204,14 @@ var (
 	descPending = prometheus.NewDesc("velohunt_outbox_pending", "IRIS writes waiting, by kind.", []string{"kind"}, nil)
 	descOldest  = prometheus.NewDesc("velohunt_outbox_oldest_seconds", "Age of the oldest waiting IRIS write.", nil, nil)
 	descParked  = prometheus.NewDesc("velohunt_outbox_parked", "IRIS writes IRIS refused, waiting for an operator.", nil, nil)
+	descWaiting = prometheus.NewDesc("velohunt_hits_waiting", "Hits whose asset or timeline event is not in IRIS yet.", nil, nil)
+	descRate    = prometheus.NewDesc("velohunt_writeback_writes_per_second", "Asset and event writes done per second over the last minute.", nil, nil)
+	descDrain   = prometheus.NewDesc("velohunt_writeback_drain_seconds", "Estimated time to write the waiting assets and events at the last minute's rate (-1: none written in the last minute).", nil, nil)
 	descUp      = prometheus.NewDesc("velohunt_store_up", "1 when the store answered this scrape.", nil, nil)
 )
 
 func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descIOCs, descHunts, descIncompl, descCases, descInbox, descPending, descOldest, descParked, descUp} {
+	for _, d := range []*prometheus.Desc{descIOCs, descHunts, descIncompl, descCases, descInbox, descPending, descOldest, descParked, descWaiting, descRate, descDrain, descUp} {
 		ch <- d
 	}
 }
@@ -225,4 +240,7 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descOldest, prometheus.GaugeValue, ob.OldestAge.Seconds())
 	ch <- prometheus.MustNewConstMetric(descParked, prometheus.GaugeValue, float64(ob.Parked))
+	ch <- prometheus.MustNewConstMetric(descWaiting, prometheus.GaugeValue, float64(ob.HitsWaiting))
+	ch <- prometheus.MustNewConstMetric(descRate, prometheus.GaugeValue, ob.WritesPerSecond())
+	ch <- prometheus.MustNewConstMetric(descDrain, prometheus.GaugeValue, ob.DrainSeconds())
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/velohunt/velohunt/internal/ioc"
@@ -19,7 +20,14 @@ type Write struct {
 	HitID    int64 // 0 for tab writes
 	Marker   string
 	Attempts int
+	IRISIOC  int64 // the IRIS IOC id
+	// Server and ClientID name the host of an asset or event write (empty
+	// for tab writes).
+	Server, ClientID string
 }
+
+// Host is the key of the IRIS asset an asset write goes to.
+func (w Write) Host() string { return fmt.Sprintf("%d\x00%s\x00%s", w.CaseID, w.Server, w.ClientID) }
 
 // EnqueueTabs queues a tab update for each IOC row, unless one is pending.
 func (db *DB) EnqueueTabs(ctx context.Context, iocIDs []int64) error {
@@ -46,10 +54,49 @@ func (tx *Tx) enqueueTab(ctx context.Context, iocID int64) error {
 	return nil
 }
 
-// DueWrites returns pending writes whose time has come, oldest first.
+const dueColumns = `SELECT o.id, o.kind, o.case_id, o.ioc_id, COALESCE(o.hit_id, 0), o.marker, o.attempts, i.iris_id,
+	COALESCE(h.server, ''), COALESCE(h.client_id, '') FROM outbox o JOIN iocs i ON i.id = o.ioc_id LEFT JOIN hits h ON h.id = o.hit_id
+	WHERE o.done_at IS NULL AND o.parked = 0 AND o.next_attempt_at <= ?`
+
+// DueWrites returns pending writes whose time has come, oldest first: up to
+// limit, plus the due asset writes of the same hosts beyond the limit, so
+// that every IOC found on a host in one pass is linked to its asset in one
+// request (a host's hits are recorded in one transaction, but a limit can
+// fall between them).
 func (db *DB) DueWrites(ctx context.Context, limit int) ([]Write, error) {
-	rows, err := db.db.QueryContext(ctx, `SELECT id, kind, case_id, ioc_id, COALESCE(hit_id, 0), marker, attempts FROM outbox
-		WHERE done_at IS NULL AND parked = 0 AND next_attempt_at <= ? ORDER BY id LIMIT ?`, db.Now().UnixMilli(), limit)
+	now := db.Now().UnixMilli()
+	out, err := db.scanWrites(ctx, dueColumns+` ORDER BY o.id LIMIT ?`, now, limit)
+	if err != nil || len(out) < limit {
+		return out, err
+	}
+	hosts := map[string]bool{}
+	var clients []any
+	for _, w := range out {
+		if w.Kind == "asset" && !hosts[w.Host()] {
+			hosts[w.Host()] = true
+			clients = append(clients, w.ClientID)
+		}
+	}
+	for len(clients) > 0 {
+		chunk := clients[:min(len(clients), 500)]
+		clients = clients[len(chunk):]
+		args := append([]any{now, out[len(out)-1].ID}, chunk...)
+		more, err := db.scanWrites(ctx, dueColumns+` AND o.kind = 'asset' AND o.id > ? AND h.client_id IN (?`+
+			strings.Repeat(",?", len(chunk)-1)+`) ORDER BY o.id`, args...)
+		if err != nil {
+			return nil, err
+		}
+		for _, w := range more {
+			if hosts[w.Host()] {
+				out = append(out, w)
+			}
+		}
+	}
+	return out, nil
+}
+
+func (db *DB) scanWrites(ctx context.Context, q string, args ...any) ([]Write, error) {
+	rows, err := db.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("due writes: %w", err)
 	}
@@ -57,7 +104,7 @@ func (db *DB) DueWrites(ctx context.Context, limit int) ([]Write, error) {
 	var out []Write
 	for rows.Next() {
 		var w Write
-		if err := rows.Scan(&w.ID, &w.Kind, &w.CaseID, &w.IOCID, &w.HitID, &w.Marker, &w.Attempts); err != nil {
+		if err := rows.Scan(&w.ID, &w.Kind, &w.CaseID, &w.IOCID, &w.HitID, &w.Marker, &w.Attempts, &w.IRISIOC, &w.Server, &w.ClientID); err != nil {
 			return nil, fmt.Errorf("due writes: %w", err)
 		}
 		out = append(out, w)
@@ -168,6 +215,28 @@ type OutboxStats struct {
 	Parked    int
 	Retrying  int // pending writes that failed at least once
 	ByKind    map[string]int
+	// HitsWaiting counts hits whose asset or event is not in IRIS yet.
+	HitsWaiting int
+	// DoneLastMinute counts asset and event writes done in the last 60 s.
+	DoneLastMinute int
+}
+
+// WritesPerSecond is the rate of asset and event writes over the last
+// minute.
+func (s OutboxStats) WritesPerSecond() float64 { return float64(s.DoneLastMinute) / 60 }
+
+// DrainSeconds estimates the time to write the pending assets and events at
+// the last minute's rate: 0 when none is pending, -1 when none was written
+// in the last minute.
+func (s OutboxStats) DrainSeconds() float64 {
+	n := s.ByKind["asset"] + s.ByKind["event"]
+	switch {
+	case n == 0:
+		return 0
+	case s.DoneLastMinute == 0:
+		return -1
+	}
+	return float64(n) / s.WritesPerSecond()
 }
 
 // OutboxStats counts pending and parked writes.
@@ -183,6 +252,14 @@ func (db *DB) OutboxStats(ctx context.Context) (OutboxStats, error) {
 		s.OldestAge = db.Now().Sub(time.UnixMilli(oldest.Int64))
 	}
 	if err := db.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM outbox WHERE parked = 1`).Scan(&s.Parked); err != nil {
+		return s, fmt.Errorf("outbox stats: %w", err)
+	}
+	if err := db.db.QueryRowContext(ctx, `SELECT COUNT(DISTINCT hit_id) FROM outbox WHERE done_at IS NULL AND parked = 0
+		AND hit_id IS NOT NULL`).Scan(&s.HitsWaiting); err != nil {
+		return s, fmt.Errorf("outbox stats: %w", err)
+	}
+	if err := db.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM outbox WHERE done_at >= ?`,
+		db.Now().Add(-time.Minute).UnixMilli()).Scan(&s.DoneLastMinute); err != nil {
 		return s, fmt.Errorf("outbox stats: %w", err)
 	}
 	return s, db.countBy(ctx, `SELECT kind, COUNT(*) FROM outbox WHERE done_at IS NULL AND parked = 0 GROUP BY kind`, s.ByKind)

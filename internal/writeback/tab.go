@@ -63,7 +63,7 @@ func digest(s string) string {
 // tab writes a prepared tab through a case that links the IOC.
 func (w *Writer) tab(ctx context.Context, wr store.Write, p *preparedTab) error {
 	cid := tabCase(p.d, wr.CaseID)
-	err := w.IRIS.UpdateIOCAttributes(ctx, cid, p.d.IRISID, w.TabName, p.fields)
+	err := w.api().UpdateIOCAttributes(ctx, cid, p.d.IRISID, w.TabName, p.fields)
 	if errors.Is(err, iris.ErrNullAttributes) {
 		err = w.repair(ctx, cid, p.d.IRISID, p.fields, err)
 	}
@@ -118,7 +118,7 @@ func (w *Writer) repair(ctx context.Context, cid, irisID int64, fields map[strin
 	if rerr := w.Repair(ctx); rerr != nil {
 		return fmt.Errorf("repair of null custom attributes failed: %w", rerr)
 	}
-	if err := w.IRIS.UpdateIOCAttributes(ctx, cid, irisID, w.TabName, fields); err != nil {
+	if err := w.api().UpdateIOCAttributes(ctx, cid, irisID, w.TabName, fields); err != nil {
 		return fmt.Errorf("tab of IOC %d still failing after repair: %w", irisID, err)
 	}
 	return nil

@@ -99,8 +99,13 @@ type Writer struct {
 	// kills requests after 180s).
 	Settle   time.Duration
 	Recorder Recorder
+	// Concurrency is the most IRIS requests in flight (default 4); the
+	// writer lowers it while IRIS shows strain (see throttle).
+	Concurrency int
 
-	mu   sync.Mutex
+	throttle *throttle
+	locks    keyedLocks
+	mu       sync.Mutex
 	wake chan struct{}
 	// repaired holds the IRIS IOCs whose null attributes a template push
 	// was made for; lastRepair is the time of the last push.
@@ -141,7 +146,29 @@ func (w *Writer) init() {
 	if w.Recorder == nil {
 		w.Recorder = noRecorder{}
 	}
+	if w.throttle == nil {
+		w.throttle = newThrottle(max(w.Concurrency, 1), w.MinBackoff, w.MaxBackoff)
+		if w.Concurrency <= 0 {
+			w.throttle = newThrottle(DefaultConcurrency, w.MinBackoff, w.MaxBackoff)
+		}
+	}
 }
+
+// DefaultConcurrency is the default bound on IRIS requests in flight: a
+// stock IRIS (one gunicorn eventlet worker) serves about 1.6 times more
+// writes with four clients than with one, and little more beyond
+// (BENCHMARKS.md).
+const DefaultConcurrency = 4
+
+// Concurrency returns the current bound on IRIS requests in flight and how
+// many are in flight.
+func (w *Writer) ConcurrencyInUse() (limit, inflight int) {
+	w.init()
+	return w.throttle.state()
+}
+
+// api is the IRIS client with every request metered by the throttle.
+func (w *Writer) api() IRIS { return metered{api: w.IRIS, t: w.throttle} }
 
 // Wake asks the loop to send soon.
 func (w *Writer) Wake() {
@@ -191,26 +218,107 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 	}
 	done := 0
 	for {
-		due, err := w.Store.DueWrites(ctx, 200)
+		due, err := w.Store.DueWrites(ctx, 500)
 		if err != nil || len(due) == 0 {
 			return done, err
 		}
-		progress := false
-		c := &batchCache{events: map[int64]map[string]int64{}, assets: map[int64][]iris.Asset{}}
-		for _, wr := range due {
-			ok, err := w.send(ctx, c, wr)
-			if err != nil {
-				return done, err
-			}
-			if ok {
-				done++
-				progress = true
-			}
-		}
-		if !progress {
-			return done, nil
+		n, err := w.sendBatch(ctx, due)
+		done += n
+		if err != nil || n == 0 {
+			return done, err
 		}
 	}
+}
+
+// sendBatch sends a batch of due writes, with up to the throttle's bound in
+// flight, and returns how many were done. Asset writes of one host are
+// sent together (one asset with all its IOC links), tab writes of one IRIS
+// IOC one after another, and events after every asset of the batch: an
+// event links to its host's asset.
+func (w *Writer) sendBatch(ctx context.Context, due []store.Write) (int, error) {
+	c := &batchCache{events: map[int64]map[string]int64{}, assets: map[int64][]iris.Asset{}}
+	var first [][]store.Write
+	byKey := map[string]int{}
+	var events []store.Write
+	for _, wr := range due {
+		var key string
+		switch wr.Kind {
+		case "asset":
+			key = "asset:" + wr.Host()
+		case "tab":
+			key = fmt.Sprintf("tab:%d", wr.IRISIOC)
+		default:
+			events = append(events, wr)
+			continue
+		}
+		if i, ok := byKey[key]; ok {
+			first[i] = append(first[i], wr)
+			continue
+		}
+		byKey[key] = len(first)
+		first = append(first, []store.Write{wr})
+	}
+	done, err := w.each(ctx, len(first), func(ctx context.Context, i int) (int, error) {
+		if first[i][0].Kind == "asset" {
+			return w.sendAssets(ctx, c, first[i])
+		}
+		n := 0
+		for _, wr := range first[i] {
+			ok, err := w.send(ctx, c, wr)
+			if err != nil {
+				return n, err
+			}
+			if ok {
+				n++
+			}
+		}
+		return n, nil
+	})
+	if err != nil {
+		return done, err
+	}
+	k, err := w.each(ctx, len(events), func(ctx context.Context, i int) (int, error) {
+		ok, err := w.send(ctx, c, events[i])
+		if ok {
+			return 1, err
+		}
+		return 0, err
+	})
+	return done + k, err
+}
+
+// each runs n jobs, each holding one of the throttle's slots, and returns
+// the sum of their counts and the first error (which stops the rest).
+func (w *Writer) each(ctx context.Context, n int, job func(ctx context.Context, i int) (int, error)) (int, error) {
+	jctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	done := 0
+	var first error
+	for i := range n {
+		if _, err := w.throttle.acquire(jctx); err != nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer w.throttle.release()
+			k, err := job(jctx, i)
+			mu.Lock()
+			defer mu.Unlock()
+			done += k
+			if err != nil && first == nil {
+				first = err
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	if first == nil {
+		first = ctx.Err()
+	}
+	return done, first
 }
 
 // batchCache holds IRIS lists read while handling one batch of writes, so
@@ -218,6 +326,7 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 // handles each write once, and a write whose answer was lost is retried in
 // a later batch, with fresh lists.
 type batchCache struct {
+	mu     sync.Mutex
 	events map[int64]map[string]int64 // case → marker tag → event id
 	assets map[int64][]iris.Asset     // case → assets
 }
@@ -242,21 +351,18 @@ func (e *heldError) Error() string { return "held until " + e.until.Format(time.
 // errDefer postpones a write without counting a failure.
 var errDefer = errors.New("waiting for another write")
 
-// send performs one write and records the outcome. It reports whether the
-// write is done.
+// send performs one tab or event write and records the outcome. It
+// reports whether the write is done.
 func (w *Writer) send(ctx context.Context, c *batchCache, wr store.Write) (bool, error) {
-	if wr.Kind == "asset" || wr.Kind == "tab" {
+	var tab *preparedTab
+	if wr.Kind == "tab" {
 		until := w.heldUntil(fmt.Sprintf("case:%d", wr.CaseID))
-		if t := w.heldUntil(fmt.Sprintf("ioc:%d", wr.IOCID)); wr.Kind == "tab" && t.After(until) {
+		if t := w.heldUntil(fmt.Sprintf("ioc:%d", wr.IOCID)); t.After(until) {
 			until = t
 		}
 		if w.Now().Before(until) {
 			return false, w.Store.WriteDefer(ctx, wr.ID, until)
 		}
-	}
-	var tab *preparedTab
-	if wr.Kind == "tab" {
-		var until time.Time
 		var err error
 		switch tab, until, err = w.prepareTab(ctx, wr); {
 		case errors.Is(err, errUnchanged):
@@ -275,10 +381,7 @@ func (w *Writer) send(ctx context.Context, c *batchCache, wr store.Write) (bool,
 	}
 	var irisID int64
 	var err error
-	var held *heldError
 	switch wr.Kind {
-	case "asset":
-		irisID, err = w.asset(ctx, c, wr)
 	case "event":
 		irisID, err = w.event(ctx, c, wr)
 	case "tab":
@@ -286,6 +389,64 @@ func (w *Writer) send(ctx context.Context, c *batchCache, wr store.Write) (bool,
 	default:
 		err = fmt.Errorf("unknown write kind %q", wr.Kind)
 	}
+	return w.finish(ctx, wr, irisID, err)
+}
+
+// sendAssets makes sure a host is an asset of its case linked to every IOC
+// of the writes (all for the same case, server and client), with one
+// request when the asset is new and one read and one update when it
+// exists, and records the outcome on each write. It returns how many are
+// done.
+func (w *Writer) sendAssets(ctx context.Context, c *batchCache, group []store.Write) (int, error) {
+	if until := w.heldUntil(fmt.Sprintf("case:%d", group[0].CaseID)); w.Now().Before(until) {
+		for _, wr := range group {
+			if err := w.Store.WriteDefer(ctx, wr.ID, until); err != nil {
+				return 0, err
+			}
+		}
+		return 0, nil
+	}
+	done := 0
+	var live []store.Write
+	var details []store.HitDetail
+	for _, wr := range group {
+		d, err := w.Store.FindHitDetail(ctx, wr.HitID)
+		if missing(err) {
+			if _, err := w.drop(ctx, wr, err); err != nil {
+				return done, err
+			}
+			done++
+			continue
+		} else if err != nil {
+			return done, err
+		}
+		live, details = append(live, wr), append(details, d)
+	}
+	for _, wr := range live {
+		if err := w.Store.BeginWrite(ctx, wr.ID); err != nil {
+			return done, err
+		}
+	}
+	if len(live) == 0 {
+		return done, nil
+	}
+	id, err := w.asset(ctx, c, live, details)
+	for _, wr := range live {
+		ok, err := w.finish(ctx, wr, id, err)
+		if err != nil {
+			return done, err
+		}
+		if ok {
+			done++
+		}
+	}
+	return done, nil
+}
+
+// finish records the outcome of a write's attempt. It reports whether the
+// write is done.
+func (w *Writer) finish(ctx context.Context, wr store.Write, irisID int64, err error) (bool, error) {
+	var held *heldError
 	switch {
 	case err == nil:
 		w.Recorder.Write(wr.Kind, "done")
@@ -358,18 +519,22 @@ func assetName(c store.Client) string {
 	return render.Clip(render.Shown(render.Line(name)), 150)
 }
 
-// asset makes sure the hit's host is an asset of the case linked to the
-// IOC: reuse the recorded asset, else one with the same name and type (IRIS
-// refuses duplicates), else create it.
-func (w *Writer) asset(ctx context.Context, c *batchCache, wr store.Write) (int64, error) {
-	d, err := w.Store.FindHitDetail(ctx, wr.HitID)
-	if err != nil {
-		return 0, err
+// asset makes sure the writes' host is an asset of the case linked to
+// their IOCs: reuse the recorded asset, else one with the same name and type
+// (IRIS refuses duplicates), else create it with all the links.
+func (w *Writer) asset(ctx context.Context, c *batchCache, group []store.Write, details []store.HitDetail) (int64, error) {
+	d, cid := details[0], group[0].CaseID
+	var iocIDs []int64
+	attempted := false
+	for i, x := range details {
+		if !slices.Contains(iocIDs, x.IOC.IRISID) {
+			iocIDs = append(iocIDs, x.IOC.IRISID)
+		}
+		attempted = attempted || group[i].Attempts > 0
 	}
-	cid, iocID := wr.CaseID, d.IOC.IRISID
 	id, err := w.Store.AssetID(ctx, cid, d.Hunt.Server, d.Client.ClientID)
 	if err == nil {
-		return id, w.link(ctx, cid, id, iocID)
+		return id, w.link(ctx, cid, id, iocIDs)
 	} else if ioc.ErrorCode(err) != ioc.ENOTFOUND {
 		return 0, err
 	}
@@ -377,19 +542,25 @@ func (w *Writer) asset(ctx context.Context, c *batchCache, wr store.Write) (int6
 		d.Client.ClientID = "unknown"
 	}
 	name, typeID := assetName(d.Client), w.assetTypeFor(d.Client)
-	if wr.Attempts > 0 {
+	// Two hosts of one case may share a name: one creates, the other links.
+	defer w.locks.lock(fmt.Sprintf("name:%d:%d:%s", cid, typeID, strings.ToLower(name)))()
+	if attempted {
 		// An earlier attempt may have created it before its answer was lost.
 		if id, found, err := w.findAsset(ctx, c, cid, name, typeID, false); err != nil {
 			return 0, err
 		} else if found {
-			return id, w.recordAndLink(ctx, d, cid, id, iocID)
+			return id, w.recordAndLink(ctx, d, cid, id, iocIDs)
 		}
 	}
-	id, err = w.IRIS.AddAsset(ctx, cid, iris.NewAsset{Name: name, TypeID: typeID, AnalysisStatusID: w.Refs.AnalysisStatusID,
+	more := ""
+	if len(iocIDs) > 1 {
+		more = fmt.Sprintf(" (and %d more IOC(s))", len(iocIDs)-1)
+	}
+	id, err = w.api().AddAsset(ctx, cid, iris.NewAsset{Name: name, TypeID: typeID, AnalysisStatusID: w.Refs.AnalysisStatusID,
 		CompromiseStatusID: w.Refs.CompromiseStatusID, IP: render.Shown(render.Line(d.Client.LastIP)), Domain: render.Shown(render.Line(d.Client.FQDN)),
-		Description: render.Shown(render.Text(fmt.Sprintf("Velociraptor client %s on server %s%s (%s %s). Added by velohunt when hunt %s found IOC %q.",
-			d.Client.ClientID, d.Hunt.Server, orgSuffix(d.Hunt.Org), d.Client.OS, d.Client.Release, d.Hunt.VRHuntID, render.Clip(d.IOC.Value, 100)))),
-		Tags: "velohunt," + wr.Marker, IOCLinks: []int64{iocID}})
+		Description: render.Shown(render.Text(fmt.Sprintf("Velociraptor client %s on server %s%s (%s %s). Added by velohunt when hunt %s found IOC %q%s.",
+			d.Client.ClientID, d.Hunt.Server, orgSuffix(d.Hunt.Org), d.Client.OS, d.Client.Release, d.Hunt.VRHuntID, render.Clip(d.IOC.Value, 100), more))),
+		Tags: "velohunt," + group[0].Marker, IOCLinks: iocIDs})
 	if errors.Is(err, iris.ErrDuplicateAsset) {
 		found := false
 		if id, found, err = w.findAsset(ctx, c, cid, name, typeID, true); err != nil {
@@ -397,13 +568,15 @@ func (w *Writer) asset(ctx context.Context, c *batchCache, wr store.Write) (int6
 		} else if !found {
 			return 0, fmt.Errorf("IRIS reports a duplicate asset %q that its list does not show", name)
 		}
-		return id, w.recordAndLink(ctx, d, cid, id, iocID)
+		return id, w.recordAndLink(ctx, d, cid, id, iocIDs)
 	} else if err != nil {
 		return 0, err
 	}
+	c.mu.Lock()
 	if list, ok := c.assets[cid]; ok {
 		c.assets[cid] = append(list, iris.Asset{ID: id, Name: name, TypeID: typeID})
 	}
+	c.mu.Unlock()
 	return id, w.Store.SetAssetID(ctx, cid, d.Hunt.Server, d.Client.ClientID, id)
 }
 
@@ -414,23 +587,27 @@ func orgSuffix(org string) string {
 	return " (org " + org + ")"
 }
 
-func (w *Writer) recordAndLink(ctx context.Context, d store.HitDetail, cid, assetID, iocID int64) error {
+func (w *Writer) recordAndLink(ctx context.Context, d store.HitDetail, cid, assetID int64, iocIDs []int64) error {
 	if err := w.Store.SetAssetID(ctx, cid, d.Hunt.Server, d.Client.ClientID, assetID); err != nil {
 		return err
 	}
-	return w.link(ctx, cid, assetID, iocID)
+	return w.link(ctx, cid, assetID, iocIDs)
 }
 
 // findAsset looks for an asset by name (case-insensitive) and type, in the
 // batch's list of the case's assets unless fresh is set.
 func (w *Writer) findAsset(ctx context.Context, c *batchCache, cid int64, name string, typeID int64, fresh bool) (int64, bool, error) {
+	c.mu.Lock()
 	list, ok := c.assets[cid]
+	c.mu.Unlock()
 	if !ok || fresh {
 		var err error
-		if list, err = w.IRIS.ListAssets(ctx, cid); err != nil {
+		if list, err = w.api().ListAssets(ctx, cid); err != nil {
 			return 0, false, err
 		}
+		c.mu.Lock()
 		c.assets[cid] = list
+		c.mu.Unlock()
 	}
 	for _, a := range list {
 		if a.TypeID == typeID && strings.EqualFold(a.Name, name) {
@@ -440,20 +617,56 @@ func (w *Writer) findAsset(ctx context.Context, c *batchCache, cid int64, name s
 	return 0, false, nil
 }
 
-// link adds the IOC to the asset's links, keeping the others: IRIS replaces
-// all links on update.
-func (w *Writer) link(ctx context.Context, cid, assetID, iocID int64) error {
+// link adds the IOCs to the asset's links, keeping the others (IRIS
+// replaces all links on update): one read, and one update if any is
+// missing. Links to one asset are never updated concurrently.
+func (w *Writer) link(ctx context.Context, cid, assetID int64, iocIDs []int64) error {
 	if until := w.heldUntil(fmt.Sprintf("asset:%d", assetID)); w.Now().Before(until) {
 		return &heldError{until: until}
 	}
-	a, err := w.IRIS.Asset(ctx, cid, assetID)
+	defer w.locks.lock(fmt.Sprintf("asset:%d", assetID))()
+	a, err := w.api().Asset(ctx, cid, assetID)
 	if err != nil {
 		return err
 	}
-	if slices.Contains(a.LinkedIOCs, iocID) {
+	links := slices.Clone(a.LinkedIOCs)
+	for _, id := range iocIDs {
+		if !slices.Contains(links, id) {
+			links = append(links, id)
+		}
+	}
+	if len(links) == len(a.LinkedIOCs) {
 		return nil
 	}
-	return w.IRIS.SetAssetIOCLinks(ctx, cid, a, append(slices.Clone(a.LinkedIOCs), iocID))
+	return w.api().SetAssetIOCLinks(ctx, cid, a, links)
+}
+
+// eventMarkers returns the case's events by velohunt marker tag, listed
+// once per batch.
+func (w *Writer) eventMarkers(ctx context.Context, c *batchCache, cid int64) (map[string]int64, error) {
+	defer w.locks.lock(fmt.Sprintf("events:%d", cid))()
+	c.mu.Lock()
+	tags, ok := c.events[cid]
+	c.mu.Unlock()
+	if ok {
+		return tags, nil
+	}
+	list, err := w.api().ListEvents(ctx, cid)
+	if err != nil {
+		return nil, err
+	}
+	tags = map[string]int64{}
+	for _, e := range list {
+		for _, t := range strings.Split(e.Tags, ",") {
+			if t = strings.TrimSpace(t); strings.HasPrefix(t, "vh-") {
+				tags[t] = e.ID
+			}
+		}
+	}
+	c.mu.Lock()
+	c.events[cid] = tags
+	c.mu.Unlock()
+	return tags, nil
 }
 
 // event creates the hit's timeline event, linked to the asset and the IOC.
@@ -474,21 +687,9 @@ func (w *Writer) event(ctx context.Context, c *batchCache, wr store.Write) (int6
 	}
 	if wr.Attempts > 0 {
 		// An earlier attempt may have created it before its answer was lost.
-		tags, ok := c.events[wr.CaseID]
-		if !ok {
-			list, err := w.IRIS.ListEvents(ctx, wr.CaseID)
-			if err != nil {
-				return 0, err
-			}
-			tags = map[string]int64{}
-			for _, e := range list {
-				for _, t := range strings.Split(e.Tags, ",") {
-					if t = strings.TrimSpace(t); strings.HasPrefix(t, "vh-") {
-						tags[t] = e.ID
-					}
-				}
-			}
-			c.events[wr.CaseID] = tags
+		tags, err := w.eventMarkers(ctx, c, wr.CaseID)
+		if err != nil {
+			return 0, err
 		}
 		if id, ok := tags[wr.Marker]; ok {
 			return id, nil
@@ -516,7 +717,7 @@ func (w *Writer) event(ctx context.Context, c *batchCache, wr store.Write) (int6
 	if err != nil {
 		return 0, err
 	}
-	return w.IRIS.AddEvent(ctx, wr.CaseID, iris.NewEvent{Title: title, Date: render.IRISDate(when), TZ: "+00:00",
+	return w.api().AddEvent(ctx, wr.CaseID, iris.NewEvent{Title: title, Date: render.IRISDate(when), TZ: "+00:00",
 		CategoryID: w.Refs.EventCategoryID, Content: content, Raw: render.Raw(d.Row),
 		Source: render.Token(fmt.Sprintf("Velociraptor %s hunt %s client %s", d.Hunt.Server, d.Hunt.VRHuntID, d.Client.ClientID)),
 		Tags:   "velohunt," + wr.Marker, Assets: assets, IOCs: []int64{d.IOC.IRISID}, Color: w.EventColor})

@@ -56,6 +56,8 @@ type Server struct {
 	hooks      sync.WaitGroup
 	hookCtx    context.Context
 	hookCancel context.CancelFunc
+	load       Load
+	workers    chan struct{} // one token per request served at once
 	// Version is reported by /api/versions.
 	Version string
 }
@@ -77,6 +79,47 @@ type Faults struct {
 	// although IRIS did the work.
 	SlowRate  float64
 	SlowDelay time.Duration
+}
+
+// Load makes the server take time per request, like a real IRIS.
+type Load struct {
+	// ServiceTime is how long each request takes to serve.
+	ServiceTime time.Duration
+	// Workers is how many requests are served at once; the others wait.
+	// 0 means no limit. A stock IRIS runs one gunicorn eventlet worker,
+	// which serves about 43 writes per second from one client: Workers 1
+	// with a ServiceTime of 22ms behaves like it.
+	Workers int
+}
+
+// SetLoad replaces the load settings.
+func (s *Server) SetLoad(l Load) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.load = l
+	s.workers = nil
+	if l.Workers > 0 {
+		s.workers = make(chan struct{}, l.Workers)
+	}
+}
+
+// serve holds a worker for the request's service time; it returns the
+// release.
+func (s *Server) serve() func() {
+	s.mu.Lock()
+	l, sem := s.load, s.workers
+	s.mu.Unlock()
+	if sem != nil {
+		sem <- struct{}{}
+	}
+	if l.ServiceTime > 0 {
+		time.Sleep(l.ServiceTime)
+	}
+	return func() {
+		if sem != nil {
+			<-sem
+		}
+	}
 }
 
 // task is a module task as IRIS's Celery result backend records it.
@@ -223,6 +266,7 @@ type handler func(q *request)
 // the cid resolution and access check.
 func (s *Server) api(route string, caseRoute bool, h handler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		defer s.serve()()
 		s.mu.Lock()
 		slow := s.faults.SlowRate > 0 && s.rnd.Float64() < s.faults.SlowRate
 		delay := s.faults.SlowDelay
