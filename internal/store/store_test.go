@@ -220,3 +220,62 @@ func TestReopenKeepsData(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestDueWritesKeepHostsWhole: a limit that falls between the asset writes
+// of one host still returns them all, so that the host's IOCs are linked
+// in one request.
+func TestDueWritesKeepHostsWhole(t *testing.T) {
+	ctx := context.Background()
+	db, _ := MustOpen(t)
+	if err := db.UpsertCase(ctx, ioc.Case{ID: 1, Open: true}, ioc.Route{Server: "main"}); err != nil {
+		t.Fatal(err)
+	}
+	var list []store.IOCInput
+	for i := range 3 {
+		list = append(list, input(int64(10+i), "filename", "evil.exe"+string(rune('a'+i))))
+	}
+	if _, err := db.SyncCaseIOCs(ctx, 1, list, "test", true); err != nil {
+		t.Fatal(err)
+	}
+	rows, _ := db.CaseIOCs(ctx, 1)
+	g, _ := db.QueuedGroups(ctx)
+	h, err := db.PlanHunt(ctx, g[0], 100, "Custom.Velohunt.File", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hits []store.HitInput
+	for c := range 2 {
+		for _, r := range rows {
+			key := string(rune('a'+c)) + r.Value
+			hits = append(hits, store.HitInput{IOCID: r.ID, CaseID: 1, ClientID: "C." + string(rune('a'+c)), EvidenceKey: key, Evidence: key, Row: []byte(`{}`)})
+		}
+	}
+	if _, err := db.RecordHits(ctx, h, hits, store.FlowCursor{}, false); err != nil {
+		t.Fatal(err)
+	}
+	// Outbox: the IOCs' tabs, then asset, event, asset, event, asset, event
+	// for C.a, then the same for C.b.
+	all, _ := db.DueWrites(ctx, 100)
+	tabs := 0
+	for _, w := range all {
+		if w.Kind == "tab" {
+			tabs++
+		}
+	}
+	due, err := db.DueWrites(ctx, tabs+3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assets := 0
+	for _, w := range due {
+		if w.Kind == "asset" {
+			if w.ClientID != "C.a" {
+				t.Fatalf("asset write of %s pulled in with C.a's", w.ClientID)
+			}
+			assets++
+		}
+	}
+	if assets != 3 || len(due) != tabs+4 {
+		t.Fatalf("%d writes with %d asset writes of C.a, want %d with all 3", len(due), assets, tabs+4)
+	}
+}

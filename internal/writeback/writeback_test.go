@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode"
@@ -39,17 +40,47 @@ type env struct {
 // tab in the IOC template), the matching store rows, and a running hunt.
 func setup(t testing.TB, n int) *env {
 	t.Helper()
+	srv := iristest.Start()
+	t.Cleanup(srv.Close)
+	e := setupOn(t, n, target{srv: srv, url: srv.URL(), adminKey: "admin-key", key: "velohunt-key"})
+	e.w.Refs = writeback.Refs{AssetTypes: map[string]int64{"windows": 9, "linux": 3, "default": 4}, AnalysisStatusID: 2, EventCategoryID: 5}
+	return e
+}
+
+// target is the IRIS a test writes into: the simulator (srv set) or a
+// real one.
+type target struct {
+	srv                *iristest.Server
+	url, adminKey, key string
+	sent               *atomic.Int64 // when set, counts the writer's requests
+}
+
+// setupOn is setup against any IRIS; the writer's Refs are resolved by the
+// names of velohunt's defaults.
+func setupOn(t testing.TB, n int, tg target) *env {
+	t.Helper()
 	ctx := context.Background()
-	e := &env{srv: iristest.Start(), clk: testclock.New(time.Now())}
-	t.Cleanup(e.srv.Close)
+	e := &env{srv: tg.srv, clk: testclock.New(time.Now())}
 	var err error
-	e.admin, _ = iris.New(iris.Options{URL: e.srv.URL(), APIKey: "admin-key"})
-	svc, _ := iris.New(iris.Options{URL: e.srv.URL(), APIKey: "velohunt-key", Timeout: 20 * time.Second})
-	if err := e.admin.UpdateAttributeTemplate(ctx, 1, map[string]map[string]map[string]any{tabName: render.TabTemplate()}); err != nil {
+	e.admin, _ = iris.New(iris.Options{URL: tg.url, APIKey: tg.adminKey})
+	opts := iris.Options{URL: tg.url, APIKey: tg.key, Timeout: 20 * time.Second}
+	if tg.sent != nil {
+		opts.Observe = func(string, int, time.Duration, error, bool) { tg.sent.Add(1) }
+	}
+	svc, _ := iris.New(opts)
+	if tg.srv != nil {
+		err = e.admin.UpdateAttributeTemplate(ctx, 1, map[string]map[string]map[string]any{tabName: render.TabTemplate()})
+	} else {
+		_, err = e.admin.EnsureIOCTab(ctx, tabName, render.TabTemplate(), false)
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
-	if e.cid, err = e.admin.AddCase(ctx, "write-back", "test", 1, ""); err != nil {
+	if e.cid, err = e.admin.AddCase(ctx, "velohunt write-back "+t.Name(), "velohunt test", 1, ""); err != nil {
 		t.Fatal(err)
+	}
+	if tg.srv == nil {
+		t.Cleanup(func() { e.admin.CloseCase(context.Background(), e.cid) })
 	}
 	e.db, err = store.Open(ctx, filepath.Join(t.TempDir(), "v.db"))
 	if err != nil {
@@ -85,11 +116,34 @@ func setup(t testing.TB, n int) *env {
 		t.Fatal(err)
 	}
 	e.w = &writeback.Writer{IRIS: svc, Store: e.db, Render: rnd, TabName: tabName, EventColor: "#F2596199",
-		Refs:       writeback.Refs{AssetTypes: map[string]int64{"windows": 9, "linux": 3, "default": 4}, AnalysisStatusID: 2, EventCategoryID: 5},
+		Refs:       resolveRefs(t, svc),
 		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Now:        e.clk.Now,
 		MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond}
 	return e
+}
+
+// resolveRefs finds the IRIS reference ids velohunt's defaults name.
+func resolveRefs(t testing.TB, c *iris.Client) writeback.Refs {
+	t.Helper()
+	ctx := context.Background()
+	find := func(list func(context.Context) ([]iris.RefItem, error), name string) int64 {
+		items, err := list(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, it := range items {
+			if strings.EqualFold(it.Name, name) {
+				return it.ID
+			}
+		}
+		t.Fatalf("IRIS has no %q", name)
+		return 0
+	}
+	return writeback.Refs{AssetTypes: map[string]int64{"windows": find(c.AssetTypes, "Windows - Computer"),
+		"linux": find(c.AssetTypes, "Linux - Server"), "default": find(c.AssetTypes, "Linux - Computer")},
+		AnalysisStatusID: find(c.AnalysisStatuses, "To be done"), CompromiseStatusID: find(c.CompromiseStatuses, "To be determined"),
+		EventCategoryID: find(c.EventCategories, "Unspecified")}
 }
 
 // hits records perHost hits (one per IOC) on each of hosts endpoints.
@@ -343,6 +397,76 @@ func TestHostileRowsReachIRISInert(t *testing.T) {
 		v := fmt.Sprint(f.(map[string]any)["value"])
 		if strings.ContainsAny(v, "\x00\x1b\r") || strings.Contains(v, "\u202e") || len(v) > 4*render.MaxField {
 			t.Fatalf("tab field %s is not inert text (%d bytes)", name, len(v))
+		}
+	}
+}
+
+// TestConcurrentWrites sends a pass of new hosts, then a pass that adds
+// four IOCs to each host (two clients of each host name share one asset),
+// against an IRIS that takes 5 ms per request and serves many at once. The
+// writer keeps up to four requests in flight, never two updates of one
+// asset or one IOC tab at once, links each host's new IOCs with one read
+// and one update, and sends each event after its asset.
+func TestConcurrentWrites(t *testing.T) {
+	const hosts = 40
+	e := setup(t, 5)
+	e.w.Now, e.db.Now = time.Now, time.Now
+	e.srv.SetLoad(iristest.Load{ServiceTime: 5 * time.Millisecond})
+	ctx := context.Background()
+	record := func(first bool) {
+		var batch []store.HitInput
+		for h := range hosts {
+			for dup := range 2 {
+				client := fmt.Sprintf("C.%016x", h*2+dup)
+				if err := e.db.SaveClient(ctx, store.Client{Server: "main", ClientID: client, Hostname: fmt.Sprintf("host-%03d", h), OS: "linux"}); err != nil {
+					t.Fatal(err)
+				}
+				for i, r := range e.rows {
+					if (i == 0) != first {
+						continue
+					}
+					ev := fmt.Sprintf("/tmp/%s/evil-%d", client, i)
+					batch = append(batch, store.HitInput{IOCID: r.ID, CaseID: e.cid, ClientID: client, EvidenceKey: ev, Evidence: ev, Source: "file", Row: []byte(`{}`)})
+				}
+			}
+		}
+		if _, err := e.db.RecordHits(ctx, e.hunt, batch, store.FlowCursor{}, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	record(true)
+	e.drainReal(t, time.Minute)
+	before := e.srv.Requests()
+	record(false)
+	e.drainReal(t, time.Minute)
+	after := e.srv.Requests()
+
+	if o := e.srv.Overlaps(); len(o) > 0 {
+		t.Fatalf("overlapping updates of one object: %v", o)
+	}
+	if n := e.srv.MaxInFlight(); n < 2 || n > writeback.DefaultConcurrency {
+		t.Fatalf("at most %d requests in flight, want 2..%d", n, writeback.DefaultConcurrency)
+	}
+	assets := e.srv.Assets(e.cid)
+	if len(assets) != hosts {
+		t.Fatalf("%d assets, want %d", len(assets), hosts)
+	}
+	for _, a := range assets {
+		if len(a.IOCLinks) != len(e.rows) {
+			t.Fatalf("asset %s links %v, want all %d IOCs", a.Name, a.IOCLinks, len(e.rows))
+		}
+	}
+	// Second pass: every host's asset exists; its two clients' 4 IOCs each
+	// are merged with one read and one update per client group (the
+	// second group of a host name finds its links already there: read only).
+	gets := after["GET /case/assets/{id}"] - before["GET /case/assets/{id}"]
+	updates := after["POST /case/assets/update/{id}"] - before["POST /case/assets/update/{id}"]
+	if updates != hosts || gets != 2*hosts {
+		t.Fatalf("second pass: %d asset reads and %d updates, want %d and %d", gets, updates, 2*hosts, hosts)
+	}
+	for _, ev := range e.srv.Events(e.cid) {
+		if len(ev.Assets) != 1 {
+			t.Fatalf("event %d links assets %v, want its host's", ev.ID, ev.Assets)
 		}
 	}
 }

@@ -58,6 +58,10 @@ type Server struct {
 	hookCancel context.CancelFunc
 	load       Load
 	workers    chan struct{} // one token per request served at once
+	inflight   int
+	maxFlight  int
+	updating   map[string]bool // update paths in flight
+	overlaps   []string        // update paths seen twice in flight at once
 	// Version is reported by /api/versions.
 	Version string
 }
@@ -103,12 +107,50 @@ func (s *Server) SetLoad(l Load) {
 	}
 }
 
-// serve holds a worker for the request's service time; it returns the
-// release.
-func (s *Server) serve() func() {
+// MaxInFlight returns the most requests that were in the server at once.
+func (s *Server) MaxInFlight() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.maxFlight
+}
+
+// Overlaps returns the update routes (an asset's links, an IOC's
+// attributes) that received a request while an earlier one to the same
+// object was still running: IRIS replaces links and attributes wholesale,
+// so the later of two overlapping updates may undo the other.
+func (s *Server) Overlaps() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.overlaps...)
+}
+
+// serve counts the request in flight and holds a worker for its service
+// time; it returns the release.
+func (s *Server) serve(r *http.Request) func() {
+	key := ""
+	if r.Method == http.MethodPost && (strings.HasPrefix(r.URL.Path, "/case/assets/update/") || strings.HasPrefix(r.URL.Path, "/case/ioc/update/")) {
+		key = r.URL.Path
+	}
 	s.mu.Lock()
 	l, sem := s.load, s.workers
+	s.inflight++
+	s.maxFlight = max(s.maxFlight, s.inflight)
+	if key != "" {
+		if s.updating == nil {
+			s.updating = map[string]bool{}
+		}
+		if s.updating[key] {
+			s.overlaps = append(s.overlaps, key)
+		}
+		s.updating[key] = true
+	}
 	s.mu.Unlock()
+	release := func() {
+		s.mu.Lock()
+		s.inflight--
+		delete(s.updating, key)
+		s.mu.Unlock()
+	}
 	if sem != nil {
 		sem <- struct{}{}
 	}
@@ -119,6 +161,7 @@ func (s *Server) serve() func() {
 		if sem != nil {
 			<-sem
 		}
+		release()
 	}
 }
 
@@ -266,7 +309,7 @@ type handler func(q *request)
 // the cid resolution and access check.
 func (s *Server) api(route string, caseRoute bool, h handler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		defer s.serve()()
+		defer s.serve(r)()
 		s.mu.Lock()
 		slow := s.faults.SlowRate > 0 && s.rnd.Float64() < s.faults.SlowRate
 		delay := s.faults.SlowDelay
