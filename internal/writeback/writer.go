@@ -106,7 +106,7 @@ type Writer struct {
 	throttle *throttle
 	locks    keyedLocks
 	mu       sync.Mutex
-	wake chan struct{}
+	wake     chan struct{}
 	// repaired holds the IRIS IOCs whose null attributes a template push
 	// was made for; lastRepair is the time of the last push.
 	repaired   map[int64]bool
