@@ -106,7 +106,8 @@ func (a *App) Build(ctx context.Context) error {
 	for _, s := range c.Velociraptor.Servers {
 		l := s.Limits
 		limits[s.Name] = planner.Limits{MaxActiveHunts: l.MaxActiveHunts, MaxHuntsPerHour: l.MaxHuntsPerHour,
-			MaxIOCsPerHunt: l.MaxIOCsPerHunt, CPULimit: l.CPULimit, OpsPerSecond: l.OpsPerSecond}
+			MaxIOCsPerHunt: l.MaxIOCsPerHunt, CPULimit: l.CPULimit, OpsPerSecond: l.OpsPerSecond, ClientTimeout: l.ClientTimeout.D(),
+			Parameters: s.Parameters}
 	}
 	a.Planner = &planner.Planner{Store: a.Store, Servers: servers, Kinds: kinds, Limits: limits, Window: c.Hunting.BatchWindow.D(), MaxWait: c.Hunting.BatchMaxWait.D(),
 		MaxPerHunt: c.Hunting.MaxIOCsPerHunt, Expiry: c.Hunting.Expiry.D(), ClientTimeout: c.Hunting.ClientTimeout.D(),

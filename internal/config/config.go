@@ -162,6 +162,10 @@ type Server struct {
 	GUIURL    string   `yaml:"gui_url"`
 	Timeout   Duration `yaml:"timeout"`
 	Limits    Limits   `yaml:"limits"`
+	// Parameters override artifact parameters for this server's hunts, by
+	// IOC kind (hash, ip, domain, file): for example
+	// {hash: {UseIndex: "N"}} for a fleet where nothing may be written.
+	Parameters map[string]map[string]string `yaml:"parameters"`
 }
 
 // Limits protect a server's fleet. Zero means no limit (or, for the last
@@ -173,6 +177,9 @@ type Limits struct {
 	MaxIOCsPerHunt  int `yaml:"max_iocs_per_hunt"`
 	CPULimit        int `yaml:"cpu_limit"`
 	OpsPerSecond    int `yaml:"ops_per_second"`
+	// ClientTimeout bounds the artifact's run on each endpoint of this
+	// server (0: hunting.client_timeout).
+	ClientTimeout Duration `yaml:"client_timeout"`
 }
 
 // Target is a server and an org.
@@ -573,6 +580,14 @@ func (c *Config) validateVelociraptor() error {
 		}
 		if l.CPULimit > 100 {
 			return fieldErr(f+".limits.cpu_limit", "must be at most 100 (percent)")
+		}
+		if l.ClientTimeout != 0 && l.ClientTimeout < Duration(time.Second) {
+			return fieldErr(f+".limits.client_timeout", "must be at least 1s")
+		}
+		for kind := range s.Parameters {
+			if _, ok := c.Hunting.Kinds[kind]; !ok {
+				return fieldErr(f+".parameters."+kind, "unknown IOC kind (use hash, ip, domain, file)")
+			}
 		}
 		if s.GUIURL != "" {
 			if u, err := url.Parse(s.GUIURL); err != nil || u.Host == "" {

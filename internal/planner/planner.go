@@ -74,6 +74,9 @@ type Limits struct {
 	MaxIOCsPerHunt  int
 	CPULimit        int
 	OpsPerSecond    int
+	ClientTimeout   time.Duration
+	// Parameters override artifact parameters, by IOC kind.
+	Parameters map[string]map[string]string
 }
 
 // Artifact is how one kind is hunted.
@@ -417,20 +420,27 @@ func (p *Planner) request(h store.Hunt, rows []store.HuntIOC) (velociraptor.Hunt
 	if expires < time.Minute {
 		expires = time.Minute
 	}
-	cpu, ops := p.CPULimit, p.OpsPerSecond
-	if l := p.Limits[h.Server]; l.CPULimit > 0 || l.OpsPerSecond > 0 {
-		if l.CPULimit > 0 {
-			cpu = l.CPULimit
-		}
-		if l.OpsPerSecond > 0 {
-			ops = l.OpsPerSecond
+	cpu, ops, timeout := p.CPULimit, p.OpsPerSecond, p.ClientTimeout
+	l := p.Limits[h.Server]
+	if l.CPULimit > 0 {
+		cpu = l.CPULimit
+	}
+	if l.OpsPerSecond > 0 {
+		ops = l.OpsPerSecond
+	}
+	if l.ClientTimeout > 0 {
+		timeout = l.ClientTimeout
+	}
+	for k, v := range l.Parameters[string(h.Kind)] {
+		if k != art.Parameter {
+			params[k] = v
 		}
 	}
 	return velociraptor.HuntRequest{
 		Org: h.Org, Artifact: h.Artifact, Params: params, Expires: expires,
 		Description:   fmt.Sprintf("velohunt: %d %s IOC(s) from IRIS case(s) %s", len(values), h.Kind, caseList(cases)),
 		Tags:          []string{"velohunt", h.Marker},
-		ClientTimeout: p.ClientTimeout, CPULimit: cpu, OpsPerSecond: ops,
+		ClientTimeout: timeout, CPULimit: cpu, OpsPerSecond: ops,
 	}, nil
 }
 

@@ -235,3 +235,30 @@ func BenchmarkPlanAndLaunch(b *testing.B) {
 		b.ReportMetric(20, "hunts")
 	}
 }
+
+// TestServerLimitsAndParameters: a server's cpu_limit, ops_per_second,
+// client_timeout and artifact parameters override the hunting defaults for
+// its hunts; the IOC list parameter cannot be overridden.
+func TestServerLimitsAndParameters(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t, 100)
+	e.p.CPULimit, e.p.OpsPerSecond = 50, 1000
+	e.p.Limits = map[string]planner.Limits{"main": {CPULimit: 20, ClientTimeout: 30 * time.Minute,
+		Parameters: map[string]map[string]string{"ip": {"UseIndex": "N", "IOCs": "[]"}, "hash": {"Other": "x"}}}}
+	e.queue(t, 3)
+	e.clk.Add(6 * time.Second)
+	if err := e.p.Step(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	hunts := e.srv.Hunts()
+	if len(hunts) != 1 {
+		t.Fatalf("%d hunts, want 1", len(hunts))
+	}
+	h := hunts[0]
+	if h.CPULimit != 20 || h.OpsPerSec != 1000 || h.Timeout != 1800 {
+		t.Fatalf("cpu %d, ops %d, timeout %d; want 20 (server), 1000 (default), 1800 (server)", h.CPULimit, h.OpsPerSec, h.Timeout)
+	}
+	if h.Params["UseIndex"] != "N" || h.Params["Other"] != "" || len(splitJSON(t, h.Params["IOCs"])) != 3 {
+		t.Fatalf("parameters %v: want UseIndex=N from the server, nothing of the hash kind, the 3 IOCs", h.Params)
+	}
+}
