@@ -409,7 +409,7 @@ func TestServeEndpoints(t *testing.T) {
 		t.Fatalf("/readyz with Velociraptor down: %d %s", code, body)
 	}
 	d.VR.SetDown(false)
-	if code, body := get("/status"); code != 200 || !strings.Contains(body, `"iris_writes"`) {
+	if code, body := get("/status"); code != 200 || !strings.Contains(body, `"iris_writes"`) || !strings.Contains(body, `"concurrency":4`) || !strings.Contains(body, `"hits_waiting"`) {
 		t.Fatalf("/status: %d %s", code, body)
 	}
 	resp, err := http.Get("http://" + d.App.Addr() + "/status")

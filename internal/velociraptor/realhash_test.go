@@ -1,0 +1,276 @@
+package velociraptor_test
+
+// Hash hunts on a real Velociraptor client, switched on by
+//
+//	VELOHUNT_TEST_VELOCIRAPTOR_API_CONFIG  api_client config (investigator,artifact_writer)
+//	VELOHUNT_TEST_VELOCIRAPTOR_CLIENT=1    a Velociraptor client runs on this machine
+//
+// The client must be able to read the test's temporary folder (it runs on
+// this machine). Its process is found by its command line, to read its CPU
+// time and bytes read from /proc.
+
+import (
+	"context"
+	"crypto/md5"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	_ "github.com/mattn/go-sqlite3"
+
+	"github.com/velohunt/velohunt/internal/velociraptor"
+	"github.com/velohunt/velohunt/templates"
+)
+
+type realHash struct {
+	c   *velociraptor.Client
+	org string
+	pid int
+}
+
+// realHashEnv connects to the real server, uploads velohunt's hash
+// artifact and finds the client's process.
+func realHashEnv(tb testing.TB) *realHash {
+	tb.Helper()
+	path := os.Getenv("VELOHUNT_TEST_VELOCIRAPTOR_API_CONFIG")
+	if path == "" || os.Getenv("VELOHUNT_TEST_VELOCIRAPTOR_CLIENT") != "1" {
+		tb.Skip("needs a real Velociraptor with a client on this machine: set VELOHUNT_TEST_VELOCIRAPTOR_API_CONFIG and VELOHUNT_TEST_VELOCIRAPTOR_CLIENT=1")
+	}
+	cfg, err := velociraptor.LoadAPIConfig(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c, err := velociraptor.Dial(cfg, velociraptor.Options{Timeout: 10 * time.Minute})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	r := &realHash{c: c, org: os.Getenv("VELOHUNT_TEST_VELOCIRAPTOR_ORG"), pid: clientPID(tb)}
+	defs, err := templates.Artifacts("")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := c.SetArtifact(context.Background(), r.org, defs["Custom.Velohunt.Hash"]); err != nil {
+		tb.Fatal(err)
+	}
+	return r
+}
+
+// clientPID finds the Velociraptor client process of this machine.
+func clientPID(tb testing.TB) int {
+	tb.Helper()
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		if len(args) > 1 && strings.Contains(filepath.Base(args[0]), "velociraptor") && slices.Contains(args, "client") {
+			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+			return pid
+		}
+	}
+	tb.Skip("no Velociraptor client process on this machine")
+	return 0
+}
+
+// usage is a process's CPU time and bytes read through system calls (page
+// cache included), from /proc.
+type usage struct {
+	cpu  time.Duration
+	read int64
+}
+
+func readUsage(tb testing.TB, pid int) usage {
+	tb.Helper()
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	// Fields after the command (which may hold spaces): utime and stime
+	// are the 12th and 13th, in clock ticks (100 per second on Linux).
+	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	u := usage{cpu: time.Duration(ut+st) * 10 * time.Millisecond}
+	io, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, line := range strings.Split(string(io), "\n") {
+		if v, ok := strings.CutPrefix(line, "rchar: "); ok {
+			u.read, _ = strconv.ParseInt(v, 10, 64)
+		}
+	}
+	return u
+}
+
+// run is one collection's cost on the client and its rows.
+type run struct {
+	wall time.Duration
+	cpu  time.Duration
+	read int64
+	rows []map[string]any
+}
+
+// hunt runs artifact with params as a hunt, waits until the client's flow
+// ends, and returns what it cost the client and the rows.
+func (r *realHash) hunt(tb testing.TB, artifact string, params map[string]string) run {
+	tb.Helper()
+	ctx := context.Background()
+	before := readUsage(tb, r.pid)
+	start := time.Now()
+	id, err := r.c.CreateHunt(ctx, velociraptor.HuntRequest{Org: r.org, Artifact: artifact, Params: params, Expires: time.Hour,
+		Description: "velohunt hash test", Tags: []string{"velohunt-test"}, ClientTimeout: 30 * time.Minute})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := r.c.StartHunt(ctx, r.org, id); err != nil {
+		tb.Fatal(err)
+	}
+	defer r.c.StopHunt(ctx, r.org, id)
+	var flow velociraptor.Flow
+	for deadline := time.Now().Add(30 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		flows, err := r.c.HuntFlows(ctx, r.org, id)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if len(flows) > 0 && flows[0].Done() {
+			flow = flows[0]
+			break
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("hunt %s: no finished flow after 30 minutes: %+v", id, flows)
+		}
+	}
+	out := run{wall: time.Since(start)}
+	after := readUsage(tb, r.pid)
+	out.cpu, out.read = after.cpu-before.cpu, after.read-before.read
+	if flow.State == "ERROR" {
+		tb.Fatalf("hunt %s failed on the client: %s", id, flow.Status)
+	}
+	source := artifact
+	err = r.c.FlowResults(ctx, r.org, flow.ClientID, flow.FlowID, source, 0, func(raw json.RawMessage) error {
+		var m map[string]any
+		if err := json.Unmarshal(raw, &m); err != nil {
+			return err
+		}
+		out.rows = append(out.rows, m)
+		return nil
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return out
+}
+
+// hits returns the IOC and path of each row, sorted.
+func hits(rows []map[string]any) []string {
+	var out []string
+	for _, r := range rows {
+		out = append(out, fmt.Sprintf("%v %v %v %v %v", r["IOC"], r["OSPath"], r["MD5"], r["SHA1"], r["SHA256"]))
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestRealClientHashIndex hunts a folder three times on the real client,
+// with the index and without: the results are the same, a file changed
+// between hunts is found with its new hash and not its old one, and the
+// second hunt hashes only the changed file.
+func TestRealClientHashIndex(t *testing.T) {
+	r := realHashEnv(t)
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	write := func(name, content string) (string, string) {
+		p := filepath.Join(dir, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		m, s := md5.Sum([]byte(content)), sha256.Sum256([]byte(content))
+		return hex.EncodeToString(m[:]), hex.EncodeToString(s[:])
+	}
+	var names []string
+	for i := range 200 {
+		names = append(names, fmt.Sprintf("tree/d%d/f%d.txt", i%10, i))
+		write(names[i], fmt.Sprintf("file %d", i))
+	}
+	oldMD5, _ := write("tree/changing.bin", "before")
+	otherMD5, otherSHA := write("tree/d1/target.exe", "evil")
+	// A symbolic link to a file with a wanted hash: not followed.
+	os.Symlink(filepath.Join(dir, "tree/d1/target.exe"), filepath.Join(dir, "tree/link.exe"))
+	index := filepath.Join(dir, "index.sqlite")
+	glob, _ := json.Marshal([]string{filepath.ToSlash(dir) + "/tree/**"})
+	params := func(iocs []string, useIndex string) map[string]string {
+		l, _ := json.Marshal(iocs)
+		return map[string]string{"IOCs": string(l), "TargetGlobs": string(glob), "UseIndex": useIndex, "IndexFile": index}
+	}
+	hashedSince := func(t0 time.Time) int {
+		db, err := sql.Open("sqlite3", "file:"+index+"?mode=ro")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		var n int
+		if err := db.QueryRow(`SELECT COUNT(*) FROM velohunt_hashes WHERE hashed_at >= ?`, t0.Unix()).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	t0 := time.Now().Truncate(time.Second)
+	first := r.hunt(t, "Custom.Velohunt.Hash", params([]string{oldMD5, otherMD5}, "Y"))
+	if got := hits(first.rows); len(got) != 2 {
+		t.Fatalf("first hunt: %q, want the two files (not the link)", got)
+	}
+	if n := hashedSince(t0); n != 202 {
+		t.Fatalf("first hunt indexed %d files, want 202", n)
+	}
+	for _, row := range first.rows {
+		if row["SHA256"] != "" || row["SHA1"] != "" {
+			t.Fatalf("an MD5-only hunt returned %v", row)
+		}
+	}
+
+	// The file changes (same size, so only its times tell); a new hunt for
+	// its old and new hashes, with and without the index.
+	time.Sleep(1100 * time.Millisecond)
+	newMD5, _ := write("tree/changing.bin", "after!")
+	t1 := time.Now().Truncate(time.Second)
+	iocs := []string{oldMD5, newMD5, otherSHA}
+	with := r.hunt(t, "Custom.Velohunt.Hash", params(iocs, "Y"))
+	// Only the changed file and the files that need a SHA256 now are hashed.
+	if n := hashedSince(t1); n != 202 {
+		t.Fatalf("second hunt hashed %d files, want 202 (SHA256 is new to the index)", n)
+	}
+	t2 := time.Now().Truncate(time.Second)
+	time.Sleep(1100 * time.Millisecond)
+	again := r.hunt(t, "Custom.Velohunt.Hash", params(iocs, "Y"))
+	if n := hashedSince(t2.Add(time.Second)); n != 0 {
+		t.Fatalf("a third hunt of the same kinds hashed %d files, want 0", n)
+	}
+	without := r.hunt(t, "Custom.Velohunt.Hash", params(iocs, "N"))
+	want := hits(without.rows)
+	if len(want) != 2 || !strings.Contains(strings.Join(want, "\n"), newMD5) || strings.Contains(strings.Join(want, "\n"), oldMD5+" ") {
+		t.Fatalf("without the index: %q, want the changed file by its new MD5 and target.exe by its SHA256", want)
+	}
+	if got := hits(with.rows); !slices.Equal(got, want) {
+		t.Fatalf("with the index: %q\nwithout: %q", got, want)
+	}
+	if got := hits(again.rows); !slices.Equal(got, want) {
+		t.Fatalf("from the index alone: %q\nwithout: %q", got, want)
+	}
+	t.Logf("first %v, second %v, third (index only) %v / %d bytes read, without index %v / %d bytes read",
+		first.wall, with.wall, again.wall, again.read, without.wall, without.read)
+}
