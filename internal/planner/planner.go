@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -386,6 +387,38 @@ func (p *Planner) prepare(ctx context.Context, server, org string) error {
 	return nil
 }
 
+// fileNames returns the file names of a hash hunt whose every hash came
+// with one (filename|md5 and the like), as a JSON list, or "": the hash
+// artifact hashes only files of those names when asked to
+// (OnlyNamedFiles), which is right only if no hash lacks a name.
+func fileNames(rows []store.HuntIOC) string {
+	named := map[string]bool{}
+	hashes := map[string]bool{}
+	var names []string
+	for _, r := range rows {
+		if !r.Live {
+			continue
+		}
+		hashes[r.HuntValue] = true
+		t, err := ioc.Parse(r.TypeName, r.Value)
+		if err != nil || t.Context == "" || t.Value != r.HuntValue {
+			continue
+		}
+		named[r.HuntValue] = true
+		n := strings.ToLower(t.Context)
+		n = n[strings.LastIndexAny(n, `/\`)+1:]
+		if !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	if len(names) == 0 || len(named) != len(hashes) {
+		return ""
+	}
+	sort.Strings(names)
+	b, _ := json.Marshal(names)
+	return string(b)
+}
+
 // request builds the hunt for a planned row from the IOCs it covers: the
 // distinct values of the live ones, in the kind's list format.
 func (p *Planner) request(h store.Hunt, rows []store.HuntIOC) (velociraptor.HuntRequest, error) {
@@ -416,6 +449,9 @@ func (p *Planner) request(h store.Hunt, rows []store.HuntIOC) (velociraptor.Hunt
 		params[k] = v
 	}
 	params[art.Parameter] = list
+	if names := fileNames(rows); names != "" && h.Artifact == "Custom.Velohunt.Hash" {
+		params["FileNames"] = names
+	}
 	expires := h.ExpiresAt.Sub(p.Now())
 	if expires < time.Minute {
 		expires = time.Minute

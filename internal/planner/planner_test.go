@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -260,5 +261,55 @@ func TestServerLimitsAndParameters(t *testing.T) {
 	}
 	if h.Params["UseIndex"] != "N" || h.Params["Other"] != "" || len(splitJSON(t, h.Params["IOCs"])) != 3 {
 		t.Fatalf("parameters %v: want UseIndex=N from the server, nothing of the hash kind, the 3 IOCs", h.Params)
+	}
+}
+
+// TestHashHuntFileNames: a hash hunt whose every hash came with a file name
+// (filename|md5) carries the names, lower-cased, for the artifact's
+// OnlyNamedFiles; one plain md5 in the batch means no names at all.
+func TestHashHuntFileNames(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name  string
+		iocs  []store.IOCInput
+		names string
+	}{
+		{"AllNamed", []store.IOCInput{
+			{IOC: ioc.IOC{ID: 1, TypeName: "filename|md5", Value: "Evil.EXE|0123456789abcdef0123456789abcdef"}},
+			{IOC: ioc.IOC{ID: 2, TypeName: "filename|sha256", Value: `C:\Temp\drop.dll|` + strings.Repeat("ab", 32)}},
+		}, `["drop.dll","evil.exe"]`},
+		{"OneUnnamed", []store.IOCInput{
+			{IOC: ioc.IOC{ID: 1, TypeName: "filename|md5", Value: "evil.exe|0123456789abcdef0123456789abcdef"}},
+			{IOC: ioc.IOC{ID: 3, TypeName: "md5", Value: "fedcba9876543210fedcba9876543210"}},
+		}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := setup(t, 100)
+			e.p.Kinds[ioc.KindHash] = planner.Artifact{Name: "Custom.Velohunt.Hash", Parameter: "IOCs", Format: "json"}
+			if err := e.db.UpsertCase(ctx, ioc.Case{ID: 1, Open: true}, ioc.Route{Server: "main"}); err != nil {
+				t.Fatal(err)
+			}
+			for i := range tc.iocs {
+				tg, err := ioc.Parse(tc.iocs[i].IOC.TypeName, tc.iocs[i].IOC.Value)
+				if err != nil {
+					t.Fatal(err)
+				}
+				tc.iocs[i].Target = tg
+			}
+			if _, err := e.db.SyncCaseIOCs(ctx, 1, tc.iocs, "test", false); err != nil {
+				t.Fatal(err)
+			}
+			e.clk.Add(6 * time.Second)
+			if err := e.p.Step(ctx, false); err != nil {
+				t.Fatal(err)
+			}
+			h := e.srv.Hunts()
+			if len(h) != 1 {
+				t.Fatalf("%d hunts, want 1", len(h))
+			}
+			if got := h[0].Params["FileNames"]; got != tc.names {
+				t.Fatalf("FileNames %q, want %q", got, tc.names)
+			}
+		})
 	}
 }

@@ -58,6 +58,8 @@ type HuntIOC struct {
 	CaseID    int64
 	IRISID    int64
 	HuntValue string // the value the hunt was planned with
+	TypeName  string // the IOC's IRIS type and value now
+	Value     string
 	// Live is false when the IOC was removed, its case closed, or its value
 	// changed since: the hunt's rows no longer belong to it.
 	Live bool
@@ -219,7 +221,7 @@ func (db *DB) RecentHunts(ctx context.Context, limit int) ([]Hunt, error) {
 // HuntIOCs returns the IOC rows a hunt covers, by planned value.
 func (db *DB) HuntIOCs(ctx context.Context, huntID int64) ([]HuntIOC, error) {
 	rows, err := db.db.QueryContext(ctx, `
-		SELECT i.id, i.case_id, i.iris_id, h.hunt_value, i.state != 'removed' AND i.hunt_value = h.hunt_value
+		SELECT i.id, i.case_id, i.iris_id, h.hunt_value, i.state != 'removed' AND i.hunt_value = h.hunt_value, i.type_name, i.value
 		FROM hunt_iocs h JOIN iocs i ON i.id = h.ioc_id
 		WHERE h.hunt_id = ? ORDER BY h.hunt_value, i.id`, huntID)
 	if err != nil {
@@ -229,7 +231,7 @@ func (db *DB) HuntIOCs(ctx context.Context, huntID int64) ([]HuntIOC, error) {
 	var out []HuntIOC
 	for rows.Next() {
 		var h HuntIOC
-		if err := rows.Scan(&h.IOCID, &h.CaseID, &h.IRISID, &h.HuntValue, &h.Live); err != nil {
+		if err := rows.Scan(&h.IOCID, &h.CaseID, &h.IRISID, &h.HuntValue, &h.Live, &h.TypeName, &h.Value); err != nil {
 			return nil, fmt.Errorf("hunt iocs: %w", err)
 		}
 		out = append(out, h)

@@ -274,3 +274,75 @@ func TestRealClientHashIndex(t *testing.T) {
 	t.Logf("first %v, second %v, third (index only) %v / %d bytes read, without index %v / %d bytes read",
 		first.wall, with.wall, again.wall, again.read, without.wall, without.read)
 }
+
+// BenchmarkRealClientHash measures hash hunts on the real client over a
+// tree of real files (VELOHUNT_BENCH_TREE, a glob; default /usr/share and
+// /usr/include, about 54,000 files): Generic.Detection.HashHunter (the
+// peer anchor: MD5 only, symlinks not followed), velohunt's hash artifact
+// without its index, its first hunt with an empty index, a second hunt of
+// other MD5s, a hunt of SHA256s (a kind the index does not hold yet), and
+// a file-name hunt over the same tree. For each: the client's wall time,
+// CPU time, bytes read (rchar: page cache included) and files hashed.
+//
+//	go test -run XXX -bench RealClientHash -benchtime 1x -timeout 60m ./internal/velociraptor
+func BenchmarkRealClientHash(b *testing.B) {
+	r := realHashEnv(b)
+	tree := os.Getenv("VELOHUNT_BENCH_TREE")
+	if tree == "" {
+		tree = "/usr/{share,include}/**"
+	}
+	defs, _ := templates.Artifacts("")
+	if _, err := r.c.SetArtifact(context.Background(), r.org, defs["Custom.Velohunt.File"]); err != nil {
+		b.Fatal(err)
+	}
+	index := filepath.Join(b.TempDir(), "bench-index.sqlite")
+	glob, _ := json.Marshal([]string{tree})
+	randomMD5s := func(seed string) string {
+		var l []string
+		for i := range 20 {
+			h := md5.Sum([]byte(fmt.Sprint(seed, i)))
+			l = append(l, hex.EncodeToString(h[:]))
+		}
+		j, _ := json.Marshal(l)
+		return string(j)
+	}
+	indexed := func(since time.Time) int {
+		db, err := sql.Open("sqlite3", "file:"+index+"?mode=ro")
+		if err != nil {
+			return -1
+		}
+		defer db.Close()
+		var n int
+		if db.QueryRow(`SELECT COUNT(*) FROM velohunt_hashes WHERE hashed_at >= ?`, since.Unix()).Scan(&n) != nil {
+			return -1
+		}
+		return n
+	}
+	files := r.hunt(b, "Custom.Velohunt.File", map[string]string{"IOCs": `["velohunt-no-such-file.bin"]`, "TargetGlobs": string(glob)})
+	steps := []struct {
+		name     string
+		artifact string
+		params   map[string]string
+		counted  bool // files hashed are read from the index
+	}{
+		{"HashHunter", "Generic.Detection.HashHunter", map[string]string{"TargetGlob": tree, "MD5List": "ffffffffffffffffffffffffffffffff"}, false},
+		{"velohunt-no-index", "Custom.Velohunt.Hash", map[string]string{"IOCs": randomMD5s("a"), "TargetGlobs": string(glob), "UseIndex": "N"}, false},
+		{"velohunt-first", "Custom.Velohunt.Hash", map[string]string{"IOCs": randomMD5s("b"), "TargetGlobs": string(glob), "IndexFile": index}, true},
+		{"velohunt-second", "Custom.Velohunt.Hash", map[string]string{"IOCs": randomMD5s("c"), "TargetGlobs": string(glob), "IndexFile": index}, true},
+		{"velohunt-sha256", "Custom.Velohunt.Hash", map[string]string{"IOCs": `["` + strings.Repeat("ab", 32) + `"]`, "TargetGlobs": string(glob), "IndexFile": index}, true},
+	}
+	b.ResetTimer()
+	for _, s := range steps {
+		time.Sleep(2 * time.Second) // the client settles
+		start := time.Now().Truncate(time.Second)
+		res := r.hunt(b, s.artifact, s.params)
+		hashed := "all"
+		if s.counted {
+			hashed = strconv.Itoa(indexed(start))
+		}
+		b.Logf("%-18s wall %6.1fs  cpu %6.1fs  read %8.1f MiB  files hashed %s  rows %d", s.name, res.wall.Seconds(), res.cpu.Seconds(),
+			float64(res.read)/(1<<20), hashed, len(res.rows))
+	}
+	b.Logf("%-18s wall %6.1fs  cpu %6.1fs  read %8.1f MiB  files hashed 0  rows %d", "file-name hunt", files.wall.Seconds(), files.cpu.Seconds(),
+		float64(files.read)/(1<<20), len(files.rows))
+}

@@ -19,9 +19,9 @@ import (
 // IOCs each) into an IRIS that serves one request at a time in 22 ms, like
 // a stock IRIS 2.4 (one gunicorn eventlet worker, about 43 writes/s from
 // one client): one request at a time ("sequential"), then with the default
-// bound on requests in flight. Before each, it measures IRIS's own ceiling
-// at the same concurrency: that many clients adding timeline events as fast
-// as IRIS answers. It reports hits/s, requests per hit against the minimum
+// bound on requests in flight. Around each, it measures IRIS's own ceiling
+// at the same concurrency: that many clients sending the same writes (an
+// asset with two IOC links, two events) as fast as IRIS answers. It reports hits/s, requests per hit against the minimum
 // (one asset per host with both links, one event per hit, one tab per IOC),
 // the wall time until the last hit is in IRIS, and the fraction of the
 // ceiling reached.
@@ -60,14 +60,45 @@ func BenchmarkWritebackCeiling(b *testing.B) {
 				if tg.srv != nil {
 					tg.srv.SetLoad(iristest.Load{ServiceTime: 22 * time.Millisecond, Workers: 1})
 				}
-				ceiling := irisCeiling(b, tg, e.cid, conc)
+				var iocs []int64
+				for _, r := range e.rows {
+					iocs = append(iocs, r.IRISID)
+				}
+				ceiling := irisCeiling(b, tg, e.cid, conc, iocs, "before")
 				before := requests(tg)
 				b.ResetTimer()
 				start := time.Now()
+				stop := make(chan struct{})
+				var samples, bounds, flying atomic.Int64
+				var sampler sync.WaitGroup
+				sampler.Add(1)
+				go func() {
+					defer sampler.Done()
+					t := time.NewTicker(100 * time.Millisecond)
+					defer t.Stop()
+					for {
+						select {
+						case <-stop:
+							return
+						case <-t.C:
+							l, n := e.w.ConcurrencyInUse()
+							samples.Add(1)
+							bounds.Add(int64(l))
+							flying.Add(int64(n))
+						}
+					}
+				}()
 				e.drainReal(b, 2*time.Hour)
 				elapsed := time.Since(start)
+				close(stop)
+				sampler.Wait()
 				b.StopTimer()
+				if k := samples.Load(); k > 0 {
+					b.ReportMetric(float64(bounds.Load())/float64(k), "mean-bound")
+					b.ReportMetric(float64(flying.Load())/float64(k), "mean-in-flight")
+				}
 				sent := requests(tg) - before
+				ceiling = (ceiling + irisCeiling(b, tg, e.cid, conc, iocs, "after")) / 2
 				minimum := hits/2 + hits + 2
 				b.ReportMetric(float64(hits)/elapsed.Seconds(), "hits/s")
 				b.ReportMetric(elapsed.Seconds(), "s-to-last-hit")
@@ -108,10 +139,12 @@ func requests(tg target) int {
 	return n
 }
 
-// irisCeiling measures the timeline events per second IRIS takes from conc
-// clients adding them as fast as it answers (300 events per client, or 10 s
-// on a real IRIS, whichever comes first), in the same case.
-func irisCeiling(b *testing.B, tg target, cid int64, conc int) float64 {
+// irisCeiling measures the requests per second IRIS serves to conc clients
+// sending, as fast as it answers, the same writes as the write-back: an
+// asset linked to two IOCs, then two timeline events linked to it, over and
+// over (for 10 s), in the same case. A real IRIS gets slower as a case
+// fills, so the ceiling is measured before and after the run and averaged.
+func irisCeiling(b *testing.B, tg target, cid int64, conc int, iocs []int64, tag string) float64 {
 	b.Helper()
 	c, err := iris.New(iris.Options{URL: tg.url, APIKey: tg.key, Timeout: 30 * time.Second})
 	if err != nil {
@@ -127,14 +160,24 @@ func irisCeiling(b *testing.B, tg target, cid int64, conc int) float64 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := 0; i < 300 && time.Now().Before(deadline); i++ {
-				_, err := c.AddEvent(ctx, cid, iris.NewEvent{Title: fmt.Sprintf("ceiling %d-%d", w, i), Date: "2026-12-03T08:00:00.000",
-					TZ: "+00:00", CategoryID: refs.EventCategoryID, Content: "load", Raw: "{}", Source: "velohunt benchmark", Tags: "velohunt-bench"})
+			for i := 0; time.Now().Before(deadline); i++ {
+				id, err := c.AddAsset(ctx, cid, iris.NewAsset{Name: fmt.Sprintf("ceiling-%s-%d-%d", tag, w, i), TypeID: refs.AssetTypes["linux"],
+					AnalysisStatusID: refs.AnalysisStatusID, CompromiseStatusID: refs.CompromiseStatusID, Description: "load", Tags: "velohunt-bench", IOCLinks: iocs})
 				if err != nil {
 					b.Error(err)
 					return
 				}
 				n.Add(1)
+				for k := range 2 {
+					_, err := c.AddEvent(ctx, cid, iris.NewEvent{Title: fmt.Sprintf("ceiling %s %d-%d-%d", tag, w, i, k), Date: "2026-12-03T08:00:00.000",
+						TZ: "+00:00", CategoryID: refs.EventCategoryID, Content: "load", Raw: "{}", Source: "velohunt benchmark", Tags: "velohunt-bench",
+						Assets: []int64{id}, IOCs: iocs[k : k+1]})
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					n.Add(1)
+				}
 			}
 		}()
 	}

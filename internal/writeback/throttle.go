@@ -17,9 +17,12 @@ import (
 //     dropped connection) halves the bound and pauses every request for the
 //     Retry-After IRIS sent (else the least backoff), capped by maxPause;
 //   - latency rising: each answer's latency divided by the requests that
-//     were in flight when it was sent is smoothed, and compared with the
-//     least such figure seen in the last minutes (IRIS at ease). Twice that
-//     cuts the bound by 30%, at most once per second;
+//     were in flight when it was sent is smoothed twice, quickly (the last
+//     few answers) and slowly (the last few hundred: what IRIS usually
+//     takes). The quick figure at twice the slow one cuts the bound by 30%,
+//     at most once per second. A case that grows makes IRIS slower slowly,
+//     which moves both; analysts or other modules loading IRIS at once
+//     move the quick one first;
 //   - otherwise the bound grows back by 1/bound per answer (one step per
 //     round trip of a full window), up to the configured maximum.
 //
@@ -34,23 +37,16 @@ type throttle struct {
 	inflight int
 	pause    time.Time
 	changed  chan struct{} // closed and replaced when a slot frees or the bound moves
-	ewma     float64       // seconds per request in flight, smoothed
-	minCur   float64       // least per-slot latency of the current window
-	minPrev  float64       // of the previous window
-	window   time.Time     // start of the current window
+	fast     float64       // seconds per request in flight, smoothed over the last few answers
+	slow     float64       // the same over the last few hundred
 	lastCut  time.Time
 }
-
-// throttleWindow is how long one baseline window lasts: the baseline is the
-// least per-slot latency of the current and previous windows.
-const throttleWindow = 2 * time.Minute
 
 func newThrottle(max int, minPause, maxPause time.Duration) *throttle {
 	if max < 1 {
 		max = 1
 	}
-	return &throttle{max: max, minPause: minPause, maxPause: maxPause, limit: float64(max), changed: make(chan struct{}),
-		window: time.Now()}
+	return &throttle{max: max, minPause: minPause, maxPause: maxPause, limit: float64(max), changed: make(chan struct{})}
 }
 
 func (t *throttle) bound() int { return max(1, int(t.limit)) }
@@ -129,25 +125,16 @@ func (t *throttle) observe(latency time.Duration, inflight int, err error) {
 		return
 	}
 	per := latency.Seconds() / float64(max(inflight, 1))
-	if now.Sub(t.window) > throttleWindow {
-		t.minPrev, t.minCur, t.window = t.minCur, 0, now
-	}
-	if t.minCur == 0 || per < t.minCur {
-		t.minCur = per
-	}
-	base := t.minCur
-	if t.minPrev > 0 && t.minPrev < base {
-		base = t.minPrev
-	}
-	if t.ewma == 0 {
-		t.ewma = per
+	if t.slow == 0 {
+		t.fast, t.slow = per, per
 	} else {
-		t.ewma = 0.8*t.ewma + 0.2*per
+		t.fast = 0.8*t.fast + 0.2*per
+		t.slow = 0.99*t.slow + 0.01*per
 	}
 	switch {
 	case latency > 10*time.Second:
 		t.limit, t.lastCut = 1, now
-	case t.ewma > 2*base && t.ewma-base > 0.005:
+	case t.fast > 2*t.slow && t.fast-t.slow > 0.005:
 		if now.Sub(t.lastCut) >= time.Second {
 			t.limit, t.lastCut = max(1, t.limit*0.7), now
 		}

@@ -122,6 +122,18 @@ func defaultBehaviours() map[string]Behaviour {
 
 func hashBehaviour(ep *Endpoint, params map[string]string) []map[string]any {
 	want := iocList(params)
+	// Like Custom.Velohunt.Hash, only the kinds of hash in the list are
+	// computed and returned.
+	need := map[int]bool{}
+	for v := range want {
+		need[len(v)] = true
+	}
+	only := func(h string) string {
+		if need[len(h)] {
+			return h
+		}
+		return ""
+	}
 	var rows []map[string]any
 	for _, f := range ep.Files {
 		for _, h := range []string{f.MD5, f.SHA1, f.SHA256} {
@@ -134,7 +146,7 @@ func hashBehaviour(ep *Endpoint, params map[string]string) []map[string]any {
 			}
 			rows = append(rows, map[string]any{"IOC": strings.ToLower(h), "Source": src, "Evidence": f.Path,
 				"EventTime": ts(f.Mtime), "OSPath": f.Path, "Size": f.Size, "Pid": f.Pid,
-				"MD5": f.MD5, "SHA1": f.SHA1, "SHA256": f.SHA256})
+				"MD5": only(f.MD5), "SHA1": only(f.SHA1), "SHA256": only(f.SHA256)})
 		}
 	}
 	return rows
