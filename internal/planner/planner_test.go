@@ -17,6 +17,7 @@ import (
 	"github.com/velohunt/velohunt/internal/testclock"
 	"github.com/velohunt/velohunt/internal/velociraptor"
 	"github.com/velohunt/velohunt/internal/velociraptor/velotest"
+	"github.com/velohunt/velohunt/templates"
 )
 
 type env struct {
@@ -286,6 +287,10 @@ func TestHashHuntFileNames(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := setup(t, 100)
 			e.p.Kinds[ioc.KindHash] = planner.Artifact{Name: "Custom.Velohunt.Hash", Parameter: "IOCs", Format: "json"}
+			defs, _ := templates.Artifacts("")
+			if _, err := e.vr.SetArtifact(ctx, "", defs["Custom.Velohunt.Hash"]); err != nil {
+				t.Fatal(err)
+			}
 			if err := e.db.UpsertCase(ctx, ioc.Case{ID: 1, Open: true}, ioc.Route{Server: "main"}); err != nil {
 				t.Fatal(err)
 			}

@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -210,6 +211,22 @@ func TestRealClientHashIndex(t *testing.T) {
 	otherMD5, otherSHA := write("tree/d1/target.exe", "evil")
 	// A symbolic link to a file with a wanted hash: not followed.
 	os.Symlink(filepath.Join(dir, "tree/d1/target.exe"), filepath.Join(dir, "tree/link.exe"))
+	// A running process whose image has a wanted hash, outside the tree.
+	exe := filepath.Join(dir, "vh-sleep")
+	img, err := os.ReadFile("/bin/sleep")
+	if err != nil {
+		t.Skip("no /bin/sleep to run")
+	}
+	// A unique image: trailing bytes do not stop an ELF from running.
+	img = append(img, []byte(dir)...)
+	os.WriteFile(exe, img, 0o755)
+	proc := exec.Command(exe, "300")
+	if err := proc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer proc.Process.Kill()
+	procSum := md5.Sum(img)
+	procMD5 := hex.EncodeToString(procSum[:])
 	index := filepath.Join(dir, "index.sqlite")
 	glob, _ := json.Marshal([]string{filepath.ToSlash(dir) + "/tree/**"})
 	params := func(iocs []string, useIndex string) map[string]string {
@@ -223,16 +240,16 @@ func TestRealClientHashIndex(t *testing.T) {
 		}
 		defer db.Close()
 		var n int
-		if err := db.QueryRow(`SELECT COUNT(*) FROM velohunt_hashes WHERE hashed_at >= ?`, t0.Unix()).Scan(&n); err != nil {
+		if err := db.QueryRow(`SELECT COUNT(*) FROM velohunt_hashes WHERE hashed_at >= ? AND path LIKE ?`, t0.Unix(), dir+"/tree/%").Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		return n
 	}
 
 	t0 := time.Now().Truncate(time.Second)
-	first := r.hunt(t, "Custom.Velohunt.Hash", params([]string{oldMD5, otherMD5}, "Y"))
-	if got := hits(first.rows); len(got) != 2 {
-		t.Fatalf("first hunt: %q, want the two files (not the link)", got)
+	first := r.hunt(t, "Custom.Velohunt.Hash", params([]string{oldMD5, otherMD5, procMD5}, "Y"))
+	if got := hits(first.rows); len(got) != 3 || !strings.Contains(strings.Join(got, "\n"), exe) {
+		t.Fatalf("first hunt: %q, want the two files (not the link) and the process image", got)
 	}
 	if n := hashedSince(t0); n != 202 {
 		t.Fatalf("first hunt indexed %d files, want 202", n)
