@@ -250,10 +250,10 @@ func Default() Config {
 		IRIS:     IRIS{Timeout: Duration(30 * time.Second)},
 		Webhook:  Webhook{Path: "/iris/webhook", MaxBodyBytes: 4 << 20, RateLimit: 50},
 		Hunting: Hunting{
-			BatchWindow:     Duration(5 * time.Second),
-			BatchMaxWait:    Duration(time.Minute),
-			MaxIOCsPerHunt:  500,
-			Expiry:          Duration(7 * 24 * time.Hour),
+			BatchWindow:    Duration(5 * time.Second),
+			BatchMaxWait:   Duration(time.Minute),
+			MaxIOCsPerHunt: 500,
+			Expiry:         Duration(7 * 24 * time.Hour),
 			// From BENCHMARKS.md ("Hash hunts on a real client"): a first
 			// hash hunt costs about 0.3 ms of CPU per file (32 s for
 			// 112,000 files), a re-hunt from the index half of that. At

@@ -51,17 +51,15 @@ func newThrottle(max int, minPause, maxPause time.Duration) *throttle {
 
 func (t *throttle) bound() int { return max(1, int(t.limit)) }
 
-// acquire waits for a slot and returns the requests in flight, itself
-// included.
-func (t *throttle) acquire(ctx context.Context) (int, error) {
+// acquire waits for a slot.
+func (t *throttle) acquire(ctx context.Context) error {
 	for {
 		t.mu.Lock()
 		wait := time.Until(t.pause)
 		if wait <= 0 && t.inflight < t.bound() {
 			t.inflight++
-			n := t.inflight
 			t.mu.Unlock()
-			return n, nil
+			return nil
 		}
 		ch := t.changed
 		t.mu.Unlock()
@@ -76,7 +74,7 @@ func (t *throttle) acquire(ctx context.Context) (int, error) {
 			if timer != nil {
 				timer.Stop()
 			}
-			return 0, ctx.Err()
+			return ctx.Err()
 		case <-ch:
 		case <-fire:
 		}

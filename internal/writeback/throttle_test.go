@@ -12,12 +12,12 @@ func TestThrottle(t *testing.T) {
 	ctx := context.Background()
 	th := newThrottle(4, 10*time.Millisecond, 200*time.Millisecond)
 	for range 4 {
-		if _, err := th.acquire(ctx); err != nil {
+		if err := th.acquire(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
 	short, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
-	if _, err := th.acquire(short); err == nil {
+	if err := th.acquire(short); err == nil {
 		t.Fatal("a fifth request got a slot of four")
 	}
 	cancel()
@@ -31,7 +31,7 @@ func TestThrottle(t *testing.T) {
 			t.Fatalf("bound %d after a 429, want 2", l)
 		}
 		start := time.Now()
-		if _, err := th.acquire(ctx); err != nil {
+		if err := th.acquire(ctx); err != nil {
 			t.Fatal(err)
 		}
 		th.release()

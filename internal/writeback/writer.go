@@ -147,21 +147,21 @@ func (w *Writer) init() {
 		w.Recorder = noRecorder{}
 	}
 	if w.throttle == nil {
-		w.throttle = newThrottle(max(w.Concurrency, 1), w.MinBackoff, w.MaxBackoff)
-		if w.Concurrency <= 0 {
-			w.throttle = newThrottle(DefaultConcurrency, w.MinBackoff, w.MaxBackoff)
+		n := w.Concurrency
+		if n <= 0 {
+			n = DefaultConcurrency
 		}
+		w.throttle = newThrottle(n, w.MinBackoff, w.MaxBackoff)
 	}
 }
 
 // DefaultConcurrency is the default bound on IRIS requests in flight: a
-// stock IRIS (one gunicorn eventlet worker) serves about 1.6 times more
-// writes with four clients than with one, and little more beyond
-// (BENCHMARKS.md).
+// stock IRIS (one gunicorn eventlet worker) serves about 1.5 times more
+// writes to four clients than to one (BENCHMARKS.md, issue #11).
 const DefaultConcurrency = 4
 
-// Concurrency returns the current bound on IRIS requests in flight and how
-// many are in flight.
+// ConcurrencyInUse returns the current bound on IRIS requests in flight and
+// how many are in flight.
 func (w *Writer) ConcurrencyInUse() (limit, inflight int) {
 	w.init()
 	return w.throttle.state()
@@ -237,7 +237,7 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 // event links to its host's asset.
 func (w *Writer) sendBatch(ctx context.Context, due []store.Write) (int, error) {
 	c := &batchCache{events: map[int64]map[string]int64{}, assets: map[int64][]iris.Asset{}}
-	var first [][]store.Write
+	var groups [][]store.Write // asset writes by host, tab writes by IRIS IOC
 	byKey := map[string]int{}
 	var events []store.Write
 	for _, wr := range due {
@@ -252,18 +252,18 @@ func (w *Writer) sendBatch(ctx context.Context, due []store.Write) (int, error) 
 			continue
 		}
 		if i, ok := byKey[key]; ok {
-			first[i] = append(first[i], wr)
+			groups[i] = append(groups[i], wr)
 			continue
 		}
-		byKey[key] = len(first)
-		first = append(first, []store.Write{wr})
+		byKey[key] = len(groups)
+		groups = append(groups, []store.Write{wr})
 	}
-	done, err := w.each(ctx, len(first), func(ctx context.Context, i int) (int, error) {
-		if first[i][0].Kind == "asset" {
-			return w.sendAssets(ctx, c, first[i])
+	done, err := w.each(ctx, len(groups), func(ctx context.Context, i int) (int, error) {
+		if groups[i][0].Kind == "asset" {
+			return w.sendAssets(ctx, c, groups[i])
 		}
 		n := 0
-		for _, wr := range first[i] {
+		for _, wr := range groups[i] {
 			ok, err := w.send(ctx, c, wr)
 			if err != nil {
 				return n, err
@@ -297,7 +297,7 @@ func (w *Writer) each(ctx context.Context, n int, job func(ctx context.Context, 
 	done := 0
 	var first error
 	for i := range n {
-		if _, err := w.throttle.acquire(jctx); err != nil {
+		if err := w.throttle.acquire(jctx); err != nil {
 			break
 		}
 		wg.Add(1)
