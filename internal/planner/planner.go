@@ -392,26 +392,22 @@ func (p *Planner) prepare(ctx context.Context, server, org string) error {
 // artifact hashes only files of those names when asked to
 // (OnlyNamedFiles), which is right only if no hash lacks a name.
 func fileNames(rows []store.HuntIOC) string {
-	named := map[string]bool{}
-	hashes := map[string]bool{}
 	var names []string
 	for _, r := range rows {
 		if !r.Live {
 			continue
 		}
-		hashes[r.HuntValue] = true
 		t, err := ioc.Parse(r.TypeName, r.Value)
 		if err != nil || t.Context == "" || t.Value != r.HuntValue {
-			continue
+			return "" // a hash any file may carry (a plain md5, even beside a named one)
 		}
-		named[r.HuntValue] = true
 		n := strings.ToLower(t.Context)
 		n = n[strings.LastIndexAny(n, `/\`)+1:]
 		if !slices.Contains(names, n) {
 			names = append(names, n)
 		}
 	}
-	if len(names) == 0 || len(named) != len(hashes) {
+	if len(names) == 0 {
 		return ""
 	}
 	sort.Strings(names)

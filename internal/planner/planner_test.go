@@ -283,6 +283,10 @@ func TestHashHuntFileNames(t *testing.T) {
 			{IOC: ioc.IOC{ID: 1, TypeName: "filename|md5", Value: "evil.exe|0123456789abcdef0123456789abcdef"}},
 			{IOC: ioc.IOC{ID: 3, TypeName: "md5", Value: "fedcba9876543210fedcba9876543210"}},
 		}, ""},
+		{"SameHashAlsoUnnamed", []store.IOCInput{
+			{IOC: ioc.IOC{ID: 1, TypeName: "filename|md5", Value: "evil.exe|0123456789abcdef0123456789abcdef"}},
+			{IOC: ioc.IOC{ID: 4, TypeName: "md5", Value: "0123456789abcdef0123456789abcdef"}},
+		}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := setup(t, 100)
