@@ -70,8 +70,25 @@ func (w *Writer) tab(ctx context.Context, wr store.Write, p *preparedTab) error 
 	if err != nil {
 		return err
 	}
-	return w.Store.SetTabWritten(ctx, p.d.IRISID, p.fingerprint, w.Now())
+	if err := w.Store.SetTabWritten(ctx, p.d.IRISID, p.fingerprint, w.Now()); err != nil {
+		return err
+	}
+	// The IOC may have changed since the tab was rendered (a hunt started,
+	// a hit came): that change queued no write of its own, since one tab
+	// write per IOC is pending at a time (this one), so look again.
+	d, err := w.Store.FindTabData(ctx, wr.IOCID, w.MaxHitsOnTab)
+	if err != nil {
+		return err
+	}
+	if _, status, detail := w.tabView(d); digest(status)+":"+digest(detail) != p.fingerprint {
+		return errStale
+	}
+	return nil
 }
+
+// errStale keeps a tab write pending: the tab it wrote is already out of
+// date.
+var errStale = errors.New("the IOC changed while its tab was written")
 
 // tabCase picks the case to write the tab through: the write's own case
 // when the IOC is still hunted there, else another open case that links

@@ -12,6 +12,7 @@ import (
 	"github.com/velohunt/velohunt/internal/iris/iristest"
 	"github.com/velohunt/velohunt/internal/render"
 	"github.com/velohunt/velohunt/internal/store"
+	"github.com/velohunt/velohunt/internal/writeback"
 )
 
 // tabUpdates counts IOC updates IRIS received: every one fires
@@ -221,5 +222,39 @@ func BenchmarkTabUpdatesLongHunt(b *testing.B) {
 		}
 		b.ReportMetric(float64(updates)/iocs, "tab-updates/IOC")
 		b.ReportMetric(float64(passes), "passes")
+	}
+}
+
+// racingIRIS runs before, once, when the first IOC tab update reaches IRIS.
+type racingIRIS struct {
+	writeback.IRIS
+	before func()
+}
+
+func (r *racingIRIS) UpdateIOCAttributes(ctx context.Context, cid, iocID int64, tab string, fields map[string]string) error {
+	if r.before != nil {
+		f := r.before
+		r.before = nil
+		f()
+	}
+	return r.IRIS.UpdateIOCAttributes(ctx, cid, iocID, tab, fields)
+}
+
+// TestTabChangedWhileWritten: a hit recorded while the IOC's tab write is
+// in flight queues no second tab write (one is pending per IOC: this one);
+// the tab must still end up saying HIT, not the status it was rendered
+// with.
+func TestTabChangedWhileWritten(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t, 1)
+	e.w.IRIS = &racingIRIS{IRIS: e.w.IRIS, before: func() {
+		e.hits(t, 1, func(h, i int) string { return fmt.Sprintf("/tmp/%d/%d", h, i) })
+		if err := e.db.EnqueueTabs(ctx, []int64{e.rows[0].ID}); err != nil {
+			t.Error(err)
+		}
+	}}
+	e.drain(t, time.Minute)
+	if s := e.tabField(t, e.rows[0].IRISID, render.FieldStatus); !strings.HasPrefix(s, "HIT: found on 1 host(s)") {
+		t.Fatalf("status %q, want the hit recorded while the first tab was written", s)
 	}
 }

@@ -457,6 +457,11 @@ func (w *Writer) finish(ctx context.Context, wr store.Write, irisID int64, err e
 		return false, w.Store.WriteDefer(ctx, wr.ID, held.until)
 	case errors.Is(err, errDefer):
 		return false, w.Store.WriteDefer(ctx, wr.ID, w.Now().Add(max(w.MinBackoff, time.Second)))
+	case errors.Is(err, errStale):
+		// Written, but to be written again with what changed; not counted
+		// as progress, so that a Flush never loops on one tab.
+		w.Recorder.Write(wr.Kind, "done")
+		return false, w.Store.WriteDefer(ctx, wr.ID, w.Now())
 	case iris.IsRetryable(err):
 		w.Recorder.Write(wr.Kind, "retry")
 		d := min(w.MinBackoff<<min(wr.Attempts, 12), w.MaxBackoff)
