@@ -93,7 +93,10 @@ func TestEndToEndReal(t *testing.T) {
 		return app
 	}
 	app := start()
-	defer func() { app.Close(context.Background()) }()
+	defer func() {
+		stopRealHunts(app)
+		app.Close(context.Background())
+	}()
 
 	admin, _ := iris.New(iris.Options{URL: cfg.IRIS.URL, APIKey: cfg.IRIS.AdminAPIKey.Reveal(), InsecureSkipVerify: cfg.IRIS.InsecureSkipVerify})
 	cid, err := admin.AddCase(ctx, fmt.Sprintf("velohunt e2e %d", time.Now().Unix()), "end-to-end test", 1, "velohunt-e2e")

@@ -92,3 +92,18 @@ func waitDrained(t *testing.T, app *App, within time.Duration) {
 		time.Sleep(time.Second)
 	}
 }
+
+// stopRealHunts stops every hunt velohunt started on a real Velociraptor.
+// velohunt's hunts run for a week by design: left running, every client
+// that enrols later (a test's late clients, the next run's) would run them
+// all first. Call it before the app closes.
+func stopRealHunts(app *App) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	hunts, _ := app.Store.RecentHunts(ctx, 1000)
+	for _, h := range hunts {
+		if cl := app.VR[h.Server]; cl != nil && h.VRHuntID != "" {
+			cl.StopHunt(ctx, h.Org, h.VRHuntID)
+		}
+	}
+}

@@ -70,6 +70,7 @@ func TestRealVelociraptorArtifacts(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
+	defer stopRealHunts(d.App)
 	cid, err := d.Admin.AddCase(ctx, "real velociraptor", "artifact check", 1, "")
 	if err != nil {
 		t.Fatal(err)
@@ -149,6 +150,7 @@ func TestRealVelociraptorSysmon(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
+	defer stopRealHunts(d.App)
 	cid, _ := d.Admin.AddCase(ctx, "sysmon", "real evtx", 1, "")
 	if _, err := d.Admin.AddIOC(ctx, cid, iris.NewIOC{Value: "127.0.0.1|5985", TypeID: iristest.TypeID("ip-dst|port"), TLPID: 2}); err != nil {
 		t.Fatal(err)

@@ -60,6 +60,7 @@ func TestRealVelociraptorLateClients(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
+	defer stopRealHunts(d.App)
 	cid, _ := d.Admin.AddCase(ctx, "late clients", "real velociraptor", 1, "")
 	x, err := d.Admin.AddIOC(ctx, cid, iris.NewIOC{Value: hex.EncodeToString(sum[:]), TypeID: iristest.TypeID("md5"), TLPID: 2})
 	if err != nil {
@@ -83,7 +84,12 @@ func TestRealVelociraptorLateClients(t *testing.T) {
 		deadline := time.Now().Add(3 * time.Minute)
 		for len(clients()) < n {
 			if time.Now().After(deadline) {
-				t.Fatalf("hits from %d client(s) after 3 minutes, want %d: %v", len(clients()), n, clients())
+				var logs string
+				for _, name := range []string{"late-1", "late-2"} {
+					b, _ := os.ReadFile(filepath.Join(dir, name+".log"))
+					logs += "\n--- " + name + " ---\n" + tail(b, 3000)
+				}
+				t.Fatalf("hits from %d client(s) after 3 minutes, want %d: %v%s", len(clients()), n, clients(), logs)
 			}
 			time.Sleep(time.Second)
 		}
@@ -108,8 +114,10 @@ func TestRealVelociraptorLateClients(t *testing.T) {
 		}
 		cfg := filepath.Join(dir, name+".client.yaml")
 		os.WriteFile(cfg, []byte(strings.Join(lines, "\n")), 0o600)
-		cmd := exec.Command(bin, "--config", cfg, "client")
-		cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+		cmd := exec.Command(bin, "--config", cfg, "client", "-v")
+		clientLog, _ := os.Create(filepath.Join(dir, name+".log"))
+		defer clientLog.Close()
+		cmd.Stdout, cmd.Stderr = clientLog, clientLog
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
