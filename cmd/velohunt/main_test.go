@@ -73,6 +73,35 @@ func TestRunUsage(t *testing.T) {
 	}
 }
 
+// buildVelohunt builds the velohunt binary into dir.
+func buildVelohunt(t *testing.T, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "velohunt")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// serveStarter returns a function that starts `velohunt serve` with the
+// configuration, its output appended to logPath.
+func serveStarter(t *testing.T, bin, cfgPath, logPath string) func() *exec.Cmd {
+	t.Helper()
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { logf.Close() })
+	return func() *exec.Cmd {
+		cmd := exec.Command(bin, "serve", "-config", cfgPath)
+		cmd.Stdout, cmd.Stderr = logf, logf
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}
+}
+
 // TestKill9 runs the real binary, kills it with SIGKILL at random moments
 // while IOCs arrive, restarts it, and checks that every IOC was hunted
 // exactly once and that no hunt was created twice.
@@ -82,10 +111,7 @@ func TestKill9(t *testing.T) {
 	}
 	ctx := context.Background()
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "velohunt")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildVelohunt(t, dir)
 	irisSrv := iristest.Start()
 	defer irisSrv.Close()
 	vr, err := velotest.Start()
@@ -133,16 +159,7 @@ writeback: {settle: 2s}
 	if err != nil {
 		t.Fatal(err)
 	}
-	logf, _ := os.Create(filepath.Join(dir, "serve.log"))
-	defer logf.Close()
-	start := func() *exec.Cmd {
-		cmd := exec.Command(bin, "serve", "-config", cfgPath)
-		cmd.Stdout, cmd.Stderr = logf, logf
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		return cmd
-	}
+	start := serveStarter(t, bin, cfgPath, filepath.Join(dir, "serve.log"))
 	rnd := rand.New(rand.NewPCG(7, 9))
 	n := 0
 	for round := range 5 {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -32,10 +31,7 @@ func TestRealIRISKill9DuringWriteback(t *testing.T) {
 	const hosts = 150
 	ctx := context.Background()
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "velohunt")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildVelohunt(t, dir)
 	admin, err := iris.New(iris.Options{URL: url, APIKey: adminKey})
 	if err != nil {
 		t.Fatal(err)
@@ -99,16 +95,7 @@ writeback: {settle: 2s, tab_min_interval: 0s}
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	logf, _ := os.Create(filepath.Join(dir, "serve.log"))
-	defer logf.Close()
-	start := func() *exec.Cmd {
-		cmd := exec.Command(bin, "serve", "-config", cfgPath)
-		cmd.Stdout, cmd.Stderr = logf, logf
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		return cmd
-	}
+	start := serveStarter(t, bin, cfgPath, filepath.Join(dir, "serve.log"))
 	events := func() []iris.EventSummary {
 		list, err := admin.ListEvents(ctx, cid)
 		if err != nil {

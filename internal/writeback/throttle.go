@@ -181,52 +181,41 @@ func (m metered) inFlight() int {
 	return n
 }
 
-func (m metered) ListAssets(ctx context.Context, cid int64) ([]iris.Asset, error) {
+// timed runs one request and tells the throttle how it went.
+func timed[T any](m metered, f func() (T, error)) (T, error) {
 	start, n := time.Now(), m.inFlight()
-	v, err := m.api.ListAssets(ctx, cid)
+	v, err := f()
 	m.observe(start, n, err)
 	return v, err
+}
+
+func (m metered) ListAssets(ctx context.Context, cid int64) ([]iris.Asset, error) {
+	return timed(m, func() ([]iris.Asset, error) { return m.api.ListAssets(ctx, cid) })
 }
 
 func (m metered) Asset(ctx context.Context, cid, id int64) (iris.AssetDetail, error) {
-	start, n := time.Now(), m.inFlight()
-	v, err := m.api.Asset(ctx, cid, id)
-	m.observe(start, n, err)
-	return v, err
+	return timed(m, func() (iris.AssetDetail, error) { return m.api.Asset(ctx, cid, id) })
 }
 
 func (m metered) AddAsset(ctx context.Context, cid int64, a iris.NewAsset) (int64, error) {
-	start, n := time.Now(), m.inFlight()
-	v, err := m.api.AddAsset(ctx, cid, a)
-	m.observe(start, n, err)
-	return v, err
+	return timed(m, func() (int64, error) { return m.api.AddAsset(ctx, cid, a) })
 }
 
 func (m metered) SetAssetIOCLinks(ctx context.Context, cid int64, a iris.AssetDetail, links []int64) error {
-	start, n := time.Now(), m.inFlight()
-	err := m.api.SetAssetIOCLinks(ctx, cid, a, links)
-	m.observe(start, n, err)
+	_, err := timed(m, func() (struct{}, error) { return struct{}{}, m.api.SetAssetIOCLinks(ctx, cid, a, links) })
 	return err
 }
 
 func (m metered) ListEvents(ctx context.Context, cid int64) ([]iris.EventSummary, error) {
-	start, n := time.Now(), m.inFlight()
-	v, err := m.api.ListEvents(ctx, cid)
-	m.observe(start, n, err)
-	return v, err
+	return timed(m, func() ([]iris.EventSummary, error) { return m.api.ListEvents(ctx, cid) })
 }
 
 func (m metered) AddEvent(ctx context.Context, cid int64, e iris.NewEvent) (int64, error) {
-	start, n := time.Now(), m.inFlight()
-	v, err := m.api.AddEvent(ctx, cid, e)
-	m.observe(start, n, err)
-	return v, err
+	return timed(m, func() (int64, error) { return m.api.AddEvent(ctx, cid, e) })
 }
 
 func (m metered) UpdateIOCAttributes(ctx context.Context, cid, iocID int64, tab string, fields map[string]string) error {
-	start, n := time.Now(), m.inFlight()
-	err := m.api.UpdateIOCAttributes(ctx, cid, iocID, tab, fields)
-	m.observe(start, n, err)
+	_, err := timed(m, func() (struct{}, error) { return struct{}{}, m.api.UpdateIOCAttributes(ctx, cid, iocID, tab, fields) })
 	return err
 }
 
