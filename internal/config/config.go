@@ -255,7 +255,7 @@ func Default() Config {
 			MaxIOCsPerHunt: 500,
 			Expiry:         Duration(7 * 24 * time.Hour),
 			// From BENCHMARKS.md ("Hash hunts on a real client"): a first
-			// hash hunt costs about 0.3 ms of CPU per file (32 s for
+			// hash hunt costs about 0.3 ms of CPU per file (31 s for
 			// 112,000 files), a re-hunt from the index half of that. At
 			// half a core, a first hunt of 500,000 files fits in 30
 			// minutes, and users do not notice it.
