@@ -238,25 +238,31 @@ func BenchmarkPlanAndLaunch(b *testing.B) {
 	}
 }
 
-// TestServerLimitsAndParameters: a server's cpu_limit, ops_per_second,
-// client_timeout and artifact parameters override the hunting defaults for
-// its hunts; the IOC list parameter cannot be overridden.
-func TestServerLimitsAndParameters(t *testing.T) {
-	ctx := context.Background()
-	e := setup(t, 100)
-	e.p.CPULimit, e.p.OpsPerSecond = 50, 1000
-	e.p.Limits = map[string]planner.Limits{"main": {CPULimit: 20, ClientTimeout: 30 * time.Minute,
-		Parameters: map[string]map[string]string{"ip": {"UseIndex": "N", "IOCs": "[]"}, "hash": {"Other": "x"}}}}
-	e.queue(t, 3)
+// oneHunt lets the batch window pass, runs the planner once and returns the
+// one hunt it must have started.
+func (e *env) oneHunt(t *testing.T) velotest.Hunt {
+	t.Helper()
 	e.clk.Add(6 * time.Second)
-	if err := e.p.Step(ctx, false); err != nil {
+	if err := e.p.Step(context.Background(), false); err != nil {
 		t.Fatal(err)
 	}
 	hunts := e.srv.Hunts()
 	if len(hunts) != 1 {
 		t.Fatalf("%d hunts, want 1", len(hunts))
 	}
-	h := hunts[0]
+	return hunts[0]
+}
+
+// TestServerLimitsAndParameters: a server's cpu_limit, ops_per_second,
+// client_timeout and artifact parameters override the hunting defaults for
+// its hunts; the IOC list parameter cannot be overridden.
+func TestServerLimitsAndParameters(t *testing.T) {
+	e := setup(t, 100)
+	e.p.CPULimit, e.p.OpsPerSecond = 50, 1000
+	e.p.Limits = map[string]planner.Limits{"main": {CPULimit: 20, ClientTimeout: 30 * time.Minute,
+		Parameters: map[string]map[string]string{"ip": {"UseIndex": "N", "IOCs": "[]"}, "hash": {"Other": "x"}}}}
+	e.queue(t, 3)
+	h := e.oneHunt(t)
 	if h.CPULimit != 20 || h.OpsPerSec != 1000 || h.Timeout != 1800 {
 		t.Fatalf("cpu %d, ops %d, timeout %d; want 20 (server), 1000 (default), 1800 (server)", h.CPULimit, h.OpsPerSec, h.Timeout)
 	}
@@ -308,15 +314,7 @@ func TestHashHuntFileNames(t *testing.T) {
 			if _, err := e.db.SyncCaseIOCs(ctx, 1, tc.iocs, "test", false); err != nil {
 				t.Fatal(err)
 			}
-			e.clk.Add(6 * time.Second)
-			if err := e.p.Step(ctx, false); err != nil {
-				t.Fatal(err)
-			}
-			h := e.srv.Hunts()
-			if len(h) != 1 {
-				t.Fatalf("%d hunts, want 1", len(h))
-			}
-			if got := h[0].Params["FileNames"]; got != tc.names {
+			if got := e.oneHunt(t).Params["FileNames"]; got != tc.names {
 				t.Fatalf("FileNames %q, want %q", got, tc.names)
 			}
 		})

@@ -48,17 +48,24 @@ func RunWithVelociraptor(t *testing.T, fn func(t *testing.T, c *velociraptor.Cli
 		if path == "" {
 			t.Skip("no real Velociraptor: set VELOHUNT_TEST_VELOCIRAPTOR_API_CONFIG (and VELOHUNT_TEST_VELOCIRAPTOR_ORG) to run the suite against one")
 		}
-		cfg, err := velociraptor.LoadAPIConfig(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := velociraptor.Dial(cfg, velociraptor.Options{Timeout: time.Minute})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		fn(t, c, os.Getenv("VELOHUNT_TEST_VELOCIRAPTOR_ORG"))
+		fn(t, dialReal(t, path, time.Minute), os.Getenv("VELOHUNT_TEST_VELOCIRAPTOR_ORG"))
 	})
+}
+
+// dialReal connects to the real server of the api_client config at path;
+// the connection closes when the test ends.
+func dialReal(tb testing.TB, path string, timeout time.Duration) *velociraptor.Client {
+	tb.Helper()
+	cfg, err := velociraptor.LoadAPIConfig(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c, err := velociraptor.Dial(cfg, velociraptor.Options{Timeout: timeout})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	return c
 }
 
 func TestVelociraptorContract(t *testing.T) {

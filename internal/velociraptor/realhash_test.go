@@ -46,15 +46,7 @@ func realHashEnv(tb testing.TB) *realHash {
 	if path == "" || os.Getenv("VELOHUNT_TEST_VELOCIRAPTOR_CLIENT") != "1" {
 		tb.Skip("needs a real Velociraptor with a client on this machine: set VELOHUNT_TEST_VELOCIRAPTOR_API_CONFIG and VELOHUNT_TEST_VELOCIRAPTOR_CLIENT=1")
 	}
-	cfg, err := velociraptor.LoadAPIConfig(path)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	c, err := velociraptor.Dial(cfg, velociraptor.Options{Timeout: 10 * time.Minute})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { c.Close() })
+	c := dialReal(tb, path, 10*time.Minute)
 	r := &realHash{c: c, org: os.Getenv("VELOHUNT_TEST_VELOCIRAPTOR_ORG"), pid: clientPID(tb)}
 	defs, err := templates.Artifacts("")
 	if err != nil {
