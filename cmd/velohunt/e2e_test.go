@@ -8,16 +8,20 @@ package main
 //	VELOHUNT_TEST_IRIS_INSECURE=1 (self-signed IRIS)
 //	VELOHUNT_TEST_VELOCIRAPTOR_API_CONFIG (roles investigator,artifact_writer)
 //
-// What a real investigation does, with IOCs reaching velohunt only through
-// the reconcile (no webhook): the analyst has already added this machine as
-// an asset of the case; IOCs of every kind are added through IRIS's API,
-// each matching evidence planted on this machine (a file by sha256 and md5,
-// by name and by path, a loopback connection by ip|port, a hosts-file
-// domain), and a malformed md5; velohunt is restarted half-way (same
-// database). Then, read back through IRIS's API: the analyst's asset is
-// linked to the IOCs (not duplicated, nothing parked), every kind has its
-// event, one event per hit (no duplicate after the restart), HIT on every
-// tab, and the malformed IOC's tab gives the reason it was refused.
+// What a real investigation does: the analyst has already added this
+// machine as an asset of the case; IOCs of every kind are added through
+// IRIS's API, each matching evidence planted on this machine (a file by
+// sha256 and md5, by name and by path, a loopback connection by ip|port, a
+// hosts-file domain), and a malformed md5. The first five reach velohunt
+// only through IRIS's webhooks module (configured from
+// configs/iris-webhooks.json; no reconcile runs), then velohunt is
+// restarted (same database) with the module off, and the last two reach
+// it only through the reconcile. Then, read back through IRIS's API: the
+// analyst's asset is linked to the IOCs (not duplicated, nothing parked),
+// every kind has its event, one event per hit (no duplicate after the
+// restart), HIT on every tab, and the malformed IOC's tab gives the reason
+// it was refused. The webhooks module's configuration is IRIS-wide: run it
+// against a test IRIS only; it is disabled at the end.
 
 import (
 	"context"
@@ -84,25 +88,32 @@ func TestEndToEndReal(t *testing.T) {
 		k.Parameters = params
 		cfg.Hunting.Kinds[kind] = k
 	}
-	cfg.Intake.Reconcile = "* * * * *" // no webhook from the real IRIS here: the reconcile finds the IOCs
+	cfg.Intake.Reconcile = "0 0 1 1 *" // first the webhooks only: no reconcile during the test
 	cfg.Watcher.Schedule = "@every 5s"
-	start := func() *App {
-		t.Helper()
-		app := openTestApp(t, cfg)
-		app.Intake.RequestFullSync()
-		return app
-	}
-	app := start()
-	defer func() {
-		stopRealHunts(app)
-		app.Close(context.Background())
-	}()
 
 	admin, _ := iris.New(iris.Options{URL: cfg.IRIS.URL, APIKey: cfg.IRIS.AdminAPIKey.Reveal(), InsecureSkipVerify: cfg.IRIS.InsecureSkipVerify})
+	module := newRealIRIS(t, cfg.IRIS.URL, cfg.IRIS.AdminAPIKey.Reveal(), cfg.IRIS.InsecureSkipVerify)
+	defer module.webhooksOff()
 	cid, err := admin.AddCase(ctx, fmt.Sprintf("velohunt e2e %d", time.Now().Unix()), "end-to-end test", 1, "velohunt-e2e")
 	if err != nil {
 		t.Fatal(err)
 	}
+	app := openTestApp(t, cfg)
+	defer func() {
+		stopRealHunts(app)
+		app.Close(context.Background())
+	}()
+	// The start-up listing has seen the case (no IOC yet); from now on
+	// only the webhooks module tells velohunt about IOCs.
+	for end := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		if _, err := app.Store.FindCase(ctx, cid); err == nil {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatal("velohunt's start-up listing did not see the case within a minute")
+		}
+	}
+	module.webhooksTo(app.Addr(), cfg.Webhook.Secret.Reveal())
 	// Closed at the end, so that a later run's velohunt (another database)
 	// does not hunt this run's IOCs again and rewrite their tabs.
 	defer func() {
@@ -169,12 +180,26 @@ func TestEndToEndReal(t *testing.T) {
 		}
 	}
 	waitHits(want, 4*time.Minute)
+	checkSource := func(refs []e2eRef, source string) {
+		t.Helper()
+		for _, r := range refs {
+			rows, _ := app.Store.FindIOCs(ctx, r.ID)
+			if len(rows) != 1 || rows[0].Source != source {
+				t.Fatalf("IOC %s: rows %+v, want one learned from the %s", r.Value, rows, source)
+			}
+		}
+	}
+	checkSource(append(want, bad), "webhook")
 
-	// A restart, then two more IOCs (found by the new process).
+	// A restart with the module off, then two more IOCs, found by the new
+	// process's reconcile.
 	app.Close(context.Background())
-	app = start()
+	module.webhooksOff()
+	cfg.Intake.Reconcile = "* * * * *"
+	app = openTestApp(t, cfg)
 	later := []e2eRef{add("ip-dst|port", fmt.Sprintf("127.0.0.78|%d", port)), add("domain", domain)}
 	waitHits(later, 4*time.Minute)
+	checkSource(later, "reconcile")
 	want = append(want, later...)
 
 	// The malformed IOC: refused, with the reason on its tab.

@@ -39,6 +39,46 @@ type realIRIS struct {
 	http       *http.Client
 }
 
+func newRealIRIS(t *testing.T, url, adminKey string, insecure bool) *realIRIS {
+	return &realIRIS{t: t, url: strings.TrimRight(url, "/"), admin: adminKey,
+		http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: insecure}}}}
+}
+
+// webhooksTo configures IRIS's webhooks module from
+// configs/iris-webhooks.json to post to the velohunt at addr, and enables
+// it. The configuration is IRIS-wide: run it against a test IRIS only.
+func (r *realIRIS) webhooksTo(addr, secret string) {
+	r.t.Helper()
+	hooks, err := os.ReadFile("../../configs/iris-webhooks.json")
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	conf := strings.ReplaceAll(string(hooks), "http://velohunt:8080", "http://"+addr)
+	conf = strings.ReplaceAll(conf, "REPLACE-WITH-THE-WEBHOOK-SECRET", secret)
+	id := r.webhooksModule()
+	param := base64.StdEncoding.EncodeToString([]byte(fmt.Sprintf("%d##wh_configuration", id)))
+	r.call("POST", "/manage/modules/set-parameter/"+param, map[string]any{"parameter_value": conf})
+	r.call("POST", fmt.Sprintf("/manage/modules/enable/%d", id), nil)
+	time.Sleep(2 * time.Second) // the module registers its hooks asynchronously
+}
+
+// webhooksOff disables IRIS's webhooks module.
+func (r *realIRIS) webhooksOff() {
+	r.t.Helper()
+	r.call("POST", fmt.Sprintf("/manage/modules/disable/%d", r.webhooksModule()), nil)
+}
+
+func (r *realIRIS) webhooksModule() int64 {
+	r.t.Helper()
+	for _, m := range r.call("GET", "/manage/modules/list", nil)["data"].([]any) {
+		if mm := m.(map[string]any); mm["module_human_name"] == "IrisWebHooks" {
+			return int64(mm["id"].(float64))
+		}
+	}
+	r.t.Fatal("IRIS has no webhooks module")
+	return 0
+}
+
 func (r *realIRIS) call(method, path string, body any) map[string]any {
 	r.t.Helper()
 	var rd io.Reader
@@ -68,8 +108,7 @@ func TestRealIRISSharedByCasesAndModules(t *testing.T) {
 	}
 	insecure := os.Getenv("VELOHUNT_TEST_IRIS_INSECURE") == "1"
 	ctx := context.Background()
-	r := &realIRIS{t: t, url: strings.TrimRight(url, "/"), admin: adminKey,
-		http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: insecure}}}}
+	r := newRealIRIS(t, url, adminKey, insecure)
 	admin, _ := iris.New(iris.Options{URL: url, APIKey: adminKey, InsecureSkipVerify: insecure, Timeout: 30 * time.Second})
 	svc, _ := iris.New(iris.Options{URL: url, APIKey: key, InsecureSkipVerify: insecure, Timeout: 30 * time.Second})
 	run := time.Now().UnixNano()
@@ -120,25 +159,7 @@ func TestRealIRISSharedByCasesAndModules(t *testing.T) {
 	defer app.Close(context.Background())
 
 	// IRIS's webhooks module posts to this velohunt.
-	hooks, err := os.ReadFile("../../configs/iris-webhooks.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	conf := strings.ReplaceAll(string(hooks), "http://velohunt:8080", "http://"+app.Addr())
-	conf = strings.ReplaceAll(conf, "REPLACE-WITH-THE-WEBHOOK-SECRET", cfg.Webhook.Secret.Reveal())
-	var modID int64
-	for _, m := range r.call("GET", "/manage/modules/list", nil)["data"].([]any) {
-		if mm := m.(map[string]any); mm["module_human_name"] == "IrisWebHooks" {
-			modID = int64(mm["id"].(float64))
-		}
-	}
-	if modID == 0 {
-		t.Fatal("IRIS has no webhooks module")
-	}
-	param := base64.StdEncoding.EncodeToString([]byte(fmt.Sprintf("%d##wh_configuration", modID)))
-	r.call("POST", "/manage/modules/set-parameter/"+param, map[string]any{"parameter_value": conf})
-	r.call("POST", fmt.Sprintf("/manage/modules/enable/%d", modID), nil)
-	time.Sleep(2 * time.Second) // the module registers its hooks asynchronously
+	r.webhooksTo(app.Addr(), cfg.Webhook.Secret.Reveal())
 
 	// Cases A and B of the first customer, C of the other.
 	a, _ := admin.AddCase(ctx, fmt.Sprintf("shared A %d", run), "velohunt shared-IRIS test", 1, "")

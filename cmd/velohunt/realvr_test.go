@@ -127,24 +127,35 @@ func TestRealVelociraptorArtifacts(t *testing.T) {
 	}
 }
 
-// TestRealVelociraptorSysmon hunts a real Sysmon Operational log on the
-// real client: the Network artifact reads the log at its SysmonLog
-// parameter whatever the OS, so a Linux client can parse a Windows EVTX.
-// VELOHUNT_TEST_SYSMON_EVTX names the file: Velociraptor's own test log
-// (artifacts/testdata/files/evtx/Microsoft-Windows-Sysmon%4Operational.evtx)
-// has two event ID 3 records of a connection to 127.0.0.1:5985.
+// TestRealVelociraptorSysmon hunts real Sysmon Operational logs on the
+// Linux client, the artifacts reading the log named by their SysmonLog
+// parameter because the file exists:
+//
+//	VELOHUNT_TEST_SYSMON_EVTX      a log with Sysmon event ID 3; Velociraptor's
+//	                               own artifacts/testdata/files/evtx/Microsoft-Windows-Sysmon%4Operational.evtx
+//	                               has two connections to 127.0.0.1:5985
+//	VELOHUNT_TEST_SYSMON_DNS_EVTX  a log with Sysmon event ID 22 (DNS query), and
+//	VELOHUNT_TEST_SYSMON_DNS_NAME  a name it queried; EVTX-ATTACK-SAMPLES'
+//	                               "Privilege Escalation/Sysmon_UACME_64.evtx" has
+//	                               svchost.exe querying wpad
 func TestRealVelociraptorSysmon(t *testing.T) {
-	apiCfg, evtx := os.Getenv("VELOHUNT_TEST_VELOCIRAPTOR_API_CONFIG"), os.Getenv("VELOHUNT_TEST_SYSMON_EVTX")
-	if apiCfg == "" || os.Getenv("VELOHUNT_TEST_VELOCIRAPTOR_CLIENT") != "1" || evtx == "" {
-		t.Skip("needs a real Velociraptor with a client here and VELOHUNT_TEST_SYSMON_EVTX")
+	apiCfg := os.Getenv("VELOHUNT_TEST_VELOCIRAPTOR_API_CONFIG")
+	netLog, dnsLog, dnsName := os.Getenv("VELOHUNT_TEST_SYSMON_EVTX"), os.Getenv("VELOHUNT_TEST_SYSMON_DNS_EVTX"), os.Getenv("VELOHUNT_TEST_SYSMON_DNS_NAME")
+	if apiCfg == "" || os.Getenv("VELOHUNT_TEST_VELOCIRAPTOR_CLIENT") != "1" || netLog == "" && dnsLog == "" {
+		t.Skip("needs a real Velociraptor with a client here and VELOHUNT_TEST_SYSMON_EVTX or VELOHUNT_TEST_SYSMON_DNS_EVTX")
+	}
+	if dnsLog != "" && dnsName == "" {
+		t.Fatal("VELOHUNT_TEST_SYSMON_DNS_EVTX needs VELOHUNT_TEST_SYSMON_DNS_NAME, a name the log's event ID 22 records queried")
 	}
 	ctx := context.Background()
 	d, err := startDemoWith(ctx, t.TempDir(), io.Discard, nil, func(c *config.Config, _ *velotest.Server) {
 		c.Velociraptor.Servers = []config.Server{{Name: "real", APIConfig: apiCfg}}
 		c.Velociraptor.Default = config.Target{Server: "real"}
-		k := c.Hunting.Kinds["ip"]
-		k.Parameters = map[string]string{"SysmonLog": evtx}
-		c.Hunting.Kinds["ip"] = k
+		for kind, log := range map[string]string{"ip": netLog, "domain": dnsLog} {
+			k := c.Hunting.Kinds[kind]
+			k.Parameters = map[string]string{"SysmonLog": log}
+			c.Hunting.Kinds[kind] = k
+		}
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -152,23 +163,41 @@ func TestRealVelociraptorSysmon(t *testing.T) {
 	defer d.Close()
 	defer stopRealHunts(d.App)
 	cid, _ := d.Admin.AddCase(ctx, "sysmon", "real evtx", 1, "")
-	if _, err := d.Admin.AddIOC(ctx, cid, iris.NewIOC{Value: "127.0.0.1|5985", TypeID: iristest.TypeID("ip-dst|port"), TLPID: 2}); err != nil {
-		t.Fatal(err)
+	// want counts the events expected for each source and evidence.
+	type want struct{ source, evidence string }
+	wants := map[want]int{}
+	if netLog != "" {
+		if _, err := d.Admin.AddIOC(ctx, cid, iris.NewIOC{Value: "127.0.0.1|5985", TypeID: iristest.TypeID("ip-dst|port"), TLPID: 2}); err != nil {
+			t.Fatal(err)
+		}
+		wants[want{"sysmon_network", "127.0.0.1:5985"}] = 2
+	}
+	if dnsLog != "" {
+		if _, err := d.Admin.AddIOC(ctx, cid, iris.NewIOC{Value: dnsName, TypeID: iristest.TypeID("domain"), TLPID: 2}); err != nil {
+			t.Fatal(err)
+		}
+		wants[want{"sysmon_dns", " queried " + dnsName}] = 1
 	}
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
-		n := 0
+		got := map[want]int{}
 		for _, e := range d.IRIS.Events(cid) {
-			if strings.Contains(e.Content, "sysmon_network") && strings.Contains(e.Content, "127.0.0.1:5985") {
-				n++
+			for w := range wants {
+				if strings.Contains(e.Content, w.source) && strings.Contains(e.Content, w.evidence) {
+					got[w]++
+				}
 			}
 		}
-		if n == 2 {
-			t.Logf("both event ID 3 records of the real log found")
+		done := true
+		for w, n := range wants {
+			done = done && got[w] >= n
+		}
+		if done {
+			t.Logf("found in the real logs: %v", got)
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d Sysmon network events after 3 minutes, want 2", n)
+			t.Fatalf("Sysmon events after 3 minutes: %v, want at least %v", got, wants)
 		}
 		time.Sleep(2 * time.Second)
 	}
