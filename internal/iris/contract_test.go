@@ -219,6 +219,24 @@ func TestIRISContract(t *testing.T) {
 				}
 			}
 		})
+		t.Run("UpdateOfIOCNoLongerInCaseIsHTML500", func(t *testing.T) {
+			x, err := e.svc.AddIOC(ctx, cid, iris.NewIOC{Value: value + "gone", TypeID: typeID(t, e.svc, "filename"), TLPID: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if code, body := e.raw(t, "POST", fmt.Sprintf("/case/ioc/delete/%d?cid=%d", x.ID, cid), nil); code != 200 {
+				t.Fatalf("delete: %d %v", code, body)
+			}
+			// IRIS 2.4.20 wraps "Invalid IOC ID for this case" in an error
+			// it cannot serialise: an HTML 500, not the contract's 400.
+			if code, _ := e.raw(t, "POST", fmt.Sprintf("/case/ioc/update/%d?cid=%d", x.ID, cid), map[string]any{"ioc_description": "x"}); code != 500 {
+				t.Fatalf("update of a deleted IOC: HTTP %d, want 500", code)
+			}
+			err = e.svc.UpdateIOCAttributes(ctx, cid, x.ID, "velohunt-conformance", map[string]string{"Status": "x"})
+			if !errors.Is(err, iris.ErrIOCNotInCase) {
+				t.Fatalf("err=%v, want ErrIOCNotInCase", err)
+			}
+		})
 		t.Run("TabTextFieldsWrittenHTMLFieldsSkipped", func(t *testing.T) {
 			tmpls, err := e.admin.AttributeTemplates(ctx)
 			if err != nil {

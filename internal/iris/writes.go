@@ -261,11 +261,17 @@ func (c *Client) AddEvent(ctx context.Context, cid int64, e NewEvent) (int64, er
 // key): IRIS then fails every attribute update with an HTML 500.
 var ErrNullAttributes = errors.New("the IOC's custom attributes are null in IRIS")
 
+// ErrIOCNotInCase reports an IOC that is no longer in the case (deleted or
+// unlinked in IRIS): there is nothing to update.
+var ErrIOCNotInCase = errors.New("the IOC is no longer in this case in IRIS (deleted or unlinked)")
+
 // UpdateIOCAttributes writes text values into one tab of an IOC's custom
 // attributes ({tab: {field: value}}, values only). IRIS ignores tabs and
-// fields its IOC template lacks, and html fields, without an error; a 500
-// is checked against a null custom_attributes and reported as
-// ErrNullAttributes.
+// fields its IOC template lacks, and html fields, without an error. A 500
+// is explained by reading the IOC: null custom_attributes are reported as
+// ErrNullAttributes, an IOC no longer in the case (IRIS 2.4.20 answers an
+// update of one with an HTML 500, its GET with 400 "Invalid IOC ID for this
+// case") as ErrIOCNotInCase.
 func (c *Client) UpdateIOCAttributes(ctx context.Context, cid, iocID int64, tab string, fields map[string]string) error {
 	body := map[string]any{"custom_attributes": map[string]any{tab: fields}}
 	err := c.do(ctx, "POST", "/case/ioc/update/"+strconv.FormatInt(iocID, 10), cid, body, nil)
@@ -274,9 +280,13 @@ func (c *Client) UpdateIOCAttributes(ctx context.Context, cid, iocID int64, tab 
 		var r struct {
 			Custom json.RawMessage `json:"custom_attributes"`
 		}
-		if gerr := c.do(ctx, "GET", "/case/ioc/"+strconv.FormatInt(iocID, 10), cid, nil, &r); gerr == nil &&
-			(len(r.Custom) == 0 || string(r.Custom) == "null") {
+		gerr := c.do(ctx, "GET", "/case/ioc/"+strconv.FormatInt(iocID, 10), cid, nil, &r)
+		var ge *StatusError
+		switch {
+		case gerr == nil && (len(r.Custom) == 0 || string(r.Custom) == "null"):
 			return errors.Join(ErrNullAttributes, &StatusError{Op: se.Op, Status: 500, Message: ErrNullAttributes.Error(), code: ioc.EINVALID})
+		case errors.As(gerr, &ge) && ge.Status == 400 && strings.Contains(ge.Message, "Invalid IOC ID"):
+			return errors.Join(ErrIOCNotInCase, &StatusError{Op: se.Op, Status: 500, Message: ErrIOCNotInCase.Error(), code: ioc.ENOTFOUND})
 		}
 	}
 	return err

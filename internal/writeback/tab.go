@@ -67,6 +67,12 @@ func (w *Writer) tab(ctx context.Context, wr store.Write, p *preparedTab) error 
 	if errors.Is(err, iris.ErrNullAttributes) {
 		err = w.repair(ctx, cid, p.d.IRISID, p.fields, err)
 	}
+	if errors.Is(err, iris.ErrIOCNotInCase) && !tabCaseOpen(p.d, cid) {
+		// Deleted or unlinked in IRIS, and velohunt knows of no open case
+		// that still links it: no tab left to write.
+		w.Logger.Info("tab not written: the IOC is no longer in IRIS", "ioc_id", p.d.IRISID, "case_id", cid)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -106,6 +112,17 @@ func tabCase(d store.TabData, own int64) int64 {
 		}
 	}
 	return own
+}
+
+// tabCaseOpen reports whether the case the tab went through is an open
+// case in which the IOC is still hunted.
+func tabCaseOpen(d store.TabData, cid int64) bool {
+	for _, c := range d.Cases {
+		if c.IOC.CaseID == cid {
+			return c.CaseOpen && c.IOC.State != store.StateRemoved
+		}
+	}
+	return false
 }
 
 // repair handles an IOC whose custom_attributes is null: IRIS fails every

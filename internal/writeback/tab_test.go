@@ -3,6 +3,7 @@ package writeback_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -256,5 +257,35 @@ func TestTabChangedWhileWritten(t *testing.T) {
 	e.drain(t, time.Minute)
 	if s := e.tabField(t, e.rows[0].IRISID, render.FieldStatus); !strings.HasPrefix(s, "HIT: found on 1 host(s)") {
 		t.Fatalf("status %q, want the hit recorded while the first tab was written", s)
+	}
+}
+
+// TestTabOfDeletedIOC: an IOC deleted in IRIS leaves a tab write behind
+// (its state changed to removed). IRIS 2.4.20 answers the update with an
+// HTML 500; the write is dropped, not retried for ever nor parked.
+func TestTabOfDeletedIOC(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t, 2)
+	e.drain(t, time.Minute)
+	gone := e.rows[0]
+	req, _ := http.NewRequest("POST", fmt.Sprintf("%s/case/ioc/delete/%d?cid=%d", e.srv.URL(), gone.IRISID, e.cid), nil)
+	req.Header.Set("Authorization", "Bearer admin-key")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("delete: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	k := e.rows[1]
+	in := store.IOCInput{IOC: ioc.IOC{ID: k.IRISID, Value: k.Value, TypeID: iristest.TypeID("filename"), TypeName: k.TypeName, TLPID: 2},
+		Target: ioc.Target{Kind: ioc.KindFile, Value: k.Value}}
+	if _, err := e.db.SyncCaseIOCs(ctx, e.cid, []store.IOCInput{in}, "test", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.db.EnqueueTabs(ctx, []int64{gone.ID}); err != nil { // as the intake does after a sync
+		t.Fatal(err)
+	}
+	e.drain(t, time.Minute)
+	if parked, _ := e.db.ParkedWrites(ctx, 0, 5); len(parked) != 0 {
+		t.Fatalf("parked: %+v", parked)
 	}
 }

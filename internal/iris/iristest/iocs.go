@@ -168,10 +168,14 @@ func (s *Server) addIOC(q *request) {
 }
 
 func (s *Server) updateIOC(q *request) {
-	i := s.caseIOC(q)
-	if i == nil {
+	id, _ := strconv.ParseInt(q.r.PathValue("id"), 10, 64)
+	if i, ok := s.iocs[id]; !ok || !i.Cases[q.cid] {
+		// IRIS 2.4.20 wraps its "Invalid IOC ID for this case" in a second
+		// error whose data it cannot serialise: an HTML 500.
+		htmlError(q.w, http.StatusInternalServerError)
 		return
 	}
+	i := s.caseIOC(q)
 	if ca, ok := q.body["custom_attributes"]; ok {
 		if i.Custom == nil {
 			// IRIS crashes on None.get and answers with an HTML 500.
