@@ -100,7 +100,6 @@ var errStale = errors.New("the IOC changed while its tab was written")
 // when the IOC is still hunted there, else another open case that links
 // it (IRIS checks that the IOC is linked to the case named by cid).
 func tabCase(d store.TabData, own int64) int64 {
-	live := func(c store.TabCase) bool { return c.CaseOpen && c.IOC.State != store.StateRemoved }
 	for _, c := range d.Cases {
 		if c.IOC.CaseID == own && live(c) {
 			return own
@@ -114,12 +113,15 @@ func tabCase(d store.TabData, own int64) int64 {
 	return own
 }
 
+// live reports whether the IOC is still hunted in an open case.
+func live(c store.TabCase) bool { return c.CaseOpen && c.IOC.State != store.StateRemoved }
+
 // tabCaseOpen reports whether the case the tab went through is an open
 // case in which the IOC is still hunted.
 func tabCaseOpen(d store.TabData, cid int64) bool {
 	for _, c := range d.Cases {
 		if c.IOC.CaseID == cid {
-			return c.CaseOpen && c.IOC.State != store.StateRemoved
+			return live(c)
 		}
 	}
 	return false
