@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -38,6 +39,24 @@ func loopbackConnection(t *testing.T, ip string) int {
 	}
 	t.Cleanup(func() { conn.Close() })
 	return lis.Addr().(*net.TCPAddr).Port
+}
+
+// realIRISEnv is the real IRIS named by the VELOHUNT_TEST_IRIS_* variables.
+type realIRISEnv struct {
+	url, key, adminKey string // key: the (non-admin) service user's
+	insecure           bool
+}
+
+// needRealIRIS reads the VELOHUNT_TEST_IRIS_* variables, and skips the test
+// when they do not name a real IRIS.
+func needRealIRIS(t *testing.T) realIRISEnv {
+	t.Helper()
+	e := realIRISEnv{url: os.Getenv("VELOHUNT_TEST_IRIS_URL"), key: os.Getenv("VELOHUNT_TEST_IRIS_KEY"),
+		adminKey: os.Getenv("VELOHUNT_TEST_IRIS_ADMIN_KEY"), insecure: os.Getenv("VELOHUNT_TEST_IRIS_INSECURE") == "1"}
+	if e.url == "" || e.key == "" || e.adminKey == "" {
+		t.Skip("needs a real IRIS: set VELOHUNT_TEST_IRIS_URL, VELOHUNT_TEST_IRIS_KEY and VELOHUNT_TEST_IRIS_ADMIN_KEY")
+	}
+	return e
 }
 
 // realIRISConfig is the configuration of a velohunt against a real IRIS

@@ -102,11 +102,8 @@ func (r *realIRIS) call(method, path string, body any) map[string]any {
 }
 
 func TestRealIRISSharedByCasesAndModules(t *testing.T) {
-	url, key, adminKey := os.Getenv("VELOHUNT_TEST_IRIS_URL"), os.Getenv("VELOHUNT_TEST_IRIS_KEY"), os.Getenv("VELOHUNT_TEST_IRIS_ADMIN_KEY")
-	if url == "" || key == "" || adminKey == "" {
-		t.Skip("no real IRIS: set VELOHUNT_TEST_IRIS_URL, VELOHUNT_TEST_IRIS_KEY and VELOHUNT_TEST_IRIS_ADMIN_KEY")
-	}
-	insecure := os.Getenv("VELOHUNT_TEST_IRIS_INSECURE") == "1"
+	env := needRealIRIS(t)
+	url, key, adminKey, insecure := env.url, env.key, env.adminKey, env.insecure
 	ctx := context.Background()
 	r := newRealIRIS(t, url, adminKey, insecure)
 	admin, _ := iris.New(iris.Options{URL: url, APIKey: adminKey, InsecureSkipVerify: insecure, Timeout: 30 * time.Second})

@@ -24,15 +24,13 @@ import (
 // time. In the end IRIS holds, read through its API, exactly one asset per
 // host linked to both IOCs and exactly one event per hit.
 func TestRealIRISKill9DuringWriteback(t *testing.T) {
-	url, key, adminKey := os.Getenv("VELOHUNT_TEST_IRIS_URL"), os.Getenv("VELOHUNT_TEST_IRIS_KEY"), os.Getenv("VELOHUNT_TEST_IRIS_ADMIN_KEY")
-	if url == "" || key == "" || adminKey == "" {
-		t.Skip("needs a real IRIS: set VELOHUNT_TEST_IRIS_URL, VELOHUNT_TEST_IRIS_KEY and VELOHUNT_TEST_IRIS_ADMIN_KEY")
-	}
+	env := needRealIRIS(t)
+	url, key, adminKey := env.url, env.key, env.adminKey
 	const hosts = 150
 	ctx := context.Background()
 	dir := t.TempDir()
 	bin := buildVelohunt(t, dir)
-	admin, err := iris.New(iris.Options{URL: url, APIKey: adminKey})
+	admin, err := iris.New(iris.Options{URL: url, APIKey: adminKey, InsecureSkipVerify: env.insecure})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,14 +82,14 @@ func TestRealIRISKill9DuringWriteback(t *testing.T) {
 	cfg := fmt.Sprintf(`database: %s
 listen: 127.0.0.1:0
 log: {level: debug}
-iris: {url: %q, api_key: %q, admin_api_key: %q, setup_on_start: true}
+iris: {url: %q, api_key: %q, admin_api_key: %q, insecure_skip_verify: %t, setup_on_start: true}
 webhook: {secret: "kill9-real-webhook-secret-0123456789"}
 velociraptor: {servers: [{name: main, api_config: %q}]}
 hunting: {batch_window: 300ms}
 intake: {reconcile: "* * * * *"}
 watcher: {schedule: "@every 1s"}
 writeback: {settle: 2s, tab_min_interval: 0s}
-`, filepath.Join(dir, "v.db"), url, key, adminKey, apiPath)
+`, filepath.Join(dir, "v.db"), url, key, adminKey, env.insecure, apiPath)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -22,12 +22,12 @@ import (
 )
 
 func TestRealCaseClosedAndIOCDeleted(t *testing.T) {
-	url, key, adminKey, vrAPI := os.Getenv("VELOHUNT_TEST_IRIS_URL"), os.Getenv("VELOHUNT_TEST_IRIS_KEY"),
-		os.Getenv("VELOHUNT_TEST_IRIS_ADMIN_KEY"), os.Getenv("VELOHUNT_TEST_VELOCIRAPTOR_API_CONFIG")
-	if os.Getenv("VELOHUNT_TEST_E2E") != "1" || url == "" || key == "" || adminKey == "" || vrAPI == "" {
+	vrAPI := os.Getenv("VELOHUNT_TEST_VELOCIRAPTOR_API_CONFIG")
+	if os.Getenv("VELOHUNT_TEST_E2E") != "1" || vrAPI == "" {
 		t.Skip("real IRIS and Velociraptor: set VELOHUNT_TEST_E2E=1 and the VELOHUNT_TEST_IRIS_* and VELOHUNT_TEST_VELOCIRAPTOR_API_CONFIG variables")
 	}
-	insecure := os.Getenv("VELOHUNT_TEST_IRIS_INSECURE") == "1"
+	env := needRealIRIS(t)
+	url, key, adminKey, insecure := env.url, env.key, env.adminKey, env.insecure
 	ctx := context.Background()
 	cfg := realIRISConfig(t.TempDir(), url, key, adminKey, insecure, vrAPI)
 	cfg.Velociraptor.Servers[0].Name = "real"

@@ -31,12 +31,12 @@ import (
 )
 
 func TestRealIRISUI(t *testing.T) {
-	url, key, adminKey := os.Getenv("VELOHUNT_TEST_IRIS_URL"), os.Getenv("VELOHUNT_TEST_IRIS_KEY"), os.Getenv("VELOHUNT_TEST_IRIS_ADMIN_KEY")
 	password, pw := os.Getenv("VELOHUNT_TEST_IRIS_ADMIN_PASSWORD"), os.Getenv("VELOHUNT_TEST_PLAYWRIGHT")
-	if url == "" || key == "" || adminKey == "" || password == "" || pw == "" {
+	if password == "" || pw == "" {
 		t.Skip("needs a real IRIS and a browser: set the VELOHUNT_TEST_IRIS_* variables, VELOHUNT_TEST_IRIS_ADMIN_PASSWORD and VELOHUNT_TEST_PLAYWRIGHT")
 	}
-	insecure := os.Getenv("VELOHUNT_TEST_IRIS_INSECURE") == "1"
+	env := needRealIRIS(t)
+	url, key, adminKey, insecure := env.url, env.key, env.adminKey, env.insecure
 	ctx := context.Background()
 	dir := t.TempDir()
 	content := make([]byte, 32)
