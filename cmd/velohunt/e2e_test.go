@@ -21,7 +21,7 @@ package main
 // every kind has its event, one event per hit (no duplicate after the
 // restart), HIT on every tab, and the malformed IOC's tab gives the reason
 // it was refused. The webhooks module's configuration is IRIS-wide: run it
-// against a test IRIS only; it is disabled at the end.
+// against a test IRIS only; it is put back as it was at the end.
 
 import (
 	"context"
@@ -93,7 +93,6 @@ func TestEndToEndReal(t *testing.T) {
 
 	admin, _ := iris.New(iris.Options{URL: cfg.IRIS.URL, APIKey: cfg.IRIS.AdminAPIKey.Reveal(), InsecureSkipVerify: cfg.IRIS.InsecureSkipVerify})
 	module := newRealIRIS(t, cfg.IRIS.URL, cfg.IRIS.AdminAPIKey.Reveal(), cfg.IRIS.InsecureSkipVerify)
-	defer module.webhooksOff()
 	cid, err := admin.AddCase(ctx, fmt.Sprintf("velohunt e2e %d", time.Now().Unix()), "end-to-end test", 1, "velohunt-e2e")
 	if err != nil {
 		t.Fatal(err)
@@ -113,7 +112,7 @@ func TestEndToEndReal(t *testing.T) {
 			t.Fatal("velohunt's start-up listing did not see the case within a minute")
 		}
 	}
-	module.webhooksTo(app.Addr(), cfg.Webhook.Secret.Reveal())
+	defer module.webhooksTo(app.Addr(), cfg.Webhook.Secret.Reveal())()
 	// Closed at the end, so that a later run's velohunt (another database)
 	// does not hunt this run's IOCs again and rewrite their tabs.
 	defer func() {

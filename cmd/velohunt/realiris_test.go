@@ -46,8 +46,10 @@ func newRealIRIS(t *testing.T, url, adminKey string, insecure bool) *realIRIS {
 
 // webhooksTo configures IRIS's webhooks module from
 // configs/iris-webhooks.json to post to the velohunt at addr, and enables
-// it. The configuration is IRIS-wide: run it against a test IRIS only.
-func (r *realIRIS) webhooksTo(addr, secret string) {
+// it. The configuration is IRIS-wide: run it against a test IRIS only. The
+// returned function puts the module back as it was (its configuration and
+// whether it was enabled), for the tests that run after.
+func (r *realIRIS) webhooksTo(addr, secret string) (restore func()) {
 	r.t.Helper()
 	hooks, err := os.ReadFile("../../configs/iris-webhooks.json")
 	if err != nil {
@@ -55,28 +57,42 @@ func (r *realIRIS) webhooksTo(addr, secret string) {
 	}
 	conf := strings.ReplaceAll(string(hooks), "http://velohunt:8080", "http://"+addr)
 	conf = strings.ReplaceAll(conf, "REPLACE-WITH-THE-WEBHOOK-SECRET", secret)
-	id := r.webhooksModule()
+	id, active := r.webhooksModule()
+	saved := r.call("GET", fmt.Sprintf("/manage/modules/export-config/%d", id), nil)["data"].(map[string]any)["module_configuration"]
 	param := base64.StdEncoding.EncodeToString([]byte(fmt.Sprintf("%d##wh_configuration", id)))
 	r.call("POST", "/manage/modules/set-parameter/"+param, map[string]any{"parameter_value": conf})
 	r.call("POST", fmt.Sprintf("/manage/modules/enable/%d", id), nil)
 	time.Sleep(2 * time.Second) // the module registers its hooks asynchronously
+	return func() {
+		r.t.Helper()
+		r.call("POST", fmt.Sprintf("/manage/modules/import-config/%d", id), map[string]any{"module_configuration": saved})
+		state := "disable"
+		if active {
+			state = "enable"
+		}
+		r.call("POST", fmt.Sprintf("/manage/modules/%s/%d", state, id), nil)
+	}
 }
 
 // webhooksOff disables IRIS's webhooks module.
 func (r *realIRIS) webhooksOff() {
 	r.t.Helper()
-	r.call("POST", fmt.Sprintf("/manage/modules/disable/%d", r.webhooksModule()), nil)
+	id, _ := r.webhooksModule()
+	r.call("POST", fmt.Sprintf("/manage/modules/disable/%d", id), nil)
 }
 
-func (r *realIRIS) webhooksModule() int64 {
+// webhooksModule returns the id of IRIS's webhooks module and whether it
+// is enabled.
+func (r *realIRIS) webhooksModule() (int64, bool) {
 	r.t.Helper()
 	for _, m := range r.call("GET", "/manage/modules/list", nil)["data"].([]any) {
 		if mm := m.(map[string]any); mm["module_human_name"] == "IrisWebHooks" {
-			return int64(mm["id"].(float64))
+			active, _ := mm["is_active"].(bool)
+			return int64(mm["id"].(float64)), active
 		}
 	}
 	r.t.Fatal("IRIS has no webhooks module")
-	return 0
+	return 0, false
 }
 
 func (r *realIRIS) call(method, path string, body any) map[string]any {
@@ -156,7 +172,7 @@ func TestRealIRISSharedByCasesAndModules(t *testing.T) {
 	defer app.Close(context.Background())
 
 	// IRIS's webhooks module posts to this velohunt.
-	r.webhooksTo(app.Addr(), cfg.Webhook.Secret.Reveal())
+	defer r.webhooksTo(app.Addr(), cfg.Webhook.Secret.Reveal())()
 
 	// Cases A and B of the first customer, C of the other.
 	a, _ := admin.AddCase(ctx, fmt.Sprintf("shared A %d", run), "velohunt shared-IRIS test", 1, "")
