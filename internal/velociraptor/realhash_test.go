@@ -33,9 +33,10 @@ import (
 )
 
 type realHash struct {
-	c   *velociraptor.Client
-	org string
-	pid int
+	c      *velociraptor.Client
+	org    string
+	pid    int
+	client string // the client whose flow is read; "" for the first that finishes
 }
 
 // realHashEnv connects to the real server, uploads velohunt's hash
@@ -47,7 +48,8 @@ func realHashEnv(tb testing.TB) *realHash {
 		tb.Skip("needs a real Velociraptor with a client on this machine: set VELOHUNT_TEST_VELOCIRAPTOR_API_CONFIG and VELOHUNT_TEST_VELOCIRAPTOR_CLIENT=1")
 	}
 	c := dialReal(tb, path, 10*time.Minute)
-	r := &realHash{c: c, org: os.Getenv("VELOHUNT_TEST_VELOCIRAPTOR_ORG"), pid: clientPID(tb)}
+	r := &realHash{c: c, org: os.Getenv("VELOHUNT_TEST_VELOCIRAPTOR_ORG"), pid: clientPID(tb),
+		client: os.Getenv("VELOHUNT_TEST_VELOCIRAPTOR_LINUX_CLIENT")}
 	defs, err := templates.Artifacts("")
 	if err != nil {
 		tb.Fatal(err)
@@ -58,9 +60,12 @@ func realHashEnv(tb testing.TB) *realHash {
 	return r
 }
 
-// clientPID finds the Velociraptor client process of this machine.
+// clientPID finds the Velociraptor client process of this machine: the one
+// started with VELOHUNT_TEST_VELOCIRAPTOR_CLIENT_CONFIG when it is set (a
+// machine may run several clients), else the first.
 func clientPID(tb testing.TB) int {
 	tb.Helper()
+	config := os.Getenv("VELOHUNT_TEST_VELOCIRAPTOR_CLIENT_CONFIG")
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range procs {
 		b, err := os.ReadFile(p)
@@ -68,7 +73,8 @@ func clientPID(tb testing.TB) int {
 			continue
 		}
 		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
-		if len(args) > 1 && strings.Contains(filepath.Base(args[0]), "velociraptor") && slices.Contains(args, "client") {
+		if len(args) > 1 && strings.Contains(filepath.Base(args[0]), "velociraptor") && slices.Contains(args, "client") &&
+			(config == "" || slices.Contains(args, config)) {
 			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
 			return pid
 		}
@@ -116,11 +122,47 @@ func procUsage(pid int) (usage, error) {
 	return u, nil
 }
 
+// resetPeak resets the peak resident memory the kernel keeps for a process
+// (VmHWM), so that peakRSS reads the peak of what follows.
+func resetPeak(pid int) {
+	os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0)
+}
+
+// peakRSS reads a process's peak resident memory (VmHWM), in bytes.
+func peakRSS(pid int) int64 {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// flowLog returns the log of a flow, read with the Velociraptor binary
+// (VELOHUNT_TEST_VELOCIRAPTOR_BINARY) through the same API config.
+func flowLog(tb testing.TB, f velociraptor.Flow) string {
+	tb.Helper()
+	bin := os.Getenv("VELOHUNT_TEST_VELOCIRAPTOR_BINARY")
+	if bin == "" {
+		tb.Skip("needs VELOHUNT_TEST_VELOCIRAPTOR_BINARY to read flow logs")
+	}
+	out, err := exec.Command(bin, "--api_config", os.Getenv("VELOHUNT_TEST_VELOCIRAPTOR_API_CONFIG"), "query", "--format", "jsonl",
+		"SELECT message FROM flow_logs(client_id=ClientId, flow_id=FlowId)", "--env", "ClientId="+f.ClientID, "--env", "FlowId="+f.FlowID).CombinedOutput()
+	if err != nil {
+		tb.Fatalf("flow log of %s/%s: %v\n%s", f.ClientID, f.FlowID, err, out)
+	}
+	return string(out)
+}
+
 // run is one collection's cost on the client and its rows.
 type run struct {
 	wall time.Duration
 	cpu  time.Duration
 	read int64
+	peak int64 // the client's peak resident memory during the hunt, bytes
+	flow velociraptor.Flow
 	rows []map[string]any
 }
 
@@ -130,6 +172,7 @@ type run struct {
 func (r *realHash) hunt(tb testing.TB, artifact string, params map[string]string) run {
 	tb.Helper()
 	ctx := context.Background()
+	resetPeak(r.pid)
 	before := readUsage(tb, r.pid)
 	// The client picks a hunt up at its next poll: its own wall time runs
 	// from the first to the last 100ms in which it used CPU.
@@ -175,8 +218,8 @@ func (r *realHash) hunt(tb testing.TB, artifact string, params map[string]string
 		if err != nil {
 			tb.Fatal(err)
 		}
-		if len(flows) > 0 && flows[0].Done() {
-			flow = flows[0]
+		if i := slices.IndexFunc(flows, func(f velociraptor.Flow) bool { return r.client == "" || f.ClientID == r.client }); i >= 0 && flows[i].Done() {
+			flow = flows[i]
 			break
 		}
 		if time.Now().After(deadline) {
@@ -185,7 +228,7 @@ func (r *realHash) hunt(tb testing.TB, artifact string, params map[string]string
 	}
 	close(stopSampling)
 	<-sampled
-	out := run{wall: busyLast.Sub(busyFirst)}
+	out := run{wall: busyLast.Sub(busyFirst), peak: peakRSS(r.pid), flow: flow}
 	if busyFirst.IsZero() {
 		out.wall = 0
 	}
@@ -261,7 +304,8 @@ func TestRealClientHashIndex(t *testing.T) {
 	defer proc.Process.Kill()
 	procSum := md5.Sum(img)
 	procMD5 := hex.EncodeToString(procSum[:])
-	index := filepath.Join(dir, "index.sqlite")
+	// The index in a directory of its own, closed to other accounts.
+	index := filepath.Join(privateDir(t), "index.sqlite")
 	glob, _ := json.Marshal([]string{filepath.ToSlash(dir) + "/tree/**"})
 	params := func(iocs []string, useIndex string) map[string]string {
 		l, _ := json.Marshal(iocs)
@@ -274,7 +318,7 @@ func TestRealClientHashIndex(t *testing.T) {
 		}
 		defer db.Close()
 		var n int
-		if err := db.QueryRow(`SELECT COUNT(*) FROM velohunt_hashes WHERE hashed_at >= ? AND path LIKE ?`, t0.Unix(), dir+"/tree/%").Scan(&n); err != nil {
+		if err := db.QueryRow(`SELECT COUNT(*) FROM velohunt_files WHERE seen_at >= ? AND path LIKE ?`, t0.Unix(), dir+"/tree/%").Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		return n
@@ -331,9 +375,11 @@ func TestRealClientHashIndex(t *testing.T) {
 // /usr/include, about 54,000 files): Generic.Detection.HashHunter (the
 // peer anchor: MD5 only, symlinks not followed), velohunt's hash artifact
 // without its index, its first hunt with an empty index, a second hunt of
-// other MD5s, a hunt of SHA256s (a kind the index does not hold yet), and
-// a file-name hunt over the same tree. For each: the client's wall time,
-// CPU time, bytes read (rchar: page cache included) and files hashed.
+// other MD5s, a hunt of SHA256s (a kind the index does not hold yet), the
+// second hunt again with the index filled up to 1,000,000 entries, and a
+// file-name hunt over the same tree. For each: the client's wall time, CPU
+// time, bytes read (rchar: page cache included), peak resident memory and
+// files hashed.
 //
 //	go test -run XXX -bench RealClientHash -benchtime 1x -timeout 60m ./internal/velociraptor
 func BenchmarkRealClientHash(b *testing.B) {
@@ -346,7 +392,7 @@ func BenchmarkRealClientHash(b *testing.B) {
 	if _, err := r.c.SetArtifact(context.Background(), r.org, defs["Custom.Velohunt.File"]); err != nil {
 		b.Fatal(err)
 	}
-	index := filepath.Join(b.TempDir(), "bench-index.sqlite")
+	index := filepath.Join(privateDir(b), "bench-index.sqlite")
 	glob, _ := json.Marshal([]string{tree})
 	randomMD5s := func(seed string) string {
 		var l []string
@@ -357,32 +403,54 @@ func BenchmarkRealClientHash(b *testing.B) {
 		j, _ := json.Marshal(l)
 		return string(j)
 	}
-	indexed := func(since time.Time) int {
-		db, err := sql.Open("sqlite3", "file:"+index+"?mode=ro")
+	openIndex := func() *sql.DB {
+		db, err := sql.Open("sqlite3", "file:"+index+"?_busy_timeout=60000")
 		if err != nil {
-			return -1
+			b.Fatal(err)
 		}
+		return db
+	}
+	indexed := func(since time.Time) int {
+		db := openIndex()
 		defer db.Close()
 		var n int
-		if db.QueryRow(`SELECT COUNT(*) FROM velohunt_hashes WHERE hashed_at >= ?`, since.Unix()).Scan(&n) != nil {
+		if db.QueryRow(`SELECT COUNT(*) FROM velohunt_files WHERE seen_at >= ?`, since.Unix()).Scan(&n) != nil {
 			return -1
 		}
 		return n
 	}
-	steps := []struct {
+	// fill adds entries for files that do not exist, seen long ago, until
+	// the index holds n entries.
+	fill := func(n int) {
+		db := openIndex()
+		defer db.Close()
+		_, err := db.Exec(`WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < ? - (SELECT COUNT(*) FROM velohunt_files))
+			INSERT INTO velohunt_files SELECT '/nonexistent/velohunt-bench/' || (i / 1000) || '/' || i || '.bin', i, i, i,
+			lower(hex(randomblob(16))), '', '', unixepoch() - 864000 FROM s`, n)
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	type step struct {
 		name     string
 		artifact string
 		params   map[string]string
-		counted  bool // files hashed are read from the index
-	}{
-		{"HashHunter", "Generic.Detection.HashHunter", map[string]string{"TargetGlob": tree, "MD5List": "ffffffffffffffffffffffffffffffff"}, false},
-		{"velohunt-no-index", "Custom.Velohunt.Hash", map[string]string{"IOCs": randomMD5s("a"), "TargetGlobs": string(glob), "UseIndex": "N"}, false},
-		{"velohunt-first", "Custom.Velohunt.Hash", map[string]string{"IOCs": randomMD5s("b"), "TargetGlobs": string(glob), "IndexFile": index}, true},
-		{"velohunt-second", "Custom.Velohunt.Hash", map[string]string{"IOCs": randomMD5s("c"), "TargetGlobs": string(glob), "IndexFile": index}, true},
-		{"velohunt-sha256", "Custom.Velohunt.Hash", map[string]string{"IOCs": `["` + strings.Repeat("ab", 32) + `"]`, "TargetGlobs": string(glob), "IndexFile": index}, true},
+		counted  bool   // files hashed are read from the index
+		before   func() // runs before the hunt
+	}
+	steps := []step{
+		{"HashHunter", "Generic.Detection.HashHunter", map[string]string{"TargetGlob": tree, "MD5List": "ffffffffffffffffffffffffffffffff"}, false, nil},
+		{"velohunt-no-index", "Custom.Velohunt.Hash", map[string]string{"IOCs": randomMD5s("a"), "TargetGlobs": string(glob), "UseIndex": "N"}, false, nil},
+		{"velohunt-first", "Custom.Velohunt.Hash", map[string]string{"IOCs": randomMD5s("b"), "TargetGlobs": string(glob), "IndexFile": index}, true, nil},
+		{"velohunt-second", "Custom.Velohunt.Hash", map[string]string{"IOCs": randomMD5s("c"), "TargetGlobs": string(glob), "IndexFile": index}, true, nil},
+		{"velohunt-sha256", "Custom.Velohunt.Hash", map[string]string{"IOCs": `["` + strings.Repeat("ab", 32) + `"]`, "TargetGlobs": string(glob), "IndexFile": index}, true, nil},
+		{"velohunt-1M-index", "Custom.Velohunt.Hash", map[string]string{"IOCs": randomMD5s("d"), "TargetGlobs": string(glob), "IndexFile": index}, true, func() { fill(1_000_000) }},
 	}
 	b.ResetTimer()
 	for _, s := range steps {
+		if s.before != nil {
+			s.before()
+		}
 		time.Sleep(2 * time.Second) // the client settles
 		start := time.Now().Truncate(time.Second)
 		res := r.hunt(b, s.artifact, s.params)
@@ -390,10 +458,10 @@ func BenchmarkRealClientHash(b *testing.B) {
 		if s.counted {
 			hashed = strconv.Itoa(indexed(start))
 		}
-		b.Logf("%-18s wall %6.1fs  cpu %6.1fs  read %8.1f MiB  files hashed %s  rows %d", s.name, res.wall.Seconds(), res.cpu.Seconds(),
-			float64(res.read)/(1<<20), hashed, len(res.rows))
+		b.Logf("%-18s wall %6.1fs  cpu %6.1fs  read %8.1f MiB  peak RSS %6.1f MiB  files hashed %s  rows %d", s.name, res.wall.Seconds(), res.cpu.Seconds(),
+			float64(res.read)/(1<<20), float64(res.peak)/(1<<20), hashed, len(res.rows))
 	}
 	files := r.hunt(b, "Custom.Velohunt.File", map[string]string{"IOCs": `["velohunt-no-such-file.bin"]`, "TargetGlobs": string(glob)})
-	b.Logf("%-18s wall %6.1fs  cpu %6.1fs  read %8.1f MiB  files hashed 0  rows %d", "file-name hunt", files.wall.Seconds(), files.cpu.Seconds(),
-		float64(files.read)/(1<<20), len(files.rows))
+	b.Logf("%-18s wall %6.1fs  cpu %6.1fs  read %8.1f MiB  peak RSS %6.1f MiB  files hashed 0  rows %d", "file-name hunt", files.wall.Seconds(), files.cpu.Seconds(),
+		float64(files.read)/(1<<20), float64(files.peak)/(1<<20), len(files.rows))
 }
