@@ -481,7 +481,10 @@ func readRelease(fset *token.FileSet, cache map[string]*ast.File, vrGit, vfGit, 
 	for _, ip := range ips {
 		for _, f := range u.pkgs[ip].files {
 			want := func(k vqlcompat.Kind, name string) bool {
-				return slices.Contains(called[k], name) && (vr[ip] || !fromVR[k][name])
+				// Both kinds of every called name: the check tells a
+				// plugin from a function of the same name (info).
+				return (slices.Contains(called[vqlcompat.Function], name) ||
+					slices.Contains(called[vqlcompat.Plugin], name)) && (vr[ip] || !fromVR[k][name])
 			}
 			for _, reg := range u.registrations(f, want) {
 				if vr[ip] {
