@@ -18,13 +18,19 @@
 // literal: vfilter.FunctionInfo / PluginInfo (Name, ArgType:
 // type_map.AddType(scope, &T{}) or T{}, FreeFormArgs) or the generic
 // wrappers GenericFunction / GenericListPlugin (FunctionName / PluginName,
-// ArgType). Without an ArgType, the arguments struct is taken from the
-// ExtractArgs call in the function (or the Call method), following calls
-// inside the package two levels deep. An argument is a field of that
-// struct tagged vfilter:"..." (its field= name, else the Go field name),
-// as vfilter's arg_parser reads it: untagged fields, embedded structs
-// included, are not arguments. What cannot be resolved is reported on
-// stderr and written as "?" (arguments unknown), never guessed.
+// ArgType). Both kinds are read for every name the artifacts call (info()
+// is a plugin and, lately, a function). The code that runs (the Call
+// method of the type whose Info() it is, or the wrapper's Function) is
+// read too: the struct its ExtractArgs call fills (following calls inside
+// the package two levels deep) is added to ArgType's, and one that never
+// calls ExtractArgs but reads every argument (GetMembers, RowToDict, Keys,
+// Items on its arguments) takes any named argument ("*"). An argument is
+// a field of such a struct tagged vfilter:"..." (its field= name, else the
+// Go field name), as vfilter's arg_parser reads it: untagged fields,
+// embedded structs included, are not arguments. What cannot be resolved
+// is reported on stderr and written as "?" (arguments unknown), never
+// guessed. A tag whose constants.VERSION is of another minor release than
+// its name (v0.76 and v0.76.1 point at 0.73.5) is skipped and reported.
 package main
 
 import (
@@ -57,9 +63,14 @@ const (
 	vfModule = "www.velocidex.com/golang/vfilter"
 )
 
+const (
+	defaultVR = "/work/.mirror/Velocidex+velociraptor/repo"
+	defaultVF = "/work/.mirror/Velocidex+vfilter/repo"
+)
+
 func main() {
-	vrGit := flag.String("velociraptor", "/work/.mirror/Velocidex+velociraptor/repo", "git directory of a Velociraptor mirror")
-	vfGit := flag.String("vfilter", "/work/.mirror/Velocidex+vfilter/repo", "git directory of a vfilter mirror (builtins)")
+	vrGit := flag.String("velociraptor", defaultVR, "git directory of a Velociraptor mirror")
+	vfGit := flag.String("vfilter", defaultVF, "git directory of a vfilter mirror (builtins)")
 	out := flag.String("out", "testdata/releases.json", "table to write")
 	from := flag.String("from", "0.72", "oldest release (inclusive)")
 	to := flag.String("to", "0.77.2", "newest release (inclusive)")
@@ -67,13 +78,25 @@ func main() {
 	flag.Parse()
 	log.SetFlags(0)
 
-	called, err := calledNames()
+	b, err := generate(*vrGit, *vfGit, *from, *to, strings.Split(*skip, ","))
 	if err != nil {
 		log.Fatal(err)
 	}
-	tags, err := releaseTags(*vrGit, *from, *to, strings.Split(*skip, ","))
-	if err != nil {
+	if err := os.WriteFile(*out, b, 0o644); err != nil {
 		log.Fatal(err)
+	}
+	log.Printf("wrote %s", *out)
+}
+
+// generate returns the table (JSON) for the release tags from..to.
+func generate(vrGit, vfGit, from, to string, skip []string) ([]byte, error) {
+	called, err := calledNames()
+	if err != nil {
+		return nil, err
+	}
+	tags, err := releaseTags(vrGit, from, to, skip)
+	if err != nil {
+		return nil, err
 	}
 	cache := map[string]*ast.File{}
 	fset := token.NewFileSet()
@@ -91,9 +114,9 @@ func main() {
 	}
 	sort.Strings(table.Called)
 	for _, tag := range tags {
-		rel, err := readRelease(fset, cache, *vrGit, *vfGit, tag, called)
+		rel, err := readRelease(fset, cache, vrGit, vfGit, tag, called)
 		if err != nil {
-			log.Fatalf("%s: %v", tag, err)
+			return nil, fmt.Errorf("%s: %w", tag, err)
 		}
 		if rel == nil {
 			continue
@@ -108,12 +131,10 @@ func main() {
 	}
 	b, err := json.MarshalIndent(table, "", "  ")
 	if err != nil {
-		log.Fatal(err)
+		return nil, err
 	}
-	if err := os.WriteFile(*out, append(b, '\n'), 0o644); err != nil {
-		log.Fatal(err)
-	}
-	log.Printf("wrote %s: %d tags in %d groups, %d names", *out, len(tags), len(table.Releases), len(table.Called))
+	log.Printf("%d tags in %d groups, %d names", len(tags), len(table.Releases), len(table.Called))
+	return append(b, '\n'), nil
 }
 
 // calledNames returns the names velohunt's artifacts call, by kind.
