@@ -24,10 +24,6 @@ func loadTable(t *testing.T) *Table {
 // "Supported Velociraptor clients"). Each must still be found: remove an
 // entry once its artifact is fixed. Anything not listed fails the test.
 var knownFindings = []string{
-	// Custom.Velohunt.Hash is owned elsewhere (issue #18): reported, not
-	// fixed here.
-	"Custom.Velohunt.Hash: function stat() missing in v0.72",
-	"Custom.Velohunt.Hash: plugin batch(timeout=) missing in v0.72, v0.73, v0.74",
 	// ip(parse=) first appears in 0.73; 0.72 clients canonicalize no
 	// address, so Network finds nothing there. No simple VQL rewrite
 	// gives the same canonical form on 0.72.
