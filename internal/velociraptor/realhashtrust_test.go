@@ -256,3 +256,74 @@ func TestRealWindowsClientHashIndex(t *testing.T) {
 	// cannot be shown on this client, whose remapped file accessor cannot
 	// open an index outside its C: folder.
 }
+
+// TestRealClientHashIndexKeepsAndEvicts: a hunt cut short by its
+// client_timeout keeps what it hashed, and a full index drops the entries
+// seen least recently, not the stable files hashed long ago.
+func TestRealClientHashIndexKeepsAndEvicts(t *testing.T) {
+	r := realHashEnv(t)
+	count := func(index, where string, args ...any) int {
+		db, err := sql.Open("sqlite3", "file:"+index+"?_busy_timeout=60000")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		var n int
+		if err := db.QueryRow(`SELECT COUNT(*) FROM velohunt_files WHERE `+where, args...).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	t.Run("cut short", func(t *testing.T) {
+		index := filepath.Join(privateDir(t), "index.sqlite")
+		cut := *r
+		cut.timeout = 3 * time.Second
+		got := cut.hunt(t, "Custom.Velohunt.Hash", hashParams("/usr/lib", []string{md5hex([]byte("nothing"))}, map[string]string{"IndexFile": index}))
+		if got.flow.State != "ERROR" {
+			t.Skipf("the hunt over /usr/lib finished within 3 s (%s): nothing was cut", got.flow.State)
+		}
+		if n := count(index, "TRUE"); n == 0 {
+			t.Fatalf("a hunt cut after 3 s left an empty index")
+		} else {
+			t.Logf("cut after 3 s: %d files kept in the index", n)
+		}
+	})
+
+	t.Run("least recently seen go first", func(t *testing.T) {
+		tree := t.TempDir()
+		os.Chmod(tree, 0o755)
+		for i := range 50 {
+			os.WriteFile(filepath.Join(tree, fmt.Sprintf("stable%d.txt", i)), []byte(fmt.Sprint("stable ", i, tree)), 0o644)
+		}
+		index := filepath.Join(privateDir(t), "index.sqlite")
+		iocs := []string{md5hex([]byte("nothing"))}
+		r.hunt(t, "Custom.Velohunt.Hash", hashParams(tree, iocs, map[string]string{"IndexFile": index}))
+		if n := count(index, "path LIKE ?", tree+"/%"); n != 50 {
+			t.Fatalf("first hunt indexed %d of the 50 files", n)
+		}
+		// The stable files were hashed two days ago; 50 other entries were
+		// hashed an hour ago and not seen since (their files are gone).
+		db, err := sql.Open("sqlite3", index)
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now().Unix()
+		if _, err := db.Exec(`UPDATE velohunt_files SET seen_at = ?`, now-2*86400); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Exec(`WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 50)
+			INSERT INTO velohunt_files SELECT '/nonexistent/velohunt-evict/' || i, i, i, i, 'x', '', '', ? FROM s`, now-3600); err != nil {
+			t.Fatal(err)
+		}
+		db.Close()
+		total := count(index, "TRUE")
+		r.hunt(t, "Custom.Velohunt.Hash", hashParams(tree, iocs, map[string]string{"IndexFile": index, "MaxIndexEntries": fmt.Sprint(total - 50)}))
+		if n := count(index, "path LIKE ?", tree+"/%"); n != 50 {
+			t.Fatalf("after the prune %d of the 50 stable files are left, want all: seen again, they are the most recent", n)
+		}
+		if n := count(index, "path LIKE '/nonexistent/velohunt-evict/%'"); n != 0 {
+			t.Fatalf("%d entries not seen for an hour survived the prune", n)
+		}
+	})
+}
