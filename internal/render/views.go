@@ -113,6 +113,10 @@ type TabHunt struct {
 	CreatedAt, ExpiresAt               time.Time
 	URL                                string
 	LastError                          string
+	// Gaps are the hosts that finished without searching everything
+	// ("host: source: why"), at most a few; Uncovered counts them all.
+	Gaps      []string
+	Uncovered int
 }
 
 // TabHit is one row of the hits table.
@@ -139,6 +143,11 @@ func (r *Renderer) TabFields(t Tab) (map[string]string, error) {
 	for _, h := range t.Hunts {
 		h.VRHuntID, h.Artifact, h.State, h.VRState = Line(h.VRHuntID), Line(h.Artifact), Line(h.State), Line(h.VRState)
 		h.URL, h.LastError = Line(h.URL), Line(h.LastError)
+		gaps := make([]string, 0, len(h.Gaps))
+		for _, g := range h.Gaps {
+			gaps = append(gaps, Clip(Line(g), 200))
+		}
+		h.Gaps = gaps
 		hv.Hunts = append(hv.Hunts, h)
 	}
 	hunts, err := r.exec("tab_hunts.tmpl", hv)

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/velohunt/velohunt/internal/ioc"
@@ -25,6 +26,27 @@ type Progress struct {
 	// from the flows when Velociraptor counts errors; "" when none failed
 	// or none was read yet.
 	FirstError string
+	// Uncovered are the hosts that finished but could not search
+	// everything their artifact applies to them (coverage), with why.
+	Uncovered []HostGap
+}
+
+// Incomplete reports whether a host of the hunt errored, timed out, or
+// could not search everything: such a hunt is never reported clean.
+func (p Progress) Incomplete() bool { return p.Errored > 0 || len(p.Uncovered) > 0 }
+
+// FirstGap describes the first host that could not search everything
+// ("host: source: why; ..."), or "".
+func (p Progress) FirstGap() string {
+	if len(p.Uncovered) == 0 {
+		return ""
+	}
+	g := p.Uncovered[0]
+	host := g.Hostname
+	if host == "" {
+		host = g.ClientID
+	}
+	return host + ": " + strings.Join(g.Gaps, "; ")
 }
 
 // RunningHunts returns the hunts velohunt watches.
@@ -46,8 +68,11 @@ func (db *DB) HuntProgress(ctx context.Context, id int64) (Progress, error) {
 	}
 	p.CheckedAt = time.UnixMilli(checked).UTC()
 	if p.Errored > 0 {
-		p.FirstError, err = db.firstFlowError(ctx, id)
+		if p.FirstError, err = db.firstFlowError(ctx, id); err != nil {
+			return p, err
+		}
 	}
+	p.Uncovered, err = db.coverageGaps(ctx, id)
 	return p, err
 }
 

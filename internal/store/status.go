@@ -12,17 +12,25 @@ type Stats struct {
 	Hunts      map[string]int // by state
 	InboxDepth int
 	// IncompleteHunts counts hunts in which at least one host's collection
-	// ended in error or timed out: none of them reads as clean.
+	// ended in error or timed out, or could not search everything its
+	// artifact applies to it: none of them reads as clean.
 	IncompleteHunts int
+	// Gaps counts, by source, the hosts of running hunts where that source
+	// searched nothing or reported a problem.
+	Gaps map[string]int
 }
 
 // Stats counts cases, IOCs by state, hunts by state and pending events.
 func (db *DB) Stats(ctx context.Context) (Stats, error) {
-	s := Stats{IOCs: map[string]int{}, Hunts: map[string]int{}}
+	s := Stats{IOCs: map[string]int{}, Hunts: map[string]int{}, Gaps: map[string]int{}}
 	if err := db.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM cases WHERE is_open = 1`).Scan(&s.OpenCases); err != nil {
 		return s, fmt.Errorf("stats: %w", err)
 	}
-	if err := db.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM hunts WHERE errored > 0`).Scan(&s.IncompleteHunts); err != nil {
+	if err := db.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM hunts h WHERE errored > 0 OR EXISTS (
+		SELECT 1 FROM flow_coverage c JOIN hunt_flows f ON f.hunt_id = c.hunt_id AND f.client_id = c.client_id AND f.flow_id = c.flow_id
+		WHERE c.hunt_id = h.id AND (c.searched <= 0 OR c.problem != '')) OR (h.artifact LIKE 'Custom.Velohunt.%' AND EXISTS (
+		SELECT 1 FROM hunt_flows f WHERE f.hunt_id = h.id AND f.state = 'FINISHED' AND f.rows_read >= f.total_rows
+			AND NOT EXISTS (SELECT 1 FROM flow_coverage c WHERE c.hunt_id = f.hunt_id AND c.flow_id = f.flow_id)))`).Scan(&s.IncompleteHunts); err != nil {
 		return s, fmt.Errorf("stats: %w", err)
 	}
 	if err := db.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM inbox`).Scan(&s.InboxDepth); err != nil {
@@ -32,6 +40,12 @@ func (db *DB) Stats(ctx context.Context) (Stats, error) {
 		return s, err
 	}
 	if err := db.countBy(ctx, `SELECT state, COUNT(*) FROM hunts GROUP BY state`, s.Hunts); err != nil {
+		return s, err
+	}
+	if err := db.countBy(ctx, `SELECT c.source, COUNT(*) FROM flow_coverage c
+		JOIN hunt_flows f ON f.hunt_id = c.hunt_id AND f.client_id = c.client_id AND f.flow_id = c.flow_id
+		JOIN hunts h ON h.id = c.hunt_id
+		WHERE h.state = 'running' AND (c.searched <= 0 OR c.problem != '') GROUP BY c.source`, s.Gaps); err != nil {
 		return s, err
 	}
 	return s, nil

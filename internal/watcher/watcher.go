@@ -49,6 +49,7 @@ type Store interface {
 	FindClient(ctx context.Context, server, org, id string) (store.Client, error)
 	SaveClient(ctx context.Context, c store.Client) error
 	RecordHits(ctx context.Context, h store.Hunt, hits []store.HitInput, cur store.FlowCursor, eventPerHost bool) (int, error)
+	RecordCoverage(ctx context.Context, huntID int64, clientID, flowID string, cov []store.Coverage) error
 	FlowCursors(ctx context.Context, huntID int64) (map[string]store.FlowCursor, error)
 	SetFlowStates(ctx context.Context, huntID int64, flows []store.FlowCursor) error
 	EnqueueTabs(ctx context.Context, iocIDs []int64) error
@@ -83,6 +84,9 @@ type Watcher struct {
 // Report counts what a pass did.
 type Report struct {
 	Hunts, Rows, Hits, Unmatched, Ended int
+	// Gaps counts the coverage rows read that say a source of a host fell
+	// short (searched nothing or reported a problem).
+	Gaps int
 }
 
 func (r *Report) add(o Report) {
@@ -90,6 +94,7 @@ func (r *Report) add(o Report) {
 	r.Rows += o.Rows
 	r.Hits += o.Hits
 	r.Unmatched += o.Unmatched
+	r.Gaps += o.Gaps
 	r.Ended += o.Ended
 }
 
@@ -268,11 +273,12 @@ func (w *Watcher) watch(ctx context.Context, h store.Hunt, touched map[int64]boo
 		touch()
 	}
 	if changed || info.Rows > prog.RowsRead {
+		gaps := rep.Gaps
 		fresh, err := w.readFlows(ctx, vr, h, info, covered, rep)
 		if err != nil {
 			return err
 		}
-		if fresh > 0 {
+		if fresh > 0 || rep.Gaps > gaps {
 			touch()
 		}
 	}
@@ -317,6 +323,14 @@ type row struct {
 	FullPath  any `json:"FullPath"`
 	Name      any `json:"Name"`
 	Timestamp any `json:"Timestamp"`
+	// Coverage is set on the last rows of velohunt's artifacts: what one
+	// source searched. Such a row is never a hit.
+	Coverage *struct {
+		Source   any `json:"Source"`
+		Unit     any `json:"Unit"`
+		Searched any `json:"Searched"`
+		Problem  any `json:"Problem"`
+	} `json:"Coverage"`
 }
 
 // maxRowBytes bounds the raw row kept for the timeline event.
@@ -413,10 +427,16 @@ func (w *Watcher) readResults(ctx context.Context, vr Velociraptor, h store.Hunt
 	start := cur.RowsRead
 	clientKnown := false // looked up once per flow, on its first hit
 	var batch []store.HitInput
+	var coverage []store.Coverage
 	n, fresh := start, 0
 	counted := 0
 	flush := func() error {
 		cur.RowsRead = n
+		// Coverage first: read again after a crash, it is stored again.
+		if err := w.Store.RecordCoverage(ctx, h.ID, cur.ClientID, cur.FlowID, coverage); err != nil {
+			return err
+		}
+		coverage = coverage[:0]
 		k, err := w.Store.RecordHits(ctx, h, batch, cur, w.EventPerHost)
 		fresh += k
 		rep.Hits += k
@@ -434,6 +454,22 @@ func (w *Watcher) readResults(ctx context.Context, vr Velociraptor, h store.Hunt
 		var r row
 		if err := json.Unmarshal(raw, &r); err != nil {
 			rep.Unmatched++
+			return nil
+		}
+		if c := r.Coverage; c != nil {
+			cov := store.Coverage{Source: clipBytes(str(c.Source), 64), Unit: str(c.Unit), Problem: str(c.Problem)}
+			cov.Searched, _ = strconv.ParseInt(str(c.Searched), 10, 64)
+			if cov.Gap() != "" {
+				rep.Gaps++
+			}
+			if cov.Gap() != "" && !clientKnown {
+				// The host is named where it fell short.
+				if err := w.ensureClient(ctx, vr, h, cur.ClientID); err != nil {
+					return err
+				}
+				clientKnown = true
+			}
+			coverage = append(coverage, cov)
 			return nil
 		}
 		targets := m.targets(str(r.IOC))
@@ -476,7 +512,7 @@ func (w *Watcher) readResults(ctx context.Context, vr Velociraptor, h store.Hunt
 	if err != nil {
 		return fresh, err
 	}
-	if len(batch) > 0 || n > start {
+	if len(batch) > 0 || len(coverage) > 0 || n > start {
 		if err := flush(); err != nil {
 			return fresh, err
 		}

@@ -160,6 +160,10 @@ func (w *Writer) repair(ctx context.Context, cid, irisID int64, fields map[strin
 	return nil
 }
 
+// maxGapsOnTab bounds the hosts named on a hunt's line for not having
+// searched everything (velohunt status lists them all).
+const maxGapsOnTab = 5
+
 // repairEvery is the least time between two pushes of the IOC template.
 const repairEvery = time.Minute
 
@@ -218,7 +222,17 @@ func (w *Writer) tabView(d store.TabData) (t render.Tab, statusKey, detailKey st
 			details = append(details, fmt.Sprintf("hunt %d=%s", h.ID, h.Hunt.State))
 			th := render.TabHunt{VRHuntID: h.VRHuntID, Artifact: h.Artifact, State: h.Hunt.State, VRState: h.VRState,
 				Finished: h.Finished, Scheduled: h.Scheduled, Errored: h.Errored, TotalRows: h.TotalRows,
-				CreatedAt: h.CreatedAt, ExpiresAt: h.ExpiresAt, LastError: h.LastError}
+				CreatedAt: h.CreatedAt, ExpiresAt: h.ExpiresAt, LastError: h.LastError, Uncovered: len(h.Uncovered)}
+			for i, g := range h.Uncovered {
+				if i == maxGapsOnTab {
+					break
+				}
+				host := g.Hostname
+				if host == "" {
+					host = g.ClientID
+				}
+				th.Gaps = append(th.Gaps, host+": "+strings.Join(g.Gaps, "; "))
+			}
 			if w.GUIURL != nil && h.VRHuntID != "" {
 				th.URL = w.GUIURL(h.Server, h.Org, h.VRHuntID)
 			}
@@ -279,17 +293,28 @@ func status(c store.TabCase) (text, key string) {
 	}
 	// Velociraptor counts a host whose collection failed or timed out as
 	// finished: such a hunt is never reported clean.
+	// So is a host that could not search everything its artifact applies
+	// to it (a disabled plugin, a log it could not read, a client release
+	// that lacks a function): "clean" means searched.
 	incomplete := func(h *store.TabHunt, rest string) string {
-		s := fmt.Sprintf("incomplete: %d of %d host(s) errored or timed out", h.Errored, h.Scheduled)
-		if h.FirstError != "" {
-			s += " (first: " + h.FirstError + ")"
+		var parts []string
+		if h.Errored > 0 {
+			s := fmt.Sprintf("%d of %d host(s) errored or timed out", h.Errored, h.Scheduled)
+			if h.FirstError != "" {
+				s += " (first: " + h.FirstError + ")"
+			}
+			parts = append(parts, s)
 		}
-		return s + "; " + rest
+		if n := len(h.Uncovered); n > 0 {
+			parts = append(parts, fmt.Sprintf("%d host(s) could not search everything (first: %s)", n, h.FirstGap()))
+		}
+		return "incomplete: " + strings.Join(parts, "; ") + "; " + rest
 	}
+	gapKey := func(h *store.TabHunt) string { return h.FirstError + "|" + h.FirstGap() }
 	switch {
-	case running == nil && len(c.Hunts) > 0 && c.Hunts[0].Errored > 0:
+	case running == nil && len(c.Hunts) > 0 && c.Hunts[0].Incomplete():
 		last := &c.Hunts[0]
-		return incomplete(last, fmt.Sprintf("no hit on the others; last hunt ended %s", render.Date(last.EndedAt))), "incomplete:" + last.FirstError
+		return incomplete(last, fmt.Sprintf("no hit on the others; last hunt ended %s", render.Date(last.EndedAt))), "incomplete:" + gapKey(last)
 	case running == nil && len(c.Hunts) > 0:
 		return fmt.Sprintf("clean: no hit on %d host(s); last hunt ended %s", c.Hunts[0].Scheduled, render.Date(c.Hunts[0].EndedAt)), "clean"
 	case running == nil:
@@ -298,9 +323,9 @@ func status(c store.TabCase) (text, key string) {
 		return "error: " + running.LastError, "error:" + running.LastError
 	case running.Hunt.State != store.HuntRunning:
 		return "hunting: starting the hunt", "starting"
-	case running.Errored > 0 && running.Finished >= running.Scheduled:
+	case running.Incomplete() && running.Finished >= running.Scheduled:
 		return incomplete(running, fmt.Sprintf("no hit on the others so far; the hunt stays open for late hosts until %s",
-			render.Date(running.ExpiresAt))), "incomplete-so-far:" + running.FirstError
+			render.Date(running.ExpiresAt))), "incomplete-so-far:" + gapKey(running)
 	case running.Scheduled > 0 && running.Finished >= running.Scheduled:
 		return fmt.Sprintf("clean: no hit on %d host(s) so far; the hunt stays open for late hosts until %s",
 			running.Scheduled, render.Date(running.ExpiresAt)), "clean-so-far"
