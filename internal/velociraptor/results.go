@@ -60,12 +60,17 @@ type Flow struct {
 	State    string // RUNNING, WAITING, IN_PROGRESS, UNRESPONSIVE, FINISHED, ERROR
 	Status   string // the error, when State is ERROR
 	Rows     int64  // total_collected_rows
+	// Created is the flow's create_time (µs). Relaunching a client in a
+	// hunt (hunt_add(relaunch=TRUE)) makes a second flow for it, with a
+	// new id: the newest flow says the client's state.
+	Created int64
 }
 
 // Done reports whether the flow ended (finished or failed).
 func (f Flow) Done() bool { return f.State == "FINISHED" || f.State == "ERROR" }
 
-// HuntFlows lists a hunt's flows, one per client that joined it.
+// HuntFlows lists a hunt's flows: one per client that joined it, and one
+// more per relaunch of a client.
 func (c *Client) HuntFlows(ctx context.Context, org, huntID string) ([]Flow, error) {
 	rows, err := c.rows(ctx, call{name: "hunt-flows", text: vqlHuntFlows, env: map[string]string{"VhHuntId": huntID}, org: org})
 	if err != nil {
@@ -77,15 +82,17 @@ func (c *Client) HuntFlows(ctx context.Context, org, huntID string) ([]Flow, err
 			ClientID string `json:"ClientId"`
 			FlowID   string `json:"FlowId"`
 			Flow     struct {
-				State  json.RawMessage `json:"state"`
-				Status string          `json:"status"`
-				Rows   jsonInt         `json:"total_collected_rows"`
+				State   json.RawMessage `json:"state"`
+				Status  string          `json:"status"`
+				Rows    jsonInt         `json:"total_collected_rows"`
+				Created jsonInt         `json:"create_time"`
 			} `json:"Flow"`
 		}
 		if err := json.Unmarshal(r, &v); err != nil {
 			return nil, fmt.Errorf("hunt flows %s: %w", huntID, err)
 		}
-		out = append(out, Flow{ClientID: v.ClientID, FlowID: v.FlowID, State: flowState(v.Flow.State), Status: v.Flow.Status, Rows: int64(v.Flow.Rows)})
+		out = append(out, Flow{ClientID: v.ClientID, FlowID: v.FlowID, State: flowState(v.Flow.State), Status: v.Flow.Status, Rows: int64(v.Flow.Rows),
+			Created: int64(v.Flow.Created)})
 	}
 	return out, nil
 }

@@ -259,22 +259,28 @@ func (w *Watcher) watch(ctx context.Context, h store.Hunt, touched map[int64]boo
 	if err != nil {
 		return err
 	}
-	next := store.Progress{VRState: info.State, Scheduled: info.Scheduled, Finished: info.Finished, Errored: info.WithErrors, TotalRows: info.Rows}
-	changed, err := w.Store.SetHuntProgress(ctx, h.ID, next)
-	if err != nil {
-		return err
-	}
-	if substantive(prog, next) {
-		touch()
-	}
-	if changed || info.Rows > prog.RowsRead {
-		fresh, err := w.readFlows(ctx, vr, h, info, covered, rep)
+	next := store.Progress{VRState: info.State, Scheduled: prog.Scheduled, Finished: prog.Finished, Errored: prog.Errored,
+		TotalRows: info.Rows, Stats: statsKey(info)}
+	if next.Stats != prog.Stats || info.Rows > prog.RowsRead {
+		hosts, fresh, err := w.readFlows(ctx, vr, h, info, covered, rep)
 		if err != nil {
 			return err
 		}
 		if fresh > 0 {
 			touch()
 		}
+		next.Scheduled, next.Finished, next.Errored = info.Scheduled, info.Finished, info.WithErrors
+		if hosts.Scheduled > 0 {
+			// Velociraptor's counters count flows; a relaunched host has
+			// several, and its newest says where it stands.
+			next.Scheduled, next.Finished, next.Errored = hosts.Scheduled, hosts.Finished, hosts.Errored
+		}
+	}
+	if _, err := w.Store.SetHuntProgress(ctx, h.ID, next); err != nil {
+		return err
+	}
+	if substantive(prog, next) {
+		touch()
 	}
 	end := ""
 	switch {
@@ -292,6 +298,12 @@ func (w *Watcher) watch(ctx context.Context, h store.Hunt, touched map[int64]boo
 		touch()
 	}
 	return nil
+}
+
+// statsKey is what of a hunt's stats, when it moves, asks for its flows to
+// be listed again.
+func statsKey(i velociraptor.HuntInfo) string {
+	return fmt.Sprintf("%s/%d/%d/%d/%d", i.State, i.Scheduled, i.Finished, i.WithErrors, i.Rows)
 }
 
 // substantive reports whether a change of a hunt's progress changes what
@@ -322,21 +334,28 @@ type row struct {
 // maxRowBytes bounds the raw row kept for the timeline event.
 const maxRowBytes = 64 << 10
 
+// hostCounts counts a hunt's hosts by their newest flow.
+type hostCounts struct{ Scheduled, Finished, Errored int64 }
+
 // readFlows reads the new rows of a hunt, flow by flow: Velociraptor 0.77
 // ignores start_row when results are read for a whole hunt, and honours it
-// for one client's flow. A flow is read from its own cursor when its state
-// or row count moved since the last read, so the rows read in a pass are
-// the new rows, whatever the hunt's size. A flow's state is recorded only
-// after its rows were read: a failed read is tried again.
+// for one flow. A flow is read from its own cursor when its state or row
+// count moved since the last read, so the rows read in a pass are the new
+// rows, whatever the hunt's size. A client relaunched in the hunt has a new
+// flow, with a new id and its rows from row 0: it is read from a cursor of
+// its own. A flow's state is recorded only after its rows were read: a
+// failed read is tried again. It returns the hosts counted by their newest
+// flow.
 func (w *Watcher) readFlows(ctx context.Context, vr Velociraptor, h store.Hunt, info velociraptor.HuntInfo,
-	covered []store.HuntIOC, rep *Report) (int, error) {
+	covered []store.HuntIOC, rep *Report) (hostCounts, int, error) {
+	var hosts hostCounts
 	flows, err := vr.HuntFlows(ctx, h.Org, h.VRHuntID)
 	if err != nil {
-		return 0, fmt.Errorf("hunt flows: %w", err)
+		return hosts, 0, fmt.Errorf("hunt flows: %w", err)
 	}
 	known, err := w.Store.FlowCursors(ctx, h.ID)
 	if err != nil {
-		return 0, err
+		return hosts, 0, err
 	}
 	source := h.Artifact
 	if len(info.ArtifactSources) > 0 {
@@ -353,22 +372,36 @@ func (w *Watcher) readFlows(ctx context.Context, vr Velociraptor, h store.Hunt, 
 			w.Logger.Warn("record flow states", "hunt_id", h.VRHuntID, "error", err)
 		}
 	}()
+	newest := map[string]velociraptor.Flow{}
 	for _, f := range flows {
-		k, seen := known[f.ClientID]
-		if seen && k.State == f.State && k.Status == f.Status && k.TotalRows == f.Rows && k.RowsRead >= f.Rows {
+		if n, ok := newest[f.ClientID]; !ok || f.Created >= n.Created {
+			newest[f.ClientID] = f
+		}
+		cur := store.FlowCursor{ClientID: f.ClientID, FlowID: f.FlowID, State: f.State, Status: f.Status, TotalRows: f.Rows, CreatedUS: f.Created}
+		k, seen := known[cur.Key()]
+		if seen && k.State == f.State && k.Status == f.Status && k.TotalRows == f.Rows && k.CreatedUS == f.Created && k.RowsRead >= f.Rows {
 			continue
 		}
-		cur := store.FlowCursor{ClientID: f.ClientID, FlowID: f.FlowID, State: f.State, Status: f.Status, TotalRows: f.Rows, RowsRead: k.RowsRead}
+		cur.RowsRead = k.RowsRead
 		if f.Rows > k.RowsRead {
 			n, err := w.readResults(ctx, vr, h, m, source, cur, rep)
 			fresh += n
 			if err != nil {
-				return fresh, err
+				return hosts, fresh, err
 			}
 		}
 		states = append(states, cur)
 	}
-	return fresh, nil
+	for _, f := range newest {
+		hosts.Scheduled++
+		if f.Done() {
+			hosts.Finished++
+		}
+		if f.State == "ERROR" {
+			hosts.Errored++
+		}
+	}
+	return hosts, fresh, nil
 }
 
 // matcher finds the IOC rows of a hunt that a result row's IOC column

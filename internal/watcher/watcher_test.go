@@ -441,3 +441,64 @@ func BenchmarkGrowingHunt(b *testing.B) {
 		b.ReportMetric(float64(reads)/passes, "flow-reads/pass")
 	}
 }
+
+// TestRelaunchedFlow: a client whose flow errored is relaunched in the hunt
+// (a new flow id, as hunt_add(relaunch=TRUE) makes in 0.77.2). The new
+// flow's rows are read from its own first row, not from the old flow's
+// count, and the host's state is its newest flow's: the hunt is no longer
+// incomplete.
+func TestRelaunchedFlow(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t)
+	ep := endpoint("C.1", "web1", "/tmp/a.sh", "/home/x/a.sh", "/opt/a.sh")
+	ep.FlowError, ep.FlowErrorRows = "Timeout: query timed out after 60 seconds", 3
+	e.srv.AddEndpoint(ep)
+	e.srv.AddEndpoint(endpoint("C.2", "web2"))
+	e.hunt(t, "a.sh", "b.bin")
+	rep, err := e.w.Pass(ctx)
+	if err != nil || rep.Hits != 3 {
+		t.Fatalf("rep=%+v err=%v, want the 3 hits of the errored flow", rep, err)
+	}
+	hunts, _ := e.db.RunningHunts(ctx)
+	h := hunts[0]
+	tab := func() store.TabHunt {
+		t.Helper()
+		rows, _ := e.db.CaseIOCs(ctx, 1)
+		d, err := e.db.FindTabData(ctx, rows[0].ID, 10)
+		if err != nil || len(d.Cases) != 1 || len(d.Cases[0].Hunts) != 1 {
+			t.Fatalf("tab data %+v err=%v", d, err)
+		}
+		return d.Cases[0].Hunts[0]
+	}
+	if th := tab(); th.Errored != 1 || th.FirstError == "" {
+		t.Fatalf("before the relaunch: %+v, want one host errored", th.Progress)
+	}
+
+	// The analyst relaunches C.1; by now only b.bin is on it.
+	ep = endpoint("C.1", "web1", "/srv/b.bin")
+	e.srv.AddEndpoint(ep)
+	flow, err := e.srv.Relaunch(h.VRHuntID, "C.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err = e.w.Pass(ctx)
+	if err != nil || rep.Rows != 1 || rep.Hits != 1 {
+		t.Fatalf("rep=%+v err=%v, want the relaunched flow's one row read and its hit", rep, err)
+	}
+	var reads []string
+	for _, r := range e.srv.Received() {
+		if strings.Contains(r.VQL, "FROM source(client_id=") && r.Env["VhFlowId"] == flow {
+			reads = append(reads, r.Env["VhStartRow"])
+		}
+	}
+	if len(reads) != 1 || reads[0] != "0" {
+		t.Fatalf("reads of the new flow from rows %v, want one from row 0", reads)
+	}
+	th := tab()
+	if th.Errored != 0 || th.FirstError != "" || th.Scheduled != 2 || th.Finished != 2 {
+		t.Fatalf("after the relaunch finished: %+v, want 2 of 2 hosts done and none errored", th.Progress)
+	}
+	if rep, err := e.w.Pass(ctx); err != nil || rep.Rows != 0 {
+		t.Fatalf("rep=%+v err=%v, want nothing read again", rep, err)
+	}
+}

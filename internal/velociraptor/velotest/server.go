@@ -66,7 +66,8 @@ type Server struct {
 	endpoints map[string]*Endpoint // by client id
 	artifacts map[string]string    // name → YAML, per upload
 	hunts     map[string]*Hunt
-	order     []string // hunt ids in creation order
+	flowHunts map[string]string // hunt id of each relaunched flow (F.X)
+	order     []string          // hunt ids in creation order
 	received  []Request
 	down      bool
 	delay     time.Duration
@@ -105,6 +106,7 @@ func Start() (*Server, error) {
 		endpoints:  map[string]*Endpoint{},
 		artifacts:  map[string]string{},
 		hunts:      map[string]*Hunt{},
+		flowHunts:  map[string]string{},
 		watchers:   map[chan flowDone]struct{}{},
 		behaviours: defaultBehaviours(),
 	}
