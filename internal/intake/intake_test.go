@@ -466,3 +466,130 @@ func TestManualTriggerHuntsItsCase(t *testing.T) {
 		t.Fatalf("without a task: a=%q b=%q, want both queued", a, b)
 	}
 }
+
+// manualEnv is a webhook endpoint fed by the simulated IRIS, cases a and
+// b, IOC X linked to both and IOC Y to b only, each row hunted once.
+type manualEnv struct {
+	*env
+	a, b int64
+	x, y int64
+}
+
+func setupManual(t *testing.T) *manualEnv {
+	t.Helper()
+	ctx := context.Background()
+	m := &manualEnv{env: setup(t)}
+	m.in.ManualWait = 2 * time.Second
+	h := &intake.Webhook{Store: m.db, Secret: "0123456789abcdef-secret", MaxBody: 1 << 20, Wake: func() {}, OwnUserID: 2, Logger: discard}
+	mux := http.NewServeMux()
+	mux.Handle("POST /iris/webhook/{event}", h)
+	hook := httptest.NewServer(mux)
+	t.Cleanup(hook.Close)
+	m.a, _ = m.admin.AddCase(ctx, "case a", "desc", 1, "")
+	m.b, _ = m.admin.AddCase(ctx, "case b", "desc", 1, "")
+	x, _ := m.admin.AddIOC(ctx, m.a, iris.NewIOC{Value: "evil.example", TypeID: iristest.TypeID("domain"), TLPID: 2})
+	m.admin.AddIOC(ctx, m.b, iris.NewIOC{Value: "evil.example", TypeID: iristest.TypeID("domain"), TLPID: 2})
+	y, _ := m.admin.AddIOC(ctx, m.b, iris.NewIOC{Value: "other.example", TypeID: iristest.TypeID("domain"), TLPID: 2})
+	m.x, m.y = x.ID, y.ID
+	if err := m.in.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m.huntAll(t)
+	m.irisSrv.SetWebhook(hook.URL+"/iris/webhook", map[string]string{"Authorization": "Bearer 0123456789abcdef-secret"})
+	return m
+}
+
+// huntAll plans and ends a hunt of every queued row.
+func (m *manualEnv) huntAll(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	g, _ := m.db.QueuedGroups(ctx)
+	for _, q := range g {
+		hunt, err := m.db.PlanHunt(ctx, q, 10, "A", time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.db.EndHunt(ctx, hunt.ID, store.HuntFinished); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// waitInbox waits until n events are stored.
+func (m *manualEnv) waitInbox(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for items, _ := m.db.PeekInbox(context.Background(), 10); len(items) < n; items, _ = m.db.PeekInbox(context.Background(), 10) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d webhook events stored, want %d", len(items), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// queued returns the cases where an IOC value is queued.
+func (m *manualEnv) queued(t *testing.T, value string) []int64 {
+	t.Helper()
+	var out []int64
+	for _, c := range []int64{m.a, m.b} {
+		if m.states(t, c)[value] == store.StateQueued {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// TestManualTriggerTaskUsedOnce: Y (only in case b) is triggered from b,
+// then X (in a and b) from a. The task of Y's trigger names b; it is used
+// by Y's trigger, so X is re-hunted in a only.
+func TestManualTriggerTaskUsedOnce(t *testing.T) {
+	ctx := context.Background()
+	m := setupManual(t)
+	m.irisSrv.TriggerManual(m.b, m.y)
+	m.waitInbox(t, 1)
+	if err := m.in.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.queued(t, "other.example"); len(got) != 1 || got[0] != m.b {
+		t.Fatalf("Y queued in %v, want [%d]", got, m.b)
+	}
+	m.huntAll(t)
+	m.irisSrv.TriggerManual(m.a, m.x)
+	m.waitInbox(t, 1)
+	if err := m.in.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.queued(t, "evil.example"); len(got) != 1 || got[0] != m.a {
+		t.Fatalf("X triggered from case %d queued in %v, want only there", m.a, got)
+	}
+}
+
+// TestManualTriggersOneBatch: two analysts trigger X, one from a and one
+// from b; both webhooks are handled in one batch while IRIS lists b's task
+// 600 ms late. X is re-hunted in a and in b, and neither task is left for
+// a later trigger.
+func TestManualTriggersOneBatch(t *testing.T) {
+	ctx := context.Background()
+	m := setupManual(t)
+	m.irisSrv.DelayTasks(m.b, 600*time.Millisecond)
+	m.irisSrv.TriggerManual(m.a, m.x)
+	m.irisSrv.TriggerManual(m.b, m.x)
+	m.waitInbox(t, 2)
+	if err := m.in.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.queued(t, "evil.example"); len(got) != 2 {
+		t.Fatalf("X queued in %v, want both cases", got)
+	}
+	// X from a again: its own task tells the case, not a leftover of the batch.
+	m.huntAll(t)
+	m.irisSrv.DelayTasks(m.b, 0)
+	m.irisSrv.TriggerManual(m.a, m.x)
+	m.waitInbox(t, 1)
+	if err := m.in.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.queued(t, "evil.example"); len(got) != 1 || got[0] != m.a {
+		t.Fatalf("X triggered again from case %d queued in %v, want only there (no task left over)", m.a, got)
+	}
+}
