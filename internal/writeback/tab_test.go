@@ -289,3 +289,47 @@ func TestTabOfDeletedIOC(t *testing.T) {
 		t.Fatalf("parked: %+v", parked)
 	}
 }
+
+// TestRepairRetriesWhatItRepaired: IOCs created without custom attributes
+// have null attributes, and IRIS fails their tab writes. The first failure
+// pushes the template, which repairs every one of them: the writes that
+// failed while the push ran are written as soon as it is done, not after
+// the minute between two pushes.
+func TestRepairRetriesWhatItRepaired(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t, 1)
+	in := []store.IOCInput{{IOC: ioc.IOC{ID: e.rows[0].IRISID, TypeName: "filename", Value: e.rows[0].Value},
+		Target: ioc.Target{Kind: ioc.KindFile, Value: e.rows[0].Value}}}
+	var null []int64
+	for i := range 3 {
+		v := fmt.Sprintf("null-%d.exe", i)
+		id := e.srv.AddIOCDirect(e.cid, "filename", v)
+		null = append(null, id)
+		in = append(in, store.IOCInput{IOC: ioc.IOC{ID: id, TypeName: "filename", Value: v}, Target: ioc.Target{Kind: ioc.KindFile, Value: v}})
+	}
+	if _, err := e.db.SyncCaseIOCs(ctx, e.cid, in, "test", true); err != nil {
+		t.Fatal(err)
+	}
+	repairs := 0
+	e.w.Repair = func(ctx context.Context) error {
+		repairs++
+		// The push takes a while; meanwhile the other null IOCs fail.
+		for deadline := time.Now().Add(5 * time.Second); e.tabUpdates() < 4 && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond)
+		}
+		return e.admin.UpdateAttributeTemplate(ctx, 1, map[string]map[string]map[string]any{tabName: render.TabTemplate()})
+	}
+	e.flush(t)
+	// A write whose failure IRIS explained only after the push (its IOC
+	// read back repaired) is retried after the least backoff.
+	e.clk.Add(5 * time.Second)
+	e.flush(t)
+	for _, id := range null {
+		if s := e.tabField(t, id, render.FieldStatus); s == "" {
+			t.Errorf("IOC %d: no tab within seconds of the repair", id)
+		}
+	}
+	if st, _ := e.db.OutboxStats(ctx); st.Pending != 0 || repairs != 1 {
+		t.Fatalf("outbox %+v, %d pushes: want every tab written after one push", st, repairs)
+	}
+}

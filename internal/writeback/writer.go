@@ -111,6 +111,12 @@ type Writer struct {
 	// was made for; lastRepair is the time of the last push.
 	repaired   map[int64]bool
 	lastRepair time.Time
+	// pushes counts the template pushes made; repairedBy holds, per IRIS
+	// IOC, the pushes its tab was written after; repairing is closed when
+	// the running push is done (nil when none runs).
+	pushes     int
+	repairedBy map[int64]int
+	repairing  chan struct{}
 	resolved   bool
 	started    bool
 	// hold postpones overwriting writes (asset link updates, tab updates)
@@ -127,6 +133,7 @@ func (w *Writer) init() {
 		w.wake = make(chan struct{}, 1)
 		w.hold = map[string]time.Time{}
 		w.repaired = map[int64]bool{}
+		w.repairedBy = map[int64]int{}
 	}
 	if w.Now == nil {
 		w.Now = time.Now
