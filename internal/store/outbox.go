@@ -44,10 +44,19 @@ func (db *DB) EnqueueTabs(ctx context.Context, iocIDs []int64) error {
 	})
 }
 
-// enqueueTab queues a tab update of an IOC row unless one is pending.
+// enqueueTab queues a tab update of an IOC row unless one is pending. A
+// pending one that was put off without a failure (held back by the tab's
+// least interval, which applies to a change of details only) is made due
+// now: what changed since may be a new status, which goes at once. One
+// retrying after a failure keeps its backoff.
 func (tx *Tx) enqueueTab(ctx context.Context, iocID int64) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO outbox (kind, case_id, ioc_id, dedup, marker, created_at)
 		SELECT 'tab', case_id, id, '', '', ? FROM iocs WHERE id = ? ON CONFLICT DO NOTHING`, tx.nowMS(), iocID)
+	if err != nil {
+		return fmt.Errorf("enqueue tab: %w", err)
+	}
+	_, err = tx.ExecContext(ctx, `UPDATE outbox SET next_attempt_at = ? WHERE kind = 'tab' AND ioc_id = ?
+		AND done_at IS NULL AND parked = 0 AND last_error = '' AND next_attempt_at > ?`, tx.nowMS(), iocID, tx.nowMS())
 	if err != nil {
 		return fmt.Errorf("enqueue tab: %w", err)
 	}

@@ -333,3 +333,100 @@ func TestRepairRetriesWhatItRepaired(t *testing.T) {
 		t.Fatalf("outbox %+v, %d pushes: want every tab written after one push", st, repairs)
 	}
 }
+
+// TestNewStatusNotHeldByDetail: a tab write held back for TabMinInterval
+// (a change of details only) does not hold back the IOC's next status: the
+// new status is written at once.
+func TestNewStatusNotHeldByDetail(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t, 1)
+	e.w.TabMinInterval = 5 * time.Minute
+	row := e.rows[0]
+	step := func(what string, change func()) {
+		t.Helper()
+		e.clk.Add(time.Second)
+		change()
+		if err := e.db.EnqueueTabs(ctx, []int64{row.ID}); err != nil {
+			t.Fatal(err)
+		}
+		e.flush(t)
+	}
+	e.flush(t)
+	step("end", func() { e.db.EndHunt(ctx, e.hunt.ID, store.HuntFinished) })
+	step("requeue", func() { e.db.RequeueIOC(ctx, row.IRISID, nil, "manual", true) })
+	var next store.Hunt
+	step("plan", func() {
+		g, _ := e.db.QueuedGroups(ctx)
+		next, _ = e.db.PlanHunt(ctx, g[0], 10, "Custom.Velohunt.File", time.Hour)
+	})
+	if s := e.tabField(t, row.IRISID, render.FieldStatus); s != "hunting: starting the hunt" {
+		t.Fatalf("status %q", s)
+	}
+	before := e.tabUpdates()
+	// Created in Velociraptor: the details change, the status does not.
+	step("created", func() { e.db.SetHuntCreated(ctx, next.ID, "H.NEXT") })
+	if got := e.tabUpdates(); got != before {
+		t.Fatalf("%d tab updates for a change of details within the interval, want none", got-before)
+	}
+	step("running", func() { e.db.SetHuntRunning(ctx, next.ID) })
+	if s := e.tabField(t, row.IRISID, render.FieldStatus); !strings.HasPrefix(s, "hunting: 0 of 0") {
+		t.Fatalf("status %q a second after the hunt started, want it written at once", s)
+	}
+}
+
+// losingIRIS sends the first tab update and loses its answer, as a dropped
+// connection does: IRIS may still be running it.
+type losingIRIS struct {
+	writeback.IRIS
+	lost bool
+}
+
+func (l *losingIRIS) UpdateIOCAttributes(ctx context.Context, cid, iocID int64, tab string, fields map[string]string) error {
+	err := l.IRIS.UpdateIOCAttributes(ctx, cid, iocID, tab, fields)
+	if !l.lost {
+		l.lost = true
+		return &iris.StatusError{Op: "POST /case/ioc/update", Status: 0, Message: "connection reset", Retryable: true}
+	}
+	return err
+}
+
+// TestHoldPerIRISIOC: after a tab write whose answer was lost, no other tab
+// write goes to the same IRIS IOC until the lost one surely ended, even
+// through another case that links it: the late request could land after
+// it and put an older status back.
+func TestHoldPerIRISIOC(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t, 1)
+	e.w.Settle = time.Minute
+	x := e.rows[0]
+	b, _ := e.admin.AddCase(ctx, "second case", "test", 1, "")
+	if _, err := e.admin.AddIOC(ctx, b, iris.NewIOC{Value: x.Value, TypeID: iristest.TypeID("filename"), TLPID: 2}); err != nil {
+		t.Fatal(err)
+	}
+	e.db.UpsertCase(ctx, ioc.Case{ID: b, Open: true}, ioc.Route{Server: "main"})
+	if _, err := e.db.SyncCaseIOCs(ctx, b, []store.IOCInput{{IOC: ioc.IOC{ID: x.IRISID, TypeName: "filename", Value: x.Value},
+		Target: ioc.Target{Kind: ioc.KindFile, Value: x.Value}}}, "test", true); err != nil {
+		t.Fatal(err)
+	}
+	rows, _ := e.db.FindIOCs(ctx, x.IRISID)
+	e.flush(t)
+	e.w.IRIS = &losingIRIS{IRIS: e.w.IRIS}
+	// A hit in case a: the tab write's answer is lost.
+	e.hits(t, 1, func(h, i int) string { return "/a/evil.exe" })
+	e.db.EnqueueTabs(ctx, []int64{rows[0].ID})
+	e.flush(t)
+	before := e.tabUpdates()
+	// A change in case b, a second later: its tab write waits too.
+	e.clk.Add(time.Second)
+	e.db.RequeueIOC(ctx, x.IRISID, []int64{b}, "manual", true)
+	e.db.EnqueueTabs(ctx, []int64{rows[1].ID})
+	e.flush(t)
+	if got := e.tabUpdates(); got != before {
+		t.Fatalf("%d tab update(s) of IOC %d while an earlier one may still run in IRIS, want none", got-before, x.IRISID)
+	}
+	e.clk.Add(time.Minute)
+	e.flush(t)
+	if s := e.tabField(t, x.IRISID, render.FieldStatus); !strings.Contains(s, "HIT") || !strings.Contains(s, "queued") {
+		t.Fatalf("status %q after the hold, want both cases' news", s)
+	}
+}

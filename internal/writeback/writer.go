@@ -122,7 +122,8 @@ type Writer struct {
 	// hold postpones overwriting writes (asset link updates, tab updates)
 	// to an object while an earlier request to it may still be running in
 	// IRIS: IRIS replaces all links on update, so a late request could undo
-	// a newer one. Keys: "case:N" (at start-up), "asset:N", "ioc:N".
+	// a newer one. Keys: "case:N" (at start-up), "asset:N" (IRIS asset),
+	// "ioc:N" (IRIS IOC: one tab, whatever the case written through).
 	hold map[string]time.Time
 }
 
@@ -364,7 +365,7 @@ func (w *Writer) send(ctx context.Context, c *batchCache, wr store.Write) (bool,
 	var tab *preparedTab
 	if wr.Kind == "tab" {
 		until := w.heldUntil(fmt.Sprintf("case:%d", wr.CaseID))
-		if t := w.heldUntil(fmt.Sprintf("ioc:%d", wr.IOCID)); t.After(until) {
+		if t := w.heldUntil(fmt.Sprintf("ioc:%d", wr.IRISIOC)); t.After(until) {
 			until = t
 		}
 		if w.Now().Before(until) {
@@ -481,7 +482,7 @@ func (w *Writer) finish(ctx context.Context, wr store.Write, irisID int64, err e
 			case wr.Kind == "asset" && irisID != 0:
 				w.setHold(fmt.Sprintf("asset:%d", irisID))
 			case wr.Kind == "tab":
-				w.setHold(fmt.Sprintf("ioc:%d", wr.IOCID))
+				w.setHold(fmt.Sprintf("ioc:%d", wr.IRISIOC))
 			}
 		}
 		return false, w.Store.WriteRetry(ctx, wr.ID, err.Error(), w.Now().Add(d))
