@@ -2,6 +2,7 @@ package intake_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -9,6 +10,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +22,7 @@ import (
 	"github.com/velohunt/velohunt/internal/ioc"
 	"github.com/velohunt/velohunt/internal/iris"
 	"github.com/velohunt/velohunt/internal/iris/iristest"
+	"github.com/velohunt/velohunt/internal/metrics"
 	"github.com/velohunt/velohunt/internal/store"
 )
 
@@ -265,7 +269,7 @@ func TestWebhookRateLimit(t *testing.T) {
 	var codes []int
 	for range 4 {
 		req, _ := http.NewRequest("POST", srv.URL+"/iris/webhook/create", strings.NewReader(`{"iocs":[]}`))
-		req.Header.Set("Authorization", "Bearer wrong") // floods are refused before the secret check
+		req.Header.Set("Authorization", "Bearer wrong") // requests without the secret are limited
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -275,6 +279,102 @@ func TestWebhookRateLimit(t *testing.T) {
 	}
 	if codes[0] != 401 || codes[1] != 401 || codes[2] != 429 || codes[3] != 429 {
 		t.Fatalf("codes %v, want 401 401 429 429", codes)
+	}
+}
+
+// TestWebhookFlood: 1,000 requests without the secret, on paths of every
+// kind, while IRIS's events arrive: no event of IRIS is refused, and the
+// metrics gain no series (every refused request counts under "other").
+func TestWebhookFlood(t *testing.T) {
+	e := setup(t)
+	m := metrics.New(e.db)
+	h := &intake.Webhook{Store: e.db, Secret: "0123456789abcdef-secret", MaxBody: 2048, Wake: func() {},
+		Limiter: rate.NewLimiter(5, 10), Recorder: m, Logger: discard}
+	mux := http.NewServeMux()
+	mux.Handle("POST /iris/webhook/{event}", h)
+	mux.Handle("POST /iris/webhook/{secret}/{event}", h)
+	mux.Handle("GET /metrics", m.Handler())
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	post := func(path, auth string) int {
+		req, _ := http.NewRequest("POST", srv.URL+path, strings.NewReader(`{"iocs":[{"ioc_id":5,"ioc_value":"x","ioc_type_id":20,"user_id":1}]}`))
+		req.Header.Set("Content-Type", "application/json")
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Error(err)
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	series := func() int {
+		resp, err := http.Get(srv.URL + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		n := 0
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "velohunt_webhook_requests_total{") {
+				n++
+			}
+		}
+		return n
+	}
+	const good = "Bearer 0123456789abcdef-secret"
+	// Every kind of answer once.
+	post("/iris/webhook/create", good)
+	post("/iris/webhook/0123456789abcdef-secret/manual", "")
+	for range 20 {
+		post("/iris/webhook/create", "Bearer wrong")
+	}
+	before := series()
+
+	var wg sync.WaitGroup
+	var refused atomic.Int64
+	for g := range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 100 {
+				switch i % 3 {
+				case 0:
+					post(fmt.Sprintf("/iris/webhook/guess-%d-%d/create", g, i), "")
+				case 1:
+					post(fmt.Sprintf("/iris/webhook/guess-%d-%d", g, i), "")
+				default:
+					post(fmt.Sprintf("/iris/webhook/x%d%d", g, i), "Bearer wrong")
+				}
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := range 100 {
+			path := "/iris/webhook/create"
+			if i%2 == 1 {
+				path = "/iris/webhook/0123456789abcdef-secret/manual"
+			}
+			auth := good
+			if i%2 == 1 {
+				auth = ""
+			}
+			if code := post(path, auth); code != http.StatusAccepted {
+				refused.Add(1)
+			}
+		}
+	}()
+	wg.Wait()
+	if n := refused.Load(); n != 0 {
+		t.Fatalf("%d of IRIS's 100 events refused during the flood", n)
+	}
+	if after := series(); after != before {
+		t.Fatalf("%d webhook metric series after the flood, %d before", after, before)
 	}
 }
 
