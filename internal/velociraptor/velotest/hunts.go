@@ -99,6 +99,13 @@ func (h *Hunt) counts() (scheduled, finished, rows int) {
 	return
 }
 
+// TotalRows is the number of result rows the hunt served, over every flow
+// (generated ones included): what a reader of the hunt reads in the end.
+func (h *Hunt) TotalRows() int {
+	_, _, rows := h.counts()
+	return rows
+}
+
 // errored counts the flows that ended in error, relaunched or not.
 func (h *Hunt) errored() int {
 	n := 0
