@@ -20,6 +20,9 @@ type FlowCursor struct {
 	// CreatedUS is the flow's create_time (µs): a client's newest flow
 	// says its state in the hunt.
 	CreatedUS int64
+	// Index is the flow's row in the hunt's flow list (hunt_flows(),
+	// in schedule order); -1 when not known.
+	Index int64
 }
 
 // Key identifies a flow within its hunt.
@@ -27,7 +30,7 @@ func (f FlowCursor) Key() string { return f.ClientID + "/" + f.FlowID }
 
 // FlowCursors returns the flows of a hunt known to velohunt, by Key.
 func (db *DB) FlowCursors(ctx context.Context, huntID int64) (map[string]FlowCursor, error) {
-	rows, err := db.db.QueryContext(ctx, `SELECT client_id, flow_id, state, status, total_rows, rows_read, created_us
+	rows, err := db.db.QueryContext(ctx, `SELECT client_id, flow_id, state, status, total_rows, rows_read, created_us, idx
 		FROM hunt_flows WHERE hunt_id = ?`, huntID)
 	if err != nil {
 		return nil, fmt.Errorf("flow cursors: %w", err)
@@ -36,7 +39,7 @@ func (db *DB) FlowCursors(ctx context.Context, huntID int64) (map[string]FlowCur
 	out := map[string]FlowCursor{}
 	for rows.Next() {
 		var f FlowCursor
-		if err := rows.Scan(&f.ClientID, &f.FlowID, &f.State, &f.Status, &f.TotalRows, &f.RowsRead, &f.CreatedUS); err != nil {
+		if err := rows.Scan(&f.ClientID, &f.FlowID, &f.State, &f.Status, &f.TotalRows, &f.RowsRead, &f.CreatedUS, &f.Index); err != nil {
 			return nil, fmt.Errorf("flow cursors: %w", err)
 		}
 		out[f.Key()] = f
@@ -52,11 +55,11 @@ func (db *DB) SetFlowStates(ctx context.Context, huntID int64, flows []FlowCurso
 	}
 	return db.tx(ctx, func(tx *Tx) error {
 		for _, f := range flows {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO hunt_flows (hunt_id, client_id, flow_id, state, status, total_rows, created_us, updated_at)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (hunt_id, client_id, flow_id) DO UPDATE SET
+			if _, err := tx.ExecContext(ctx, `INSERT INTO hunt_flows (hunt_id, client_id, flow_id, state, status, total_rows, created_us, idx, updated_at)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (hunt_id, client_id, flow_id) DO UPDATE SET
 				state = excluded.state, status = excluded.status, total_rows = excluded.total_rows,
-				created_us = excluded.created_us, updated_at = excluded.updated_at`,
-				huntID, f.ClientID, f.FlowID, f.State, clipText(f.Status, 1000), f.TotalRows, f.CreatedUS, tx.nowMS()); err != nil {
+				created_us = excluded.created_us, idx = excluded.idx, updated_at = excluded.updated_at`,
+				huntID, f.ClientID, f.FlowID, f.State, clipText(f.Status, 1000), f.TotalRows, f.CreatedUS, f.Index, tx.nowMS()); err != nil {
 				return fmt.Errorf("flow state: %w", err)
 			}
 		}
@@ -73,9 +76,9 @@ func (tx *Tx) moveFlowCursor(ctx context.Context, huntID int64, f FlowCursor) er
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("flow cursor: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO hunt_flows (hunt_id, client_id, flow_id, rows_read, created_us, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+	if _, err := tx.ExecContext(ctx, `INSERT INTO hunt_flows (hunt_id, client_id, flow_id, rows_read, created_us, idx, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (hunt_id, client_id, flow_id) DO UPDATE SET rows_read = excluded.rows_read, updated_at = excluded.updated_at`,
-		huntID, f.ClientID, f.FlowID, f.RowsRead, f.CreatedUS, tx.nowMS()); err != nil {
+		huntID, f.ClientID, f.FlowID, f.RowsRead, f.CreatedUS, f.Index, tx.nowMS()); err != nil {
 		return fmt.Errorf("flow cursor: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE hunts SET rows_read = rows_read + ? WHERE id = ?`, f.RowsRead-old, huntID); err != nil {

@@ -502,3 +502,90 @@ func TestRelaunchedFlow(t *testing.T) {
 		t.Fatalf("rep=%+v err=%v, want nothing read again", rep, err)
 	}
 }
+
+// BenchmarkLargeHunt: a hunt of 10,000 finished flows that grows by 20
+// hosts a pass for 20 passes. hunt_flows() in 0.77.2 ignores its limit and
+// loads every flow's details it lists; the flows listed per pass must be
+// what moved, not the hunt's size.
+func BenchmarkLargeHunt(b *testing.B) {
+	ctx := context.Background()
+	const flows, passes, perPass = 10000, 20, 20
+	for range b.N {
+		e := setup(b)
+		e.srv.SetRowSource("Custom.Velohunt.File", velotest.RowSource{Clients: flows,
+			ClientID: func(c int) string { return fmt.Sprintf("C.big%05d", c) }})
+		e.hunt(b, "a.sh", "b.bin")
+		b.ResetTimer()
+		start := time.Now()
+		// Catching up with a hunt already this large: a bounded number of
+		// flows listed a pass.
+		hunts, _ := e.db.RunningHunts(ctx)
+		catchUp := 0
+		for pr, _ := e.db.HuntProgress(ctx, hunts[0].ID); pr.Scheduled < flows; pr, _ = e.db.HuntProgress(ctx, hunts[0].ID) {
+			if catchUp++; catchUp > 3 {
+				b.Fatalf("%d of %d flows seen after %d passes", pr.Scheduled, flows, catchUp-1)
+			}
+			if _, err := e.w.Pass(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+		first := e.srv.FlowDetailsLoaded()
+		worst := 0
+		for p := range passes {
+			before := e.srv.FlowDetailsLoaded()
+			for i := range perPass {
+				e.srv.AddEndpoint(endpoint(fmt.Sprintf("C.%03d%03d", p, i), fmt.Sprintf("h%d-%d", p, i), "/tmp/a.sh"))
+			}
+			rep, err := e.w.Pass(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if rep.Hits != perPass {
+				b.Fatalf("pass %d: %d hits, want %d", p, rep.Hits, perPass)
+			}
+			worst = max(worst, e.srv.FlowDetailsLoaded()-before)
+		}
+		elapsed := time.Since(start)
+		b.StopTimer()
+		pr, _ := e.db.HuntProgress(ctx, hunts[0].ID)
+		if want := int64(flows + passes*perPass); pr.Scheduled != want || pr.Finished != want {
+			b.Fatalf("progress %+v, want %d hosts scheduled and finished", pr, want)
+		}
+		if worst > 2*perPass {
+			b.Fatalf("a pass listed %d flows to find %d new ones", worst, perPass)
+		}
+		b.ReportMetric(float64(first), "flows-loaded-catching-up")
+		b.ReportMetric(float64(catchUp), "catch-up-passes")
+		b.ReportMetric(float64(worst), "max-flows-loaded/growth-pass")
+		b.ReportMetric(elapsed.Seconds()/float64(passes+1), "s/pass")
+	}
+}
+
+// TestFlowListingBounded: a pass lists a hunt's flows from the first that
+// can have moved (the first not done, else the first not seen), not the
+// whole hunt: 0.77.2's hunt_flows() loads the details of every flow it
+// lists and ignores its limit.
+func TestFlowListingBounded(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t)
+	e.srv.SetRowSource("Custom.Velohunt.File", velotest.RowSource{Clients: 2500,
+		ClientID: func(c int) string { return fmt.Sprintf("C.big%05d", c) }})
+	e.hunt(t, "a.sh")
+	if _, err := e.w.Pass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := e.srv.FlowDetailsLoaded()
+	e.srv.AddEndpoint(endpoint("C.late1", "late1", "/tmp/a.sh"))
+	e.srv.AddEndpoint(endpoint("C.late2", "late2"))
+	rep, err := e.w.Pass(ctx)
+	if err != nil || rep.Hits != 1 {
+		t.Fatalf("rep=%+v err=%v", rep, err)
+	}
+	if got := e.srv.FlowDetailsLoaded() - before; got != 2 {
+		t.Fatalf("%d flows listed for 2 new ones", got)
+	}
+	hunts, _ := e.db.RunningHunts(ctx)
+	if p, _ := e.db.HuntProgress(ctx, hunts[0].ID); p.Scheduled != 2502 || p.Finished != 2502 {
+		t.Fatalf("progress %+v, want 2502 hosts", p)
+	}
+}

@@ -1,7 +1,10 @@
 -- A cursor per flow, not per client: relaunching a client of a hunt
 -- (hunt_add(relaunch=TRUE) in Velociraptor 0.77.2) makes a second flow for
 -- it, with its own rows from row 0. created_us is the flow's create_time
--- (µs): a client's state in the hunt is that of its newest flow.
+-- (µs): a client's state in the hunt is that of its newest flow. idx is
+-- the flow's row in hunt_flows(), which lists flows in the order they were
+-- scheduled (-1: not known yet): a pass lists the flows from the first
+-- one not done, not the whole hunt.
 CREATE TABLE hunt_flows_new (
 	hunt_id    INTEGER NOT NULL REFERENCES hunts(id),
 	client_id  TEXT NOT NULL,
@@ -11,6 +14,7 @@ CREATE TABLE hunt_flows_new (
 	total_rows INTEGER NOT NULL DEFAULT 0,
 	rows_read  INTEGER NOT NULL DEFAULT 0,
 	created_us INTEGER NOT NULL DEFAULT 0,
+	idx        INTEGER NOT NULL DEFAULT -1,
 	updated_at INTEGER NOT NULL,
 	PRIMARY KEY (hunt_id, client_id, flow_id)
 );

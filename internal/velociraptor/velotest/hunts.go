@@ -6,6 +6,7 @@ import (
 	"encoding/base32"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -450,9 +451,21 @@ func (s *Server) streamGenerated(out *responder, src *RowSource, c, start int, f
 	return nil
 }
 
-// huntFlows serves hunt_flows(hunt_id=): one row per client flow, with
-// the FlowContext's state, status and row count.
-func (s *Server) huntFlows(user string, env map[string]string, org string, out *responder) error {
+// vqlLimit finds a query's LIMIT clause.
+var vqlLimit = regexp.MustCompile(`(?i)\bLIMIT\s+(\d+)\s*$`)
+
+// FlowDetailsLoaded counts the flows whose details hunt_flows() loaded,
+// over every call: the cost of listing a hunt's flows on a real server.
+func (s *Server) FlowDetailsLoaded() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.flowLoads
+}
+
+// huntFlows serves hunt_flows(hunt_id=, start_row=): one row per flow, in
+// the order clients were scheduled, with the FlowContext's state, status
+// and row count.
+func (s *Server) huntFlows(user, text string, env map[string]string, org string, out *responder) error {
 	vals, ok := need(out, env, "VhHuntId")
 	if !ok {
 		return out.rows(nil)
@@ -473,17 +486,32 @@ func (s *Server) huntFlows(user string, env map[string]string, org string, out *
 			"total_collected_rows": rows, "create_time": created.UnixMicro()}})
 	}
 	// Every flow, a relaunched client's old ones too (seen on 0.77.2).
+	// In schedule order: a generated hunt's clients all joined when it
+	// started, before any endpoint that came online later.
 	var rows []json.RawMessage
-	for _, f := range h.flows {
-		rows = append(rows, row(f.ClientID, f.FlowID, f.State, f.Status, len(f.Rows), f.Created))
-	}
 	src, created := h.source, h.Created
-	s.mu.Unlock()
 	if src != nil {
 		for c := range src.Clients {
 			rows = append(rows, row(src.ClientID(c), flowIDOf(h.ID), "FINISHED", "", src.RowsPerClient, created))
 		}
 	}
+	for _, f := range h.flows {
+		rows = append(rows, row(f.ClientID, f.FlowID, f.State, f.Status, len(f.Rows), f.Created))
+	}
+	// 0.77.2 honours start_row and ignores limit=; each row it emits loads
+	// that flow's details from the datastore, until the query's LIMIT
+	// stops the plugin.
+	start := 0
+	if v, ok := env["VhStartRow"]; ok {
+		start, _ = strconv.Atoi(v)
+	}
+	rows = rows[min(max(start, 0), len(rows)):]
+	if m := vqlLimit.FindStringSubmatch(text); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		rows = rows[:min(n, len(rows))]
+	}
+	s.flowLoads += len(rows)
+	s.mu.Unlock()
 	return out.rows(rows)
 }
 

@@ -81,6 +81,7 @@ type Server struct {
 	// then yields null (e.g. "hunt: Unknown artifact X").
 	logOnHunt string
 	sources   map[string]RowSource
+	flowLoads int // flow details loaded by hunt_flows()
 }
 
 // Behaviour returns the rows an artifact yields on an endpoint for the
@@ -382,7 +383,7 @@ func (s *Server) dispatch(ctx context.Context, user, text string, env map[string
 	case strings.Contains(text, "FROM source(client_id="):
 		return s.flowResults(user, env, org, out)
 	case strings.Contains(text, "FROM hunt_flows(hunt_id="):
-		return s.huntFlows(user, env, org, out)
+		return s.huntFlows(user, text, env, org, out)
 	case strings.Contains(text, "client_info("):
 		return s.clientInfo(user, env, org, out)
 	case strings.Contains(text, "artifact_set("):
