@@ -48,6 +48,9 @@ func (w *Writer) prepareTab(ctx context.Context, wr store.Write) (*preparedTab, 
 	if until := d.Written.Add(w.TabMinInterval); oldStatus == digest(status) && w.Now().Before(until) {
 		return nil, until, nil
 	}
+	w.mu.Lock()
+	view.Instance = w.instance
+	w.mu.Unlock()
 	fields, err := w.Render.TabFields(view)
 	if err != nil {
 		return nil, time.Time{}, err

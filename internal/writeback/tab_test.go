@@ -430,3 +430,58 @@ func TestHoldPerIRISIOC(t *testing.T) {
 		t.Fatalf("status %q after the hold, want both cases' news", s)
 	}
 }
+
+type countingRecorder struct{ foreign int }
+
+func (r *countingRecorder) Write(kind, result string) {
+	if kind == "tab" && result == "foreign" {
+		r.foreign++
+	}
+}
+
+// TestForeignInstanceTab: one velohunt per IRIS. A second velohunt (its
+// own database, so its own instance id) does not overwrite a tab the first
+// one wrote: the write is parked with the reason, counted, and the tab
+// still names the first.
+func TestForeignInstanceTab(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t, 1)
+	x := e.rows[0]
+	e.drain(t, time.Minute)
+	first := e.tabField(t, x.IRISID, render.FieldUpdated)
+	mine, _ := e.db.InstanceID(ctx)
+	if render.TabInstance(first) != mine {
+		t.Fatalf("Last update %q does not name instance %s", first, mine)
+	}
+
+	db2, err := store.Open(ctx, t.TempDir()+"/second.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db2.Close()
+	db2.UpsertCase(ctx, ioc.Case{ID: e.cid, Open: true}, ioc.Route{Server: "main"})
+	if _, err := db2.SyncCaseIOCs(ctx, e.cid, []store.IOCInput{{IOC: ioc.IOC{ID: x.IRISID, TypeName: "filename", Value: x.Value},
+		Target: ioc.Target{Kind: ioc.KindFile, Value: x.Value}}}, "test", true); err != nil {
+		t.Fatal(err)
+	}
+	rec := &countingRecorder{}
+	second := &writeback.Writer{IRIS: e.w.IRIS, Store: db2, Render: e.w.Render, Refs: e.w.Refs, TabName: tabName,
+		Logger: e.w.Logger, Recorder: rec, MinBackoff: time.Millisecond}
+	if _, err := second.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.tabField(t, x.IRISID, render.FieldUpdated); got != first {
+		t.Fatalf("Last update %q after the second velohunt ran, want the first's %q", got, first)
+	}
+	parked, _ := db2.ParkedWrites(ctx, 0, 5)
+	if n, _ := db2.ForeignTabs(ctx); n != 1 || rec.foreign != 1 || len(parked) != 1 || !strings.Contains(parked[0].Reason, mine) {
+		t.Fatalf("foreign tabs %d, metric %d, parked %+v: want the write parked naming %s", n, rec.foreign, parked, mine)
+	}
+	// The first velohunt keeps writing its tab.
+	e.hits(t, 1, func(h, i int) string { return "/tmp/x" })
+	e.db.EnqueueTabs(ctx, []int64{x.ID})
+	e.drain(t, time.Minute)
+	if s := e.tabField(t, x.IRISID, render.FieldStatus); !strings.HasPrefix(s, "HIT") {
+		t.Fatalf("status %q", s)
+	}
+}

@@ -28,3 +28,10 @@ ALTER TABLE hunt_flows_new RENAME TO hunt_flows;
 -- scheduled, finished and errored hold the hosts as their newest flows
 -- tell, which the stats do not after a relaunch.
 ALTER TABLE hunts ADD COLUMN vr_stats TEXT NOT NULL DEFAULT '';
+
+-- This velohunt's instance id, written on every tab it writes: one
+-- velohunt per IRIS, and a tab written by another is not overwritten.
+CREATE TABLE instance (
+	id         TEXT NOT NULL,
+	created_at INTEGER NOT NULL
+);
