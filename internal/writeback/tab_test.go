@@ -485,3 +485,50 @@ func TestForeignInstanceTab(t *testing.T) {
 		t.Fatalf("status %q", s)
 	}
 }
+
+// TestRestartHoldsIRISIOC: a process stopped during a tab write may have
+// left the request running in IRIS; after a restart no tab write goes to
+// that IRIS IOC, through any case, until it surely ended.
+func TestRestartHoldsIRISIOC(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t, 1)
+	x := e.rows[0]
+	b, _ := e.admin.AddCase(ctx, "second case", "test", 1, "")
+	if _, err := e.admin.AddIOC(ctx, b, iris.NewIOC{Value: x.Value, TypeID: iristest.TypeID("filename"), TLPID: 2}); err != nil {
+		t.Fatal(err)
+	}
+	e.db.UpsertCase(ctx, ioc.Case{ID: b, Open: true}, ioc.Route{Server: "main"})
+	if _, err := e.db.SyncCaseIOCs(ctx, b, []store.IOCInput{{IOC: ioc.IOC{ID: x.IRISID, TypeName: "filename", Value: x.Value},
+		Target: ioc.Target{Kind: ioc.KindFile, Value: x.Value}}}, "test", true); err != nil {
+		t.Fatal(err)
+	}
+	due, _ := e.db.DueWrites(ctx, 10)
+	var inA *store.Write
+	for i := range due {
+		if due[i].Kind == "tab" && due[i].CaseID == e.cid {
+			inA = &due[i]
+		}
+	}
+	if inA == nil || len(due) != 2 {
+		t.Fatalf("due %+v", due)
+	}
+	// The last process began the write through case a and stopped.
+	if err := e.db.BeginWrite(ctx, inA.ID); err != nil {
+		t.Fatal(err)
+	}
+	fresh := &writeback.Writer{IRIS: e.w.IRIS, Store: e.db, Render: e.w.Render, Refs: e.w.Refs, TabName: tabName,
+		Logger: e.w.Logger, Now: e.clk.Now, MinBackoff: time.Millisecond, Settle: time.Minute}
+	if _, err := fresh.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.tabUpdates(); got != 0 {
+		t.Fatalf("%d tab update(s) of IOC %d right after the restart, want none", got, x.IRISID)
+	}
+	e.clk.Add(2 * time.Minute)
+	if _, err := fresh.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.tabUpdates(); got == 0 {
+		t.Fatal("no tab written after the hold")
+	}
+}

@@ -53,6 +53,7 @@ type Store interface {
 	SetTabWritten(ctx context.Context, irisID int64, fingerprint string, at time.Time) error
 	CasesWithAttemptedOverwrites(ctx context.Context) ([]int64, error)
 	InstanceID(ctx context.Context) (string, error)
+	IOCsWithAttemptedTabs(ctx context.Context) ([]int64, error)
 }
 
 // Refs are IRIS reference ids, resolved by name at start-up.
@@ -226,8 +227,15 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 		if err != nil {
 			return 0, err
 		}
+		tabs, err := w.Store.IOCsWithAttemptedTabs(ctx)
+		if err != nil {
+			return 0, err
+		}
 		w.mu.Lock()
 		w.instance = instance
+		for _, id := range tabs {
+			w.hold[fmt.Sprintf("ioc:%d", id)] = w.Now().Add(w.Settle)
+		}
 		for _, c := range cases {
 			w.hold[fmt.Sprintf("case:%d", c)] = w.Now().Add(w.Settle)
 		}
