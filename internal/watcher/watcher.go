@@ -389,12 +389,19 @@ func (w *Watcher) readFlows(ctx context.Context, vr Velociraptor, h store.Hunt, 
 	// or was undone by a crash) are read from what is known of them.
 	for key, k := range known {
 		if k.Index >= 0 && k.Index < start && k.RowsRead < k.TotalRows {
+			before := rep.Rows
 			n, err := w.readResults(ctx, vr, h, m, source, k, rep)
 			fresh += n
 			if err != nil {
 				return hosts, fresh, err
 			}
-			k.RowsRead = k.TotalRows
+			k.RowsRead += int64(rep.Rows - before)
+			if done := k.State == "FINISHED" || k.State == "ERROR"; done && k.RowsRead < k.TotalRows {
+				// Its count covers rows this source does not give (another
+				// source of the artifact): read to the end, not again.
+				k.TotalRows = k.RowsRead
+				states = append(states, k)
+			}
 			known[key] = k
 		}
 	}
