@@ -22,9 +22,12 @@ type Endpoint struct {
 	// FlowError, when set, ends every flow of the endpoint in ERROR with
 	// this status (a query timeout, say) and no rows.
 	FlowError string
-	Files     []File
-	Conns     []Conn
-	DNS       []DNSEntry
+	// FlowErrorRows is how many of the artifact's rows an ERROR flow
+	// keeps (sent before it failed); 0 by default.
+	FlowErrorRows int
+	Files         []File
+	Conns         []Conn
+	DNS           []DNSEntry
 }
 
 // File is a file on an endpoint; Process marks a running process image.
