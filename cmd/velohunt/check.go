@@ -75,6 +75,7 @@ func runChecks(ctx context.Context, cfg config.Config) ([]finding, error) {
 	}
 	defer app.closeClients()
 	out := checkIRIS(ctx, app)
+	out = append(out, checkInstance(ctx, app))
 	for _, t := range cfg.Targets() {
 		out = append(out, checkVelociraptor(ctx, app, t)...)
 	}
@@ -163,6 +164,27 @@ func checkIRIS(ctx context.Context, a *App) []finding {
 	}
 	out = append(out, checkTab(ctx, a, where)...)
 	return out
+}
+
+// checkInstance reports this velohunt's instance id (written on every tab
+// it writes) and the tabs it did not write because another instance wrote
+// them: one velohunt per IRIS.
+func checkInstance(ctx context.Context, a *App) finding {
+	where := "IRIS " + a.Config.IRIS.URL
+	id, err := a.Store.InstanceID(ctx)
+	if err != nil {
+		return finding{where, "one velohunt per IRIS", checkFail, err.Error()}
+	}
+	n, err := a.Store.ForeignTabs(ctx)
+	if err != nil {
+		return finding{where, "one velohunt per IRIS", checkFail, err.Error()}
+	}
+	if n > 0 {
+		return finding{where, "one velohunt per IRIS", checkFail, fmt.Sprintf("%d IOC tab(s) were written by another velohunt instance, "+
+			"so this one (%s) leaves them alone: run one velohunt per IRIS; to move an IRIS to this velohunt, see README "+
+			"\"Moving an IRIS to a new velohunt\"", n, id)}
+	}
+	return finding{where, "one velohunt per IRIS", checkOK, fmt.Sprintf("instance %s; no tab written by another instance seen", id)}
 }
 
 // checkTab verifies that IRIS's IOC template has the tab (with the

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -205,33 +204,21 @@ func (d *demo) Play(ctx context.Context, w io.Writer) error {
 	return d.reportIRIS(ctx, w, cid)
 }
 
-// waitWritten waits until the watcher read every hunt's rows and the outbox
-// is empty.
+// waitWritten waits for exact completion: the watcher read every row each
+// hunt served (generated rows included), and every hit is in IRIS (no IRIS
+// write pending or parked, and the tab of every IOC hit written since its
+// newest hit). A momentarily empty outbox is not completion: rows may
+// still be unread, or their tabs not queued yet. On timeout the error says
+// what is missing.
 func (d *demo) waitWritten(ctx context.Context, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		ob, err := d.App.Store.OutboxStats(ctx)
-		if err != nil {
+	for {
+		missing, err := d.missing(ctx)
+		if err != nil || missing == "" {
 			return err
 		}
-		read := true
-		for _, h := range d.VR.Hunts() {
-			hs, err := d.App.Store.RecentHunts(ctx, 100)
-			if err != nil {
-				return err
-			}
-			for _, sh := range hs {
-				if sh.VRHuntID == h.ID {
-					p, err := d.App.Store.HuntProgress(ctx, sh.ID)
-					if err != nil {
-						return err
-					}
-					read = read && p.RowsRead >= int64(len(h.Rows))
-				}
-			}
-		}
-		if read && ob.Pending == 0 {
-			return nil
+		if !time.Now().Before(deadline) {
+			return fmt.Errorf("velohunt did not finish writing the hits into IRIS within %s: %s", timeout, missing)
 		}
 		select {
 		case <-ctx.Done():
@@ -239,7 +226,53 @@ func (d *demo) waitWritten(ctx context.Context, timeout time.Duration) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	return errors.New("timed out waiting for velohunt to write the hits into IRIS")
+}
+
+// missing says what is not done yet ("" when everything is).
+func (d *demo) missing(ctx context.Context) (string, error) {
+	var out []string
+	stored, err := d.App.Store.RecentHunts(ctx, 100000)
+	if err != nil {
+		return "", err
+	}
+	byVR := map[string]store.Hunt{}
+	for _, h := range stored {
+		byVR[h.VRHuntID] = h
+	}
+	for _, h := range d.VR.Hunts() {
+		sh, ok := byVR[h.ID]
+		if !ok {
+			out = append(out, fmt.Sprintf("hunt %s not recorded", h.ID))
+			continue
+		}
+		p, err := d.App.Store.HuntProgress(ctx, sh.ID)
+		if err != nil {
+			return "", err
+		}
+		if served := int64(h.TotalRows()); p.RowsRead < served {
+			out = append(out, fmt.Sprintf("hunt %s: %d of %d rows read", h.ID, p.RowsRead, served))
+		}
+	}
+	ob, err := d.App.Store.OutboxStats(ctx)
+	if err != nil {
+		return "", err
+	}
+	if ob.Pending > 0 {
+		out = append(out, fmt.Sprintf("%d IRIS writes pending %v (hits waiting: %d)", ob.Pending, ob.ByKind, ob.HitsWaiting))
+	}
+	if ob.Parked > 0 {
+		// Never written: no wait will complete.
+		parked, _ := d.App.Store.ParkedWrites(ctx, 0, 5)
+		return "", fmt.Errorf("%d IRIS writes parked, e.g. %+v", ob.Parked, parked)
+	}
+	stale, err := d.App.Store.StaleTabs(ctx, 10)
+	if err != nil {
+		return "", err
+	}
+	if len(stale) > 0 {
+		out = append(out, fmt.Sprintf("tabs of IRIS IOCs %v not written since their last hit", stale))
+	}
+	return strings.Join(out, "; "), nil
 }
 
 // reportIRIS prints what velohunt wrote into the simulated IRIS.
@@ -293,17 +326,29 @@ func (d *demo) reportIRIS(ctx context.Context, w io.Writer, cid int64) error {
 // no launch is pending.
 func (d *demo) waitHunting(ctx context.Context, cid int64, n int, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
+	for {
 		rows, err := d.App.Store.CaseIOCs(ctx, cid)
 		if err != nil {
 			return err
 		}
-		settled := len(rows) == n
+		queued := 0
 		for _, r := range rows {
-			settled = settled && r.State != store.StateQueued
+			if r.State == store.StateQueued {
+				queued++
+			}
 		}
-		if due, err := d.App.Store.DueLaunches(ctx, 1); err == nil && len(due) == 0 && settled {
+		st, err := d.App.Store.Stats(ctx)
+		if err != nil {
+			return err
+		}
+		// Hunted means covered by a started hunt: none left to launch.
+		unstarted := st.Hunts[store.HuntPlanned] + st.Hunts[store.HuntCreated]
+		if len(rows) == n && queued == 0 && unstarted == 0 {
 			return nil
+		}
+		if !time.Now().Before(deadline) {
+			return fmt.Errorf("velohunt did not hunt the IOCs within %s: %d of %d IOCs known, %d queued, %d hunts not started",
+				timeout, len(rows), n, queued, unstarted)
 		}
 		select {
 		case <-ctx.Done():
@@ -311,7 +356,6 @@ func (d *demo) waitHunting(ctx context.Context, cid int64, n int, timeout time.D
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	return errors.New("timed out waiting for velohunt to hunt the demo IOCs")
 }
 
 func (d *demo) report(ctx context.Context, w io.Writer, cid int64) error {

@@ -30,6 +30,7 @@ Usage:
   velohunt setup   -config FILE            add the "Velociraptor hunt" tab to IRIS (administrator key)
   velohunt retry-parked -config FILE       queue IRIS writes that IRIS refused again
   velohunt check   -config FILE            check IRIS and every Velociraptor server and org; print what to fix
+  velohunt instance -config FILE [-adopt ID]  print (or, for a new database, take over) the instance id written on tabs
   velohunt version                         print the version
 `
 
@@ -53,6 +54,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		cmd = &CheckCommand{Stdout: stdout, Stderr: stderr}
 	case "retry-parked":
 		cmd = &RetryParkedCommand{Stdout: stdout, Stderr: stderr}
+	case "instance":
+		cmd = &InstanceCommand{Stdout: stdout, Stderr: stderr}
 	case "setup":
 		cmd = &SetupCommand{Stdout: stdout, Stderr: stderr}
 	case "version", "-version", "--version":

@@ -2,6 +2,7 @@ package intake_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -9,6 +10,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +22,7 @@ import (
 	"github.com/velohunt/velohunt/internal/ioc"
 	"github.com/velohunt/velohunt/internal/iris"
 	"github.com/velohunt/velohunt/internal/iris/iristest"
+	"github.com/velohunt/velohunt/internal/metrics"
 	"github.com/velohunt/velohunt/internal/store"
 )
 
@@ -265,7 +269,7 @@ func TestWebhookRateLimit(t *testing.T) {
 	var codes []int
 	for range 4 {
 		req, _ := http.NewRequest("POST", srv.URL+"/iris/webhook/create", strings.NewReader(`{"iocs":[]}`))
-		req.Header.Set("Authorization", "Bearer wrong") // floods are refused before the secret check
+		req.Header.Set("Authorization", "Bearer wrong") // requests without the secret are limited
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -275,6 +279,102 @@ func TestWebhookRateLimit(t *testing.T) {
 	}
 	if codes[0] != 401 || codes[1] != 401 || codes[2] != 429 || codes[3] != 429 {
 		t.Fatalf("codes %v, want 401 401 429 429", codes)
+	}
+}
+
+// TestWebhookFlood: 1,000 requests without the secret, on paths of every
+// kind, while IRIS's events arrive: no event of IRIS is refused, and the
+// metrics gain no series (every refused request counts under "other").
+func TestWebhookFlood(t *testing.T) {
+	e := setup(t)
+	m := metrics.New(e.db)
+	h := &intake.Webhook{Store: e.db, Secret: "0123456789abcdef-secret", MaxBody: 2048, Wake: func() {},
+		Limiter: rate.NewLimiter(5, 10), Recorder: m, Logger: discard}
+	mux := http.NewServeMux()
+	mux.Handle("POST /iris/webhook/{event}", h)
+	mux.Handle("POST /iris/webhook/{secret}/{event}", h)
+	mux.Handle("GET /metrics", m.Handler())
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	post := func(path, auth string) int {
+		req, _ := http.NewRequest("POST", srv.URL+path, strings.NewReader(`{"iocs":[{"ioc_id":5,"ioc_value":"x","ioc_type_id":20,"user_id":1}]}`))
+		req.Header.Set("Content-Type", "application/json")
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Error(err)
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	series := func() int {
+		resp, err := http.Get(srv.URL + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		n := 0
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "velohunt_webhook_requests_total{") {
+				n++
+			}
+		}
+		return n
+	}
+	const good = "Bearer 0123456789abcdef-secret"
+	// Every kind of answer once.
+	post("/iris/webhook/create", good)
+	post("/iris/webhook/0123456789abcdef-secret/manual", "")
+	for range 20 {
+		post("/iris/webhook/create", "Bearer wrong")
+	}
+	before := series()
+
+	var wg sync.WaitGroup
+	var refused atomic.Int64
+	for g := range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 100 {
+				switch i % 3 {
+				case 0:
+					post(fmt.Sprintf("/iris/webhook/guess-%d-%d/create", g, i), "")
+				case 1:
+					post(fmt.Sprintf("/iris/webhook/guess-%d-%d", g, i), "")
+				default:
+					post(fmt.Sprintf("/iris/webhook/x%d%d", g, i), "Bearer wrong")
+				}
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := range 100 {
+			path := "/iris/webhook/create"
+			if i%2 == 1 {
+				path = "/iris/webhook/0123456789abcdef-secret/manual"
+			}
+			auth := good
+			if i%2 == 1 {
+				auth = ""
+			}
+			if code := post(path, auth); code != http.StatusAccepted {
+				refused.Add(1)
+			}
+		}
+	}()
+	wg.Wait()
+	if n := refused.Load(); n != 0 {
+		t.Fatalf("%d of IRIS's 100 events refused during the flood", n)
+	}
+	if after := series(); after != before {
+		t.Fatalf("%d webhook metric series after the flood, %d before", after, before)
 	}
 }
 
@@ -464,5 +564,132 @@ func TestManualTriggerHuntsItsCase(t *testing.T) {
 	}
 	if a, b := e.states(t, a)["evil.example"], e.states(t, b)["evil.example"]; a != store.StateQueued || b != store.StateQueued {
 		t.Fatalf("without a task: a=%q b=%q, want both queued", a, b)
+	}
+}
+
+// manualEnv is a webhook endpoint fed by the simulated IRIS, cases a and
+// b, IOC X linked to both and IOC Y to b only, each row hunted once.
+type manualEnv struct {
+	*env
+	a, b int64
+	x, y int64
+}
+
+func setupManual(t *testing.T) *manualEnv {
+	t.Helper()
+	ctx := context.Background()
+	m := &manualEnv{env: setup(t)}
+	m.in.ManualWait = 2 * time.Second
+	h := &intake.Webhook{Store: m.db, Secret: "0123456789abcdef-secret", MaxBody: 1 << 20, Wake: func() {}, OwnUserID: 2, Logger: discard}
+	mux := http.NewServeMux()
+	mux.Handle("POST /iris/webhook/{event}", h)
+	hook := httptest.NewServer(mux)
+	t.Cleanup(hook.Close)
+	m.a, _ = m.admin.AddCase(ctx, "case a", "desc", 1, "")
+	m.b, _ = m.admin.AddCase(ctx, "case b", "desc", 1, "")
+	x, _ := m.admin.AddIOC(ctx, m.a, iris.NewIOC{Value: "evil.example", TypeID: iristest.TypeID("domain"), TLPID: 2})
+	m.admin.AddIOC(ctx, m.b, iris.NewIOC{Value: "evil.example", TypeID: iristest.TypeID("domain"), TLPID: 2})
+	y, _ := m.admin.AddIOC(ctx, m.b, iris.NewIOC{Value: "other.example", TypeID: iristest.TypeID("domain"), TLPID: 2})
+	m.x, m.y = x.ID, y.ID
+	if err := m.in.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m.huntAll(t)
+	m.irisSrv.SetWebhook(hook.URL+"/iris/webhook", map[string]string{"Authorization": "Bearer 0123456789abcdef-secret"})
+	return m
+}
+
+// huntAll plans and ends a hunt of every queued row.
+func (m *manualEnv) huntAll(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	g, _ := m.db.QueuedGroups(ctx)
+	for _, q := range g {
+		hunt, err := m.db.PlanHunt(ctx, q, 10, "A", time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.db.EndHunt(ctx, hunt.ID, store.HuntFinished); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// waitInbox waits until n events are stored.
+func (m *manualEnv) waitInbox(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for items, _ := m.db.PeekInbox(context.Background(), 10); len(items) < n; items, _ = m.db.PeekInbox(context.Background(), 10) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d webhook events stored, want %d", len(items), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// queued returns the cases where an IOC value is queued.
+func (m *manualEnv) queued(t *testing.T, value string) []int64 {
+	t.Helper()
+	var out []int64
+	for _, c := range []int64{m.a, m.b} {
+		if m.states(t, c)[value] == store.StateQueued {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// TestManualTriggerTaskUsedOnce: Y (only in case b) is triggered from b,
+// then X (in a and b) from a. The task of Y's trigger names b; it is used
+// by Y's trigger, so X is re-hunted in a only.
+func TestManualTriggerTaskUsedOnce(t *testing.T) {
+	ctx := context.Background()
+	m := setupManual(t)
+	m.irisSrv.TriggerManual(m.b, m.y)
+	m.waitInbox(t, 1)
+	if err := m.in.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.queued(t, "other.example"); len(got) != 1 || got[0] != m.b {
+		t.Fatalf("Y queued in %v, want [%d]", got, m.b)
+	}
+	m.huntAll(t)
+	m.irisSrv.TriggerManual(m.a, m.x)
+	m.waitInbox(t, 1)
+	if err := m.in.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.queued(t, "evil.example"); len(got) != 1 || got[0] != m.a {
+		t.Fatalf("X triggered from case %d queued in %v, want only there", m.a, got)
+	}
+}
+
+// TestManualTriggersOneBatch: two analysts trigger X, one from a and one
+// from b; both webhooks are handled in one batch while IRIS lists b's task
+// 600 ms late. X is re-hunted in a and in b, and neither task is left for
+// a later trigger.
+func TestManualTriggersOneBatch(t *testing.T) {
+	ctx := context.Background()
+	m := setupManual(t)
+	m.irisSrv.DelayTasks(m.b, 600*time.Millisecond)
+	m.irisSrv.TriggerManual(m.a, m.x)
+	m.irisSrv.TriggerManual(m.b, m.x)
+	m.waitInbox(t, 2)
+	if err := m.in.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.queued(t, "evil.example"); len(got) != 2 {
+		t.Fatalf("X queued in %v, want both cases", got)
+	}
+	// X from a again: its own task tells the case, not a leftover of the batch.
+	m.huntAll(t)
+	m.irisSrv.DelayTasks(m.b, 0)
+	m.irisSrv.TriggerManual(m.a, m.x)
+	m.waitInbox(t, 1)
+	if err := m.in.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.queued(t, "evil.example"); len(got) != 1 || got[0] != m.a {
+		t.Fatalf("X triggered again from case %d queued in %v, want only there (no task left over)", m.a, got)
 	}
 }

@@ -24,9 +24,8 @@ type Intake struct {
 	// FullEvery is how often a reconcile lists every open case's IOCs
 	// (0: every reconcile); in between, unchanged counters are trusted.
 	FullEvery time.Duration
-	// ManualWait bounds how long a manual trigger of an IOC linked to
-	// several cases waits for IRIS to list the trigger's task, which names
-	// the case it came from (default 5s).
+	// ManualWait bounds how long manual triggers wait for IRIS to list
+	// their tasks, which name the cases they came from (default 5s).
 	ManualWait time.Duration
 	// Queued is called when IOCs were queued for hunting.
 	Queued func()
@@ -135,24 +134,29 @@ func (in *Intake) handleInbox(ctx context.Context) error {
 		// wrote the tab, not whoever linked the IOC or clicked. Only
 		// update events by velohunt's own user are echoes of its tab.
 		named := map[int64]bool{}
-		var ids, manual []int64
+		var ids []int64
+		var manual [][]int64 // the IOCs of each manual trigger
 		for _, it := range items {
 			iocs, err := iris.ParseWebhookIOCs(it.Payload)
 			if err != nil {
 				in.Logger.Warn("dropping unreadable webhook event", "event_id", it.ID, "error", err)
 				continue
 			}
+			var trigger []int64
 			for _, x := range iocs {
 				if it.Event == EventUpdate && x.UserID != 0 && x.UserID == in.OwnUserID {
 					continue
 				}
-				if it.Event == EventManual {
-					manual = append(manual, x.ID)
+				if it.Event == EventManual && !slices.Contains(trigger, x.ID) {
+					trigger = append(trigger, x.ID)
 				}
 				if !named[x.ID] {
 					named[x.ID] = true
 					ids = append(ids, x.ID)
 				}
+			}
+			if len(trigger) > 0 {
+				manual = append(manual, trigger)
 			}
 		}
 		if len(ids) > 0 {
@@ -191,57 +195,60 @@ const (
 
 // requeueManual re-hunts the IOCs of manual triggers, each in the case the
 // analyst clicked in. The webhook names no case (IRIS does not pass it to
-// modules), but IRIS's task list names the case of each module task: for
-// an IOC linked to several open cases, the cases of the manual-trigger
-// tasks velohunt has not used yet, among that IOC's cases, are the ones
-// hunted. When IRIS lists no such task in time (or the list cannot be
-// read), every open case that links the IOC is hunted, and the log says so.
-func (in *Intake) requeueManual(ctx context.Context, ids []int64) (int, error) {
-	linked := map[int64][]int64{}
-	ambiguous := false
-	for _, id := range ids {
-		rows, err := in.Store.FindIOCs(ctx, id)
-		if err != nil {
-			return 0, err
-		}
-		for _, r := range rows {
-			if r.State != store.StateRemoved && !slices.Contains(linked[id], r.CaseID) {
-				linked[id] = append(linked[id], r.CaseID)
-			}
-		}
-		ambiguous = ambiguous || len(linked[id]) > 1
+// modules), and IRIS's task list names the case of each module task but
+// not its IOC. So every trigger is matched to one task of its own, never
+// used before, whose case links the trigger's IOCs: every task serves one
+// trigger at most, whatever the number of cases, and a task is not taken
+// by another IOC's trigger when a matching exists that gives each trigger
+// one. IRIS lists a task once it finished, just after the webhook was
+// sent: velohunt waits up to ManualWait for a task per trigger. A trigger
+// left without one is hunted in its IOC's case when it has one, else in
+// every open case that links it, and the log says so.
+func (in *Intake) requeueManual(ctx context.Context, triggers [][]int64) (int, error) {
+	if len(triggers) == 0 {
+		return 0, nil
 	}
-	var from map[int64]bool
-	var used []string
-	if ambiguous {
-		from, used = in.triggerCases(ctx, func(from map[int64]bool) bool {
-			for _, id := range ids {
-				if len(linked[id]) > 1 && !slices.ContainsFunc(linked[id], func(c int64) bool { return from[c] }) {
-					return false
+	// The open cases that link every IOC of each trigger.
+	cands := make([][]int64, len(triggers))
+	for k, t := range triggers {
+		for j, id := range t {
+			rows, err := in.Store.FindIOCs(ctx, id)
+			if err != nil {
+				return 0, err
+			}
+			var linked []int64
+			for _, r := range rows {
+				if r.State != store.StateRemoved && !slices.Contains(linked, r.CaseID) {
+					linked = append(linked, r.CaseID)
 				}
 			}
-			return true
-		})
+			if j == 0 {
+				cands[k] = linked
+			} else {
+				cands[k] = slices.DeleteFunc(cands[k], func(c int64) bool { return !slices.Contains(linked, c) })
+			}
+		}
 	}
+	caseOf, used := in.matchTriggers(ctx, cands)
 	n := 0
-	for _, id := range ids {
-		var cases []int64 // nil: every open case that links it
-		if len(linked[id]) > 1 {
-			for _, c := range linked[id] {
-				if from[c] {
-					cases = append(cases, c)
-				}
-			}
-			if cases == nil {
-				in.Logger.Info("manual trigger: IRIS does not say which case it came from; hunting in every open case that links the IOC",
-					"ioc_id", id, "cases", linked[id])
-			}
+	for k, t := range triggers {
+		var cases []int64 // nil: every open case that links the IOC
+		switch {
+		case caseOf[k] != 0:
+			cases = []int64{caseOf[k]}
+		case len(cands[k]) == 1:
+			cases = cands[k]
+		case len(cands[k]) > 1:
+			in.Logger.Info("manual trigger: IRIS lists no task of it, which would name its case; hunting in every open case that links the IOC",
+				"ioc_ids", t, "cases", cands[k])
 		}
-		c, err := in.Store.RequeueIOC(ctx, id, cases, "manual", true)
-		if err != nil {
-			return n, err
+		for _, id := range t {
+			c, err := in.Store.RequeueIOC(ctx, id, cases, "manual", true)
+			if err != nil {
+				return n, err
+			}
+			n += c
 		}
-		n += c
 	}
 	if len(used) > 0 {
 		if err := in.Store.UseHookTasks(ctx, used); err != nil {
@@ -251,35 +258,81 @@ func (in *Intake) requeueManual(ctx context.Context, ids []int64) (int, error) {
 	return n, nil
 }
 
-// triggerCases reads the cases of the manual-trigger tasks IRIS lists that
-// velohunt has not used yet, finished within five minutes of the newest
-// one, until enough says they suffice or ManualWait has passed: IRIS lists
-// a task once it finished, just after the webhook was sent.
-func (in *Intake) triggerCases(ctx context.Context, enough func(map[int64]bool) bool) (map[int64]bool, []string) {
+// matchTriggers gives each trigger (by its candidate cases) a manual-trigger
+// task of IRIS not used yet, in one of its cases, each task to one trigger
+// at most: a maximum matching, the oldest tasks tried first. It reads the
+// task list again until every trigger with a candidate has a task or
+// ManualWait has passed. It returns the case of each trigger (0: none) and
+// the ids of the tasks used.
+func (in *Intake) matchTriggers(ctx context.Context, cands [][]int64) ([]int64, []string) {
+	want := 0
+	for _, c := range cands {
+		if len(c) > 0 {
+			want++
+		}
+	}
+	caseOf := make([]int64, len(cands))
+	if want == 0 {
+		return caseOf, nil
+	}
 	deadline := in.Now().Add(in.ManualWait)
 	for {
-		from, ids, err := in.unusedTriggers(ctx)
+		tasks, err := in.unusedTriggers(ctx)
 		if err != nil {
 			in.Logger.Warn("cannot read IRIS's module tasks to find the case of a manual trigger", "error", err)
-			return nil, nil
+			return caseOf, nil
 		}
-		if enough(from) || !in.Now().Before(deadline) {
-			return from, ids
+		owner := make([]int, len(tasks)) // trigger of each task, -1: free
+		for j := range owner {
+			owner[j] = -1
 		}
-		t := time.NewTimer(250 * time.Millisecond)
+		var augment func(k int, seen []bool) bool
+		augment = func(k int, seen []bool) bool {
+			for j, t := range tasks {
+				if seen[j] || !slices.Contains(cands[k], t.CaseID) {
+					continue
+				}
+				seen[j] = true
+				if owner[j] < 0 || augment(owner[j], seen) {
+					owner[j] = k
+					return true
+				}
+			}
+			return false
+		}
+		matched := 0
+		for k := range cands {
+			if augment(k, make([]bool, len(tasks))) {
+				matched++
+			}
+		}
+		if matched == want || !in.Now().Before(deadline) {
+			var used []string
+			for j, k := range owner {
+				if k >= 0 {
+					caseOf[k] = tasks[j].CaseID
+					used = append(used, tasks[j].ID)
+				}
+			}
+			return caseOf, used
+		}
+		t := time.NewTimer(100 * time.Millisecond)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return from, ids
+			return caseOf, nil
 		case <-t.C:
 		}
 	}
 }
 
-func (in *Intake) unusedTriggers(ctx context.Context) (map[int64]bool, []string, error) {
+// unusedTriggers returns IRIS's manual-trigger tasks of the webhooks module
+// that velohunt has not used, finished within five minutes of the newest
+// one, oldest first.
+func (in *Intake) unusedTriggers(ctx context.Context) ([]iris.HookTask, error) {
 	tasks, err := in.Syncer.IRIS.HookTasks(ctx, 100)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	var manual []iris.HookTask
 	var ids []string
@@ -290,11 +343,11 @@ func (in *Intake) unusedTriggers(ctx context.Context) (map[int64]bool, []string,
 		}
 	}
 	if len(manual) == 0 {
-		return map[int64]bool{}, nil, nil
+		return nil, nil
 	}
 	used, err := in.Store.UsedHookTasks(ctx, ids)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	newest := manual[0].Done
 	for _, t := range manual {
@@ -302,13 +355,14 @@ func (in *Intake) unusedTriggers(ctx context.Context) (map[int64]bool, []string,
 			newest = t.Done
 		}
 	}
-	from := map[int64]bool{}
-	var fresh []string
+	var fresh []iris.HookTask
 	for _, t := range manual {
 		if !used[t.ID] && newest.Sub(t.Done) <= 5*time.Minute {
-			from[t.CaseID] = true
-			fresh = append(fresh, t.ID)
+			fresh = append(fresh, t)
 		}
 	}
-	return from, fresh, nil
+	// IRIS lists the newest first.
+	slices.Reverse(fresh)
+	slices.SortStableFunc(fresh, func(a, b iris.HookTask) int { return a.Done.Compare(b.Done) })
+	return fresh, nil
 }

@@ -32,8 +32,10 @@ type Webhook struct {
 	MaxBody int64
 	// Wake is called after an event is stored.
 	Wake func()
-	// Limiter, when set, bounds the request rate (checked before the
-	// secret, so floods cost little).
+	// Limiter, when set, bounds the rate of requests without the secret.
+	// Requests with it, IRIS's events, are never refused for load: IRIS
+	// does not retry, and whoever can reach the endpoint must not be able
+	// to make it refuse them.
 	Limiter  *rate.Limiter
 	Recorder Recorder
 	// OwnUserID is velohunt's IRIS user: update events that only echo
@@ -50,20 +52,22 @@ func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w = rw
 	defer func() {
 		if h.Recorder != nil {
-			h.Recorder.WebhookEvent(r.PathValue("event"), http.StatusText(rw.status))
+			h.Recorder.WebhookEvent(eventLabel(r.PathValue("event"), rw.status), http.StatusText(rw.status))
 		}
 	}()
-	if h.Limiter != nil && !h.Limiter.Allow() {
-		w.Header().Set("Retry-After", "1")
-		writeJSON(w, http.StatusTooManyRequests, "too many requests")
-		return
-	}
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		writeJSON(w, http.StatusMethodNotAllowed, "only POST")
 		return
 	}
 	if !h.authorised(r) {
+		// Limited apart: a flood without the secret uses up only its own
+		// allowance (the check is two hashes, as cheap as the limit).
+		if h.Limiter != nil && !h.Limiter.Allow() {
+			w.Header().Set("Retry-After", "1")
+			writeJSON(w, http.StatusTooManyRequests, "too many requests")
+			return
+		}
 		writeJSON(w, http.StatusUnauthorized, "missing or wrong secret")
 		return
 	}
@@ -105,6 +109,24 @@ func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h.Wake()
 	writeJSON(w, http.StatusAccepted, "queued")
+}
+
+// eventLabel is the metrics label of a request's event: the event for
+// create, update and manual, and "other" for anything else and for every
+// request refused as unauthenticated (401), unknown (404) or over the
+// limit (429). A label per path would let anyone add series without end,
+// and the path may hold a secret (the fallback <path>/<secret>/<event>;
+// <path>/<secret> alone reads as an event).
+func eventLabel(event string, status int) string {
+	switch status {
+	case http.StatusUnauthorized, http.StatusNotFound, http.StatusTooManyRequests:
+		return "other"
+	}
+	switch event {
+	case EventCreate, EventUpdate, EventManual:
+		return event
+	}
+	return "other"
 }
 
 func allByUser(iocs []ioc.IOC, user int64) bool {

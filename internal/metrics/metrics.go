@@ -199,7 +199,8 @@ var (
 	descIOCs    = prometheus.NewDesc("velohunt_iocs", "IOC rows by state.", []string{"state"}, nil)
 	descHunts   = prometheus.NewDesc("velohunt_hunts", "Hunts by state.", []string{"state"}, nil)
 	descCases   = prometheus.NewDesc("velohunt_open_cases", "Open cases velohunt follows.", nil, nil)
-	descIncompl = prometheus.NewDesc("velohunt_hunts_incomplete", "Hunts in which at least one host's collection failed or timed out (never reported clean).", nil, nil)
+	descIncompl = prometheus.NewDesc("velohunt_hunts_incomplete", "Hunts in which at least one host's collection failed, timed out or could not search everything (never reported clean).", nil, nil)
+	descGaps    = prometheus.NewDesc("velohunt_coverage_gaps", "Hosts of running hunts where a source of velohunt's artifact searched nothing or reported a problem, by source.", []string{"source"}, nil)
 	descInbox   = prometheus.NewDesc("velohunt_webhook_events_pending", "Webhook events stored and not handled yet.", nil, nil)
 	descPending = prometheus.NewDesc("velohunt_outbox_pending", "IRIS writes waiting, by kind.", []string{"kind"}, nil)
 	descOldest  = prometheus.NewDesc("velohunt_outbox_oldest_seconds", "Age of the oldest waiting IRIS write.", nil, nil)
@@ -211,7 +212,7 @@ var (
 )
 
 func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descIOCs, descHunts, descIncompl, descCases, descInbox, descPending, descOldest, descParked, descWaiting, descRate, descDrain, descUp} {
+	for _, d := range []*prometheus.Desc{descIOCs, descHunts, descIncompl, descGaps, descCases, descInbox, descPending, descOldest, descParked, descWaiting, descRate, descDrain, descUp} {
 		ch <- d
 	}
 }
@@ -233,6 +234,11 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descHunts, prometheus.GaugeValue, float64(st.Hunts[s]), s)
 	}
 	ch <- prometheus.MustNewConstMetric(descIncompl, prometheus.GaugeValue, float64(st.IncompleteHunts))
+	for src, n := range st.Gaps {
+		// The watcher stores only the source names of velohunt's artifacts
+		// (any other is "other"): an endpoint cannot add series.
+		ch <- prometheus.MustNewConstMetric(descGaps, prometheus.GaugeValue, float64(n), src)
+	}
 	ch <- prometheus.MustNewConstMetric(descCases, prometheus.GaugeValue, float64(st.OpenCases))
 	ch <- prometheus.MustNewConstMetric(descInbox, prometheus.GaugeValue, float64(st.InboxDepth))
 	for _, k := range []string{"asset", "event", "tab"} {

@@ -2,6 +2,7 @@ package render
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -100,6 +101,9 @@ type Tab struct {
 	Hunts     []TabHunt
 	Hits      []TabHit
 	Updated   time.Time
+	// Instance is the writing velohunt's instance id, shown after the
+	// time: one velohunt per IRIS, and none overwrites another's tab.
+	Instance string
 	// Withheld, when set, replaces the hosts, hunts and hits with this
 	// note: the tab is read from cases whose readers must not see them.
 	Withheld string
@@ -179,8 +183,28 @@ func (r *Renderer) TabFields(t Tab) (map[string]string, error) {
 		FieldHosts:   hosts,
 		FieldHunts:   Clip(Text(hunts), MaxField),
 		FieldHits:    Clip(Text(hits), MaxField),
-		FieldUpdated: Date(t.Updated),
+		FieldUpdated: updated(t),
 	}, nil
+}
+
+func updated(t Tab) string {
+	if t.Instance == "" {
+		return Date(t.Updated)
+	}
+	return Date(t.Updated) + " by velohunt " + Line(t.Instance)
+}
+
+// instanceOnTab finds the instance id in a tab's "Last update" field.
+var instanceOnTab = regexp.MustCompile(`by velohunt (vi-[0-9a-f]{16})\b`)
+
+// TabInstance returns the velohunt instance that wrote a tab, from its
+// "Last update" field; "" for a tab written before instances were named,
+// or never written.
+func TabInstance(lastUpdate string) string {
+	if m := instanceOnTab.FindStringSubmatch(lastUpdate); m != nil {
+		return m[1]
+	}
+	return ""
 }
 
 // TabTemplate is the tab's definition for IRIS's IOC attribute template:

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"fmt"
-	"strings"
 )
 
 // Coverage is what one source of an artifact searched on a host, as the
@@ -27,11 +26,6 @@ func (c Coverage) Gap() string {
 	return ""
 }
 
-// OwnArtifact reports whether an artifact is one of velohunt's, which
-// report their coverage: a finished flow of one that reported none is not
-// counted as searched.
-func OwnArtifact(name string) bool { return strings.HasPrefix(name, "Custom.Velohunt.") }
-
 // RecordCoverage stores the coverage a flow reported. Re-reading the same
 // rows stores the same values.
 func (db *DB) RecordCoverage(ctx context.Context, huntID int64, clientID, flowID string, cov []Coverage) error {
@@ -41,7 +35,7 @@ func (db *DB) RecordCoverage(ctx context.Context, huntID int64, clientID, flowID
 	return db.tx(ctx, func(tx *Tx) error {
 		for _, c := range cov {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO flow_coverage (hunt_id, client_id, flow_id, source, unit, searched, problem)
-				VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (hunt_id, flow_id, source) DO UPDATE SET unit = excluded.unit,
+				VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (hunt_id, client_id, flow_id, source) DO UPDATE SET unit = excluded.unit,
 				searched = excluded.searched, problem = excluded.problem`,
 				huntID, clientID, flowID, clipText(c.Source, 64), clipText(c.Unit, 64), c.Searched, clipText(c.Problem, 300)); err != nil {
 				return fmt.Errorf("record coverage: %w", err)
@@ -50,6 +44,16 @@ func (db *DB) RecordCoverage(ctx context.Context, huntID int64, clientID, flowID
 		return nil
 	})
 }
+
+// unreportedFlow holds for a row f of hunt_flows (joined with its hunt h)
+// that is a finished flow of velohunt's own artifact, read to its end,
+// that reported no coverage.
+const unreportedFlow = `f.state = 'FINISHED' AND f.rows_read >= f.total_rows AND h.expects_coverage = 1 AND h.artifact LIKE 'Custom.Velohunt.%'
+	AND NOT EXISTS (SELECT 1 FROM flow_coverage c WHERE c.hunt_id = f.hunt_id AND c.client_id = f.client_id AND c.flow_id = f.flow_id)`
+
+// gapFlow holds for a row c of flow_coverage (joined with its flow f) of a
+// source that fell short in its client's newest flow.
+const gapFlow = `(c.searched <= 0 OR c.problem != '') AND ` + isNewestFlow
 
 // HostGap is a host of a hunt that velohunt cannot call searched.
 type HostGap struct {
@@ -71,13 +75,12 @@ func (db *DB) coverageGaps(ctx context.Context, huntID int64) ([]HostGap, error)
 		JOIN hunt_flows f ON f.hunt_id = c.hunt_id AND f.client_id = c.client_id AND f.flow_id = c.flow_id
 		JOIN hunts h ON h.id = c.hunt_id
 		LEFT JOIN clients cl ON cl.server = h.server AND cl.org = h.org AND cl.client_id = c.client_id
-		WHERE c.hunt_id = ? AND (c.searched <= 0 OR c.problem != '')
+		WHERE c.hunt_id = ? AND (c.searched <= 0 OR c.problem != '') AND `+isNewestFlow+`
 		UNION ALL
 		SELECT f.client_id, COALESCE(cl.hostname, ''), '', -1, 'no coverage reported'
 		FROM hunt_flows f JOIN hunts h ON h.id = f.hunt_id
 		LEFT JOIN clients cl ON cl.server = h.server AND cl.org = h.org AND cl.client_id = f.client_id
-		WHERE f.hunt_id = ? AND f.state = 'FINISHED' AND f.rows_read >= f.total_rows AND h.artifact LIKE 'Custom.Velohunt.%'
-			AND NOT EXISTS (SELECT 1 FROM flow_coverage c WHERE c.hunt_id = f.hunt_id AND c.flow_id = f.flow_id)
+		WHERE f.hunt_id = ? AND `+unreportedFlow+` AND `+isNewestFlow+`
 		ORDER BY 1, 3`, huntID, huntID)
 	if err != nil {
 		return nil, fmt.Errorf("coverage gaps: %w", err)

@@ -44,10 +44,19 @@ func (db *DB) EnqueueTabs(ctx context.Context, iocIDs []int64) error {
 	})
 }
 
-// enqueueTab queues a tab update of an IOC row unless one is pending.
+// enqueueTab queues a tab update of an IOC row unless one is pending. A
+// pending one that was put off without a failure (held back by the tab's
+// least interval, which applies to a change of details only) is made due
+// now: what changed since may be a new status, which goes at once. One
+// retrying after a failure keeps its backoff.
 func (tx *Tx) enqueueTab(ctx context.Context, iocID int64) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO outbox (kind, case_id, ioc_id, dedup, marker, created_at)
 		SELECT 'tab', case_id, id, '', '', ? FROM iocs WHERE id = ? ON CONFLICT DO NOTHING`, tx.nowMS(), iocID)
+	if err != nil {
+		return fmt.Errorf("enqueue tab: %w", err)
+	}
+	_, err = tx.ExecContext(ctx, `UPDATE outbox SET next_attempt_at = ? WHERE kind = 'tab' AND ioc_id = ?
+		AND done_at IS NULL AND parked = 0 AND last_error = '' AND next_attempt_at > ?`, tx.nowMS(), iocID, tx.nowMS())
 	if err != nil {
 		return fmt.Errorf("enqueue tab: %w", err)
 	}
@@ -317,6 +326,28 @@ func (db *DB) RetryParked(ctx context.Context) (int, error) {
 		return nil
 	})
 	return int(n), err
+}
+
+// IOCsWithAttemptedTabs returns the IRIS IOCs with a tab write attempted
+// but not done: a process that stopped in the middle of one may have left
+// the request running in IRIS, and the tab is one object whatever the case
+// it is written through.
+func (db *DB) IOCsWithAttemptedTabs(ctx context.Context) ([]int64, error) {
+	rows, err := db.db.QueryContext(ctx, `SELECT DISTINCT i.iris_id FROM outbox o JOIN iocs i ON i.id = o.ioc_id
+		WHERE o.kind = 'tab' AND o.attempts > 0 AND o.done_at IS NULL AND o.parked = 0`)
+	if err != nil {
+		return nil, fmt.Errorf("attempted tabs: %w", err)
+	}
+	defer rows.Close()
+	var out []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
 }
 
 // CasesWithAttemptedOverwrites returns the cases that have asset or tab

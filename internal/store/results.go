@@ -22,6 +22,11 @@ type Progress struct {
 	TotalRows int64
 	RowsRead  int64
 	CheckedAt time.Time
+	// Stats are the hunt's stats as Velociraptor reported them (state and
+	// counts), where Scheduled, Finished and Errored count hosts by their
+	// newest flow: Velociraptor's counters count flows, and a relaunched
+	// host has two. The watcher lists the flows again when Stats move.
+	Stats string
 	// FirstError is the first error of a host's flow ("C.x: status"), read
 	// from the flows when Velociraptor counts errors; "" when none failed
 	// or none was read yet.
@@ -58,8 +63,8 @@ func (db *DB) RunningHunts(ctx context.Context) ([]Hunt, error) {
 func (db *DB) HuntProgress(ctx context.Context, id int64) (Progress, error) {
 	var p Progress
 	var checked int64
-	err := db.db.QueryRowContext(ctx, `SELECT vr_state, scheduled, finished, errored, total_rows, rows_read, checked_at
-		FROM hunts WHERE id = ?`, id).Scan(&p.VRState, &p.Scheduled, &p.Finished, &p.Errored, &p.TotalRows, &p.RowsRead, &checked)
+	err := db.db.QueryRowContext(ctx, `SELECT vr_state, scheduled, finished, errored, total_rows, rows_read, checked_at, vr_stats
+		FROM hunts WHERE id = ?`, id).Scan(&p.VRState, &p.Scheduled, &p.Finished, &p.Errored, &p.TotalRows, &p.RowsRead, &checked, &p.Stats)
 	if errors.Is(err, sql.ErrNoRows) {
 		return p, ioc.Errorf(ioc.ENOTFOUND, "hunt %d not found", id)
 	}
@@ -82,9 +87,10 @@ func (db *DB) SetHuntProgress(ctx context.Context, id int64, p Progress) (bool, 
 	var changed bool
 	err := db.tx(ctx, func(tx *Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE hunts SET vr_state = ?, scheduled = ?, finished = ?, errored = ?,
-			total_rows = ?, checked_at = ? WHERE id = ? AND (vr_state != ? OR scheduled != ? OR finished != ? OR errored != ? OR total_rows != ?)`,
-			p.VRState, p.Scheduled, p.Finished, p.Errored, p.TotalRows, tx.nowMS(), id,
-			p.VRState, p.Scheduled, p.Finished, p.Errored, p.TotalRows)
+			total_rows = ?, vr_stats = ?, checked_at = ? WHERE id = ?
+			AND (vr_state != ? OR scheduled != ? OR finished != ? OR errored != ? OR total_rows != ? OR vr_stats != ?)`,
+			p.VRState, p.Scheduled, p.Finished, p.Errored, p.TotalRows, p.Stats, tx.nowMS(), id,
+			p.VRState, p.Scheduled, p.Finished, p.Errored, p.TotalRows, p.Stats)
 		if err != nil {
 			return fmt.Errorf("hunt progress: %w", err)
 		}

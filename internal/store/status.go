@@ -28,9 +28,8 @@ func (db *DB) Stats(ctx context.Context) (Stats, error) {
 	}
 	if err := db.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM hunts h WHERE errored > 0 OR EXISTS (
 		SELECT 1 FROM flow_coverage c JOIN hunt_flows f ON f.hunt_id = c.hunt_id AND f.client_id = c.client_id AND f.flow_id = c.flow_id
-		WHERE c.hunt_id = h.id AND (c.searched <= 0 OR c.problem != '')) OR (h.artifact LIKE 'Custom.Velohunt.%' AND EXISTS (
-		SELECT 1 FROM hunt_flows f WHERE f.hunt_id = h.id AND f.state = 'FINISHED' AND f.rows_read >= f.total_rows
-			AND NOT EXISTS (SELECT 1 FROM flow_coverage c WHERE c.hunt_id = f.hunt_id AND c.flow_id = f.flow_id)))`).Scan(&s.IncompleteHunts); err != nil {
+		WHERE c.hunt_id = h.id AND `+gapFlow+`) OR EXISTS (
+		SELECT 1 FROM hunt_flows f WHERE f.hunt_id = h.id AND `+unreportedFlow+` AND `+isNewestFlow+`)`).Scan(&s.IncompleteHunts); err != nil {
 		return s, fmt.Errorf("stats: %w", err)
 	}
 	if err := db.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM inbox`).Scan(&s.InboxDepth); err != nil {
@@ -45,7 +44,7 @@ func (db *DB) Stats(ctx context.Context) (Stats, error) {
 	if err := db.countBy(ctx, `SELECT c.source, COUNT(*) FROM flow_coverage c
 		JOIN hunt_flows f ON f.hunt_id = c.hunt_id AND f.client_id = c.client_id AND f.flow_id = c.flow_id
 		JOIN hunts h ON h.id = c.hunt_id
-		WHERE h.state = 'running' AND (c.searched <= 0 OR c.problem != '') GROUP BY c.source`, s.Gaps); err != nil {
+		WHERE h.state = 'running' AND `+gapFlow+` GROUP BY c.source`, s.Gaps); err != nil {
 		return s, err
 	}
 	return s, nil

@@ -106,7 +106,8 @@ func TestHuntLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.State != "RUNNING" || info.Scheduled != 2 || info.Finished != 2 || info.Rows != 1 {
+	// One hit, and each host's two coverage rows (files, processes).
+	if info.State != "RUNNING" || info.Scheduled != 2 || info.Finished != 2 || info.Rows != 1+4 {
 		t.Fatalf("info=%+v", info)
 	}
 	flows, err := c.HuntFlows(ctx, "", id)
@@ -119,7 +120,7 @@ func TestHuntLifecycle(t *testing.T) {
 			c1 = f
 		}
 	}
-	if !c1.Done() || c1.Rows != 1 || c1.FlowID != "F."+strings.TrimPrefix(id, "H.")+".H" {
+	if !c1.Done() || c1.Rows != 1+2 || c1.FlowID != "F."+strings.TrimPrefix(id, "H.")+".H" {
 		t.Fatalf("flow of C.1 %+v", c1)
 	}
 	var rows []map[string]any
@@ -130,13 +131,13 @@ func TestHuntLifecycle(t *testing.T) {
 		return nil
 	})
 	// A flow's rows carry only the artifact's columns (real 0.77.2).
-	if _, has := rows[0]["ClientId"]; err != nil || len(rows) != 1 || rows[0]["IOC"] != hash || has {
+	if _, has := rows[0]["ClientId"]; err != nil || len(rows) != 1+2 || rows[0]["IOC"] != hash || has || rows[1]["Source"] != "coverage" {
 		t.Fatalf("rows=%v err=%v", rows, err)
 	}
 	t.Run("FlowResultsFromOffset", func(t *testing.T) {
 		n := 0
 		err := c.FlowResults(ctx, "", "C.1", c1.FlowID, "Custom.Velohunt.Hash", 1, func(json.RawMessage) error { n++; return nil })
-		if err != nil || n != 0 {
+		if err != nil || n != 2 { // the two coverage rows
 			t.Fatalf("n=%d err=%v", n, err)
 		}
 	})

@@ -60,32 +60,61 @@ type Flow struct {
 	State    string // RUNNING, WAITING, IN_PROGRESS, UNRESPONSIVE, FINISHED, ERROR
 	Status   string // the error, when State is ERROR
 	Rows     int64  // total_collected_rows
+	// Created is the flow's create_time (µs). Relaunching a client in a
+	// hunt (hunt_add(relaunch=TRUE)) makes a second flow for it, with a
+	// new id: the newest flow says the client's state.
+	Created int64
+	// Index is the flow's row in the hunt's flow list.
+	Index int64
 }
 
 // Done reports whether the flow ended (finished or failed).
 func (f Flow) Done() bool { return f.State == "FINISHED" || f.State == "ERROR" }
 
-// HuntFlows lists a hunt's flows, one per client that joined it.
+// HuntFlows lists a hunt's flows: one per client that joined it, and one
+// more per relaunch of a client.
 func (c *Client) HuntFlows(ctx context.Context, org, huntID string) ([]Flow, error) {
 	rows, err := c.rows(ctx, call{name: "hunt-flows", text: vqlHuntFlows, env: map[string]string{"VhHuntId": huntID}, org: org})
 	if err != nil {
 		return nil, err
 	}
+	return parseFlows(huntID, rows, 0)
+}
+
+// FlowsPage is the number of flows HuntFlowsFrom lists at most.
+const FlowsPage = 1000
+
+// HuntFlowsFrom lists up to FlowsPage of a hunt's flows, in the order they
+// were scheduled (new flows, relaunches too, come last), from row start;
+// each Flow's Index is its row. Listing loads each flow's details on the
+// server, so a caller lists from the first flow that can have moved.
+func (c *Client) HuntFlowsFrom(ctx context.Context, org, huntID string, start int64) ([]Flow, error) {
+	rows, err := c.rows(ctx, call{name: "hunt-flows-page", text: vqlHuntFlowsPage,
+		env: map[string]string{"VhHuntId": huntID, "VhStartRow": strconv.FormatInt(start, 10)}, org: org})
+	if err != nil {
+		return nil, err
+	}
+	return parseFlows(huntID, rows, start)
+}
+
+func parseFlows(huntID string, rows []json.RawMessage, start int64) ([]Flow, error) {
 	out := make([]Flow, 0, len(rows))
 	for _, r := range rows {
 		var v struct {
 			ClientID string `json:"ClientId"`
 			FlowID   string `json:"FlowId"`
 			Flow     struct {
-				State  json.RawMessage `json:"state"`
-				Status string          `json:"status"`
-				Rows   jsonInt         `json:"total_collected_rows"`
+				State   json.RawMessage `json:"state"`
+				Status  string          `json:"status"`
+				Rows    jsonInt         `json:"total_collected_rows"`
+				Created jsonInt         `json:"create_time"`
 			} `json:"Flow"`
 		}
 		if err := json.Unmarshal(r, &v); err != nil {
 			return nil, fmt.Errorf("hunt flows %s: %w", huntID, err)
 		}
-		out = append(out, Flow{ClientID: v.ClientID, FlowID: v.FlowID, State: flowState(v.Flow.State), Status: v.Flow.Status, Rows: int64(v.Flow.Rows)})
+		out = append(out, Flow{ClientID: v.ClientID, FlowID: v.FlowID, State: flowState(v.Flow.State), Status: v.Flow.Status, Rows: int64(v.Flow.Rows),
+			Created: int64(v.Flow.Created), Index: start + int64(len(out))})
 	}
 	return out, nil
 }

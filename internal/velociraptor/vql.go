@@ -31,6 +31,13 @@ SELECT VhHunt.HuntId AS HuntId FROM scope()`
 	// FlowContext (state, status, total_collected_rows).
 	vqlHuntFlows vql = `SELECT ClientId, FlowId, Flow FROM hunt_flows(hunt_id=VhHuntId)`
 
+	// Env: VhHuntId, VhStartRow. One page of a hunt's flows, in the order
+	// they were scheduled, from row VhStartRow. 0.77.2's hunt_flows()
+	// ignores its limit= argument and loads each flow's details as it
+	// lists it: the query's LIMIT stops it after a page. The page size is
+	// FlowsPage.
+	vqlHuntFlowsPage vql = `SELECT ClientId, FlowId, Flow FROM hunt_flows(hunt_id=VhHuntId, start_row=int(int=VhStartRow)) LIMIT 1000`
+
 	// Env: VhClientId, VhFlowId, VhArtifact, VhSource ("" for artifacts
 	// without named sources), VhStartRow. In flow mode source() honours
 	// start_row, so a flow's rows already read are not read again. (In hunt
@@ -62,6 +69,6 @@ SELECT VhHunt.HuntId AS HuntId FROM scope()`
 // simulator's check that nothing else arrives.
 func Queries() []string {
 	return []string{string(vqlVersion), string(vqlCreateHunt), string(vqlStartHunt), string(vqlStopHunt),
-		string(vqlFindHuntByTag), string(vqlHuntInfo), string(vqlHuntFlows), string(vqlFlowResults), string(vqlClientInfo),
+		string(vqlFindHuntByTag), string(vqlHuntInfo), string(vqlHuntFlows), string(vqlHuntFlowsPage), string(vqlFlowResults), string(vqlClientInfo),
 		string(vqlSetArtifact), string(vqlGetArtifacts), string(vqlWatchFlowCompletion), string(vqlWhoAmI), string(vqlProbeReadResults)}
 }

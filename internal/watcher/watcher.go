@@ -28,8 +28,9 @@ import (
 type Velociraptor interface {
 	// HuntInfo returns a hunt's state and stats, or ENOTFOUND.
 	HuntInfo(ctx context.Context, org, huntID string) (velociraptor.HuntInfo, error)
-	// HuntFlows lists a hunt's flows, one per client.
-	HuntFlows(ctx context.Context, org, huntID string) ([]velociraptor.Flow, error)
+	// HuntFlowsFrom lists a page of a hunt's flows (at most
+	// velociraptor.FlowsPage), in schedule order, from row start.
+	HuntFlowsFrom(ctx context.Context, org, huntID string, start int64) ([]velociraptor.Flow, error)
 	// FlowResults streams rows of one source of a client's flow from startRow.
 	FlowResults(ctx context.Context, org, clientID, flowID, source string, startRow int64, fn func(json.RawMessage) error) error
 	// ClientInfo describes a client, or ENOTFOUND.
@@ -79,6 +80,9 @@ type Watcher struct {
 
 	mu   sync.Mutex
 	wake chan struct{}
+	// resume is, per hunt, the row of its flow list the next pass lists
+	// from when the last one stopped before the end.
+	resume map[int64]int64
 }
 
 // Report counts what a pass did.
@@ -264,23 +268,32 @@ func (w *Watcher) watch(ctx context.Context, h store.Hunt, touched map[int64]boo
 	if err != nil {
 		return err
 	}
-	next := store.Progress{VRState: info.State, Scheduled: info.Scheduled, Finished: info.Finished, Errored: info.WithErrors, TotalRows: info.Rows}
-	changed, err := w.Store.SetHuntProgress(ctx, h.ID, next)
-	if err != nil {
-		return err
-	}
-	if substantive(prog, next) {
-		touch()
-	}
-	if changed || info.Rows > prog.RowsRead {
+	next := store.Progress{VRState: info.State, Scheduled: prog.Scheduled, Finished: prog.Finished, Errored: prog.Errored,
+		TotalRows: info.Rows, Stats: statsKey(info)}
+	w.mu.Lock()
+	_, unfinished := w.resume[h.ID] // the last listing stopped before the end
+	w.mu.Unlock()
+	if next.Stats != prog.Stats || info.Rows > prog.RowsRead || unfinished {
 		gaps := rep.Gaps
-		fresh, err := w.readFlows(ctx, vr, h, info, covered, rep)
+		hosts, fresh, err := w.readFlows(ctx, vr, h, info, covered, rep)
 		if err != nil {
 			return err
 		}
 		if fresh > 0 || rep.Gaps > gaps {
 			touch()
 		}
+		next.Scheduled, next.Finished, next.Errored = info.Scheduled, info.Finished, info.WithErrors
+		if hosts.Scheduled > 0 {
+			// Velociraptor's counters count flows; a relaunched host has
+			// several, and its newest says where it stands.
+			next.Scheduled, next.Finished, next.Errored = hosts.Scheduled, hosts.Finished, hosts.Errored
+		}
+	}
+	if _, err := w.Store.SetHuntProgress(ctx, h.ID, next); err != nil {
+		return err
+	}
+	if substantive(prog, next) {
+		touch()
 	}
 	end := ""
 	switch {
@@ -298,6 +311,12 @@ func (w *Watcher) watch(ctx context.Context, h store.Hunt, touched map[int64]boo
 		touch()
 	}
 	return nil
+}
+
+// statsKey is what of a hunt's stats, when it moves, asks for its flows to
+// be listed again.
+func statsKey(i velociraptor.HuntInfo) string {
+	return fmt.Sprintf("%s/%d/%d/%d/%d", i.State, i.Scheduled, i.Finished, i.WithErrors, i.Rows)
 }
 
 // substantive reports whether a change of a hunt's progress changes what
@@ -333,24 +352,49 @@ type row struct {
 	} `json:"Coverage"`
 }
 
+// coverageSources are the sources velohunt's artifacts report coverage
+// for. Rows come from endpoints: any other name is stored as "other", so a
+// compromised endpoint cannot grow the store or the metrics' series.
+var coverageSources = map[string]bool{"files": true, "processes": true, "connections": true, "dns_cache": true,
+	"sysmon_network": true, "hosts_file": true, "sysmon_dns": true, "file_names": true, "file_paths": true}
+
+func coverageSource(s string) string {
+	if coverageSources[s] {
+		return s
+	}
+	return "other"
+}
+
 // maxRowBytes bounds the raw row kept for the timeline event.
 const maxRowBytes = 64 << 10
 
+// hostCounts counts a hunt's hosts by their newest flow.
+type hostCounts struct{ Scheduled, Finished, Errored int64 }
+
+// maxFlowPages bounds the pages of flows listed for one hunt in a pass;
+// the next pass goes on from where this one stopped.
+const maxFlowPages = 10
+
 // readFlows reads the new rows of a hunt, flow by flow: Velociraptor 0.77
 // ignores start_row when results are read for a whole hunt, and honours it
-// for one client's flow. A flow is read from its own cursor when its state
-// or row count moved since the last read, so the rows read in a pass are
-// the new rows, whatever the hunt's size. A flow's state is recorded only
-// after its rows were read: a failed read is tried again.
+// for one flow. A flow is read from its own cursor when its state or row
+// count moved since the last read, so the rows read in a pass are the new
+// rows, whatever the hunt's size. A client relaunched in the hunt has a new
+// flow, with a new id and its rows from row 0: it is read from a cursor of
+// its own. A flow's state is recorded only after its rows were read: a
+// failed read is tried again.
+//
+// Listing flows costs the server a load of each flow's details (0.77.2's
+// hunt_flows() ignores its limit), so a pass lists, a page at a time, only
+// from the first flow that can have moved: the first one not done, else
+// the first one not seen; at most maxFlowPages pages, going on next pass.
+// It returns the hosts counted by their newest flow, over every flow seen.
 func (w *Watcher) readFlows(ctx context.Context, vr Velociraptor, h store.Hunt, info velociraptor.HuntInfo,
-	covered []store.HuntIOC, rep *Report) (int, error) {
-	flows, err := vr.HuntFlows(ctx, h.Org, h.VRHuntID)
-	if err != nil {
-		return 0, fmt.Errorf("hunt flows: %w", err)
-	}
+	covered []store.HuntIOC, rep *Report) (hostCounts, int, error) {
+	var hosts hostCounts
 	known, err := w.Store.FlowCursors(ctx, h.ID)
 	if err != nil {
-		return 0, err
+		return hosts, 0, err
 	}
 	source := h.Artifact
 	if len(info.ArtifactSources) > 0 {
@@ -367,22 +411,111 @@ func (w *Watcher) readFlows(ctx context.Context, vr Velociraptor, h store.Hunt, 
 			w.Logger.Warn("record flow states", "hunt_id", h.VRHuntID, "error", err)
 		}
 	}()
-	for _, f := range flows {
-		k, seen := known[f.ClientID]
-		if seen && k.State == f.State && k.Status == f.Status && k.TotalRows == f.Rows && k.RowsRead >= f.Rows {
-			continue
-		}
-		cur := store.FlowCursor{ClientID: f.ClientID, FlowID: f.FlowID, State: f.State, Status: f.Status, TotalRows: f.Rows, RowsRead: k.RowsRead}
-		if f.Rows > k.RowsRead {
-			n, err := w.readResults(ctx, vr, h, m, source, cur, rep)
+	start := w.listFrom(h.ID, known)
+	// Flows before the listing with rows not read yet (a read that failed,
+	// or was undone by a crash) are read from what is known of them.
+	for key, k := range known {
+		if k.Index >= 0 && k.Index < start && k.RowsRead < k.TotalRows {
+			before := rep.Rows
+			n, err := w.readResults(ctx, vr, h, m, source, k, rep)
 			fresh += n
 			if err != nil {
-				return fresh, err
+				return hosts, fresh, err
 			}
+			k.RowsRead += int64(rep.Rows - before)
+			if done := k.State == "FINISHED" || k.State == "ERROR"; done && k.RowsRead < k.TotalRows {
+				// Its count covers rows this source does not give (another
+				// source of the artifact): read to the end, not again.
+				k.TotalRows = k.RowsRead
+				states = append(states, k)
+			}
+			known[key] = k
 		}
-		states = append(states, cur)
 	}
-	return fresh, nil
+	for page := 0; page < maxFlowPages; page++ {
+		flows, err := vr.HuntFlowsFrom(ctx, h.Org, h.VRHuntID, start)
+		if err != nil {
+			return hosts, fresh, fmt.Errorf("hunt flows: %w", err)
+		}
+		for _, f := range flows {
+			cur := store.FlowCursor{ClientID: f.ClientID, FlowID: f.FlowID, State: f.State, Status: f.Status, TotalRows: f.Rows,
+				CreatedUS: f.Created, Index: f.Index}
+			k, seen := known[cur.Key()]
+			cur.RowsRead = k.RowsRead
+			known[cur.Key()] = cur
+			if seen && k.State == f.State && k.Status == f.Status && k.TotalRows == f.Rows && k.CreatedUS == f.Created &&
+				k.Index == f.Index && k.RowsRead >= f.Rows {
+				continue
+			}
+			if f.Rows > k.RowsRead {
+				n, err := w.readResults(ctx, vr, h, m, source, cur, rep)
+				fresh += n
+				if err != nil {
+					return hosts, fresh, err
+				}
+			}
+			states = append(states, cur)
+		}
+		start += int64(len(flows))
+		if len(flows) < velociraptor.FlowsPage {
+			start = -1 // the end of the list: next time, from what can move
+			break
+		}
+	}
+	w.mu.Lock()
+	if w.resume == nil {
+		w.resume = map[int64]int64{}
+	}
+	if start < 0 {
+		delete(w.resume, h.ID)
+	} else {
+		w.resume[h.ID] = start
+	}
+	w.mu.Unlock()
+	newest := map[string]store.FlowCursor{}
+	for _, f := range known {
+		if n, ok := newest[f.ClientID]; !ok || f.CreatedUS > n.CreatedUS || (f.CreatedUS == n.CreatedUS && f.Index > n.Index) {
+			newest[f.ClientID] = f
+		}
+	}
+	for _, f := range newest {
+		hosts.Scheduled++
+		if f.State == "FINISHED" || f.State == "ERROR" {
+			hosts.Finished++
+		}
+		if f.State == "ERROR" {
+			hosts.Errored++
+		}
+	}
+	return hosts, fresh, nil
+}
+
+// listFrom is the row of a hunt's flow list a pass lists from: where the
+// last pass stopped, else the first flow not done, else the first one not
+// seen (flows are listed in schedule order: new ones come last). A flow
+// whose row is not known (recorded before rows were) lists all.
+func (w *Watcher) listFrom(huntID int64, known map[string]store.FlowCursor) int64 {
+	w.mu.Lock()
+	r, ok := w.resume[huntID]
+	w.mu.Unlock()
+	if ok {
+		return r
+	}
+	var next int64
+	first := int64(-1)
+	for _, f := range known {
+		if f.Index < 0 {
+			return 0
+		}
+		next = max(next, f.Index+1)
+		if f.State != "FINISHED" && f.State != "ERROR" && (first < 0 || f.Index < first) {
+			first = f.Index
+		}
+	}
+	if first >= 0 {
+		return first
+	}
+	return next
 }
 
 // matcher finds the IOC rows of a hunt that a result row's IOC column
@@ -457,7 +590,7 @@ func (w *Watcher) readResults(ctx context.Context, vr Velociraptor, h store.Hunt
 			return nil
 		}
 		if c := r.Coverage; c != nil {
-			cov := store.Coverage{Source: clipBytes(str(c.Source), 64), Unit: str(c.Unit), Problem: str(c.Problem)}
+			cov := store.Coverage{Source: coverageSource(str(c.Source)), Unit: clipBytes(str(c.Unit), 64), Problem: clipBytes(str(c.Problem), 300)}
 			cov.Searched, _ = strconv.ParseInt(str(c.Searched), 10, 64)
 			if cov.Gap() != "" {
 				rep.Gaps++

@@ -109,15 +109,16 @@ func TestPass(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Rows != 4 || rep.Hits != 4 || rep.Unmatched != 0 {
-		t.Fatalf("report %+v, want 4 rows and 4 hits", rep)
+	// Each host's flow ends with its coverage row (file_names).
+	if rep.Rows != 4+3 || rep.Hits != 4 || rep.Unmatched != 0 || rep.Gaps != 0 {
+		t.Fatalf("report %+v, want 4 rows of hits, 3 coverage rows and 4 hits", rep)
 	}
 	if got := e.count(t, "client_info("); got != 2 {
 		t.Fatalf("%d client lookups, want one per client with hits (2)", got)
 	}
 	h, _ := e.db.RecentHunts(ctx, 1)
 	p, _ := e.db.HuntProgress(ctx, h[0].ID)
-	if p.RowsRead != 4 || p.Scheduled != 3 || p.Finished != 3 {
+	if p.RowsRead != 4+3 || p.Scheduled != 3 || p.Finished != 3 || len(p.Uncovered) != 0 {
 		t.Fatalf("progress %+v", p)
 	}
 	st, _ := e.db.OutboxStats(ctx)
@@ -138,8 +139,8 @@ func TestPass(t *testing.T) {
 	t.Run("LateClient", func(t *testing.T) {
 		e.srv.AddEndpoint(endpoint("C.4", "late", `/var/tmp/b.bin`))
 		rep, err := e.w.Pass(ctx)
-		if err != nil || rep.Rows != 1 || rep.Hits != 1 {
-			t.Fatalf("rep=%+v err=%v", rep, err)
+		if err != nil || rep.Rows != 1+1 || rep.Hits != 1 {
+			t.Fatalf("rep=%+v err=%v, want its row and its coverage row", rep, err)
 		}
 		// Only the new client's flow is read, from its first row.
 		var reads []string
@@ -162,8 +163,8 @@ func TestPass(t *testing.T) {
 			t.Fatal(err)
 		}
 		rep, err := e.w.Pass(ctx)
-		if err != nil || rep.Rows != 3 || rep.Hits != 0 {
-			t.Fatalf("rep=%+v err=%v, want C.1's 3 rows read again and no new hit", rep, err)
+		if err != nil || rep.Rows != 3+1 || rep.Hits != 0 {
+			t.Fatalf("rep=%+v err=%v, want C.1's 3 rows and its coverage row read again and no new hit", rep, err)
 		}
 	})
 	t.Run("Stopped", func(t *testing.T) {
@@ -348,8 +349,8 @@ func TestThreeWaves(t *testing.T) {
 	}
 	h, _ := e.db.RecentHunts(ctx, 1)
 	p, _ := e.db.HuntProgress(ctx, h[0].ID)
-	if p.RowsRead != 18 {
-		t.Fatalf("rows read %d, want 18: each row once", p.RowsRead)
+	if p.RowsRead != 18+9 {
+		t.Fatalf("rows read %d, want 27 (18 hits, a coverage row per host): each row once", p.RowsRead)
 	}
 }
 
@@ -439,5 +440,225 @@ func BenchmarkGrowingHunt(b *testing.B) {
 		b.ReportMetric(float64(maxRows), "max-rows-read/pass")
 		b.ReportMetric(float64(2*passes*perPass), "hunt-rows-at-end")
 		b.ReportMetric(float64(reads)/passes, "flow-reads/pass")
+	}
+}
+
+// TestRelaunchedFlow: a client whose flow errored is relaunched in the hunt
+// (a new flow id, as hunt_add(relaunch=TRUE) makes in 0.77.2). The new
+// flow's rows are read from its own first row, not from the old flow's
+// count, and the host's state is its newest flow's: the hunt is no longer
+// incomplete.
+func TestRelaunchedFlow(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t)
+	ep := endpoint("C.1", "web1", "/tmp/a.sh", "/home/x/a.sh", "/opt/a.sh")
+	ep.FlowError, ep.FlowErrorRows = "Timeout: query timed out after 60 seconds", 3
+	e.srv.AddEndpoint(ep)
+	e.srv.AddEndpoint(endpoint("C.2", "web2"))
+	e.hunt(t, "a.sh", "b.bin")
+	rep, err := e.w.Pass(ctx)
+	if err != nil || rep.Hits != 3 {
+		t.Fatalf("rep=%+v err=%v, want the 3 hits of the errored flow", rep, err)
+	}
+	hunts, _ := e.db.RunningHunts(ctx)
+	h := hunts[0]
+	tab := func() store.TabHunt {
+		t.Helper()
+		rows, _ := e.db.CaseIOCs(ctx, 1)
+		d, err := e.db.FindTabData(ctx, rows[0].ID, 10)
+		if err != nil || len(d.Cases) != 1 || len(d.Cases[0].Hunts) != 1 {
+			t.Fatalf("tab data %+v err=%v", d, err)
+		}
+		return d.Cases[0].Hunts[0]
+	}
+	if th := tab(); th.Errored != 1 || th.FirstError == "" {
+		t.Fatalf("before the relaunch: %+v, want one host errored", th.Progress)
+	}
+
+	// The analyst relaunches C.1; by now only b.bin is on it.
+	ep = endpoint("C.1", "web1", "/srv/b.bin")
+	e.srv.AddEndpoint(ep)
+	flow, err := e.srv.Relaunch(h.VRHuntID, "C.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err = e.w.Pass(ctx)
+	if err != nil || rep.Rows != 1+1 || rep.Hits != 1 {
+		t.Fatalf("rep=%+v err=%v, want the relaunched flow's one row and its coverage row read, and its hit", rep, err)
+	}
+	var reads []string
+	for _, r := range e.srv.Received() {
+		if strings.Contains(r.VQL, "FROM source(client_id=") && r.Env["VhFlowId"] == flow {
+			reads = append(reads, r.Env["VhStartRow"])
+		}
+	}
+	if len(reads) != 1 || reads[0] != "0" {
+		t.Fatalf("reads of the new flow from rows %v, want one from row 0", reads)
+	}
+	th := tab()
+	if th.Errored != 0 || th.FirstError != "" || th.Scheduled != 2 || th.Finished != 2 {
+		t.Fatalf("after the relaunch finished: %+v, want 2 of 2 hosts done and none errored", th.Progress)
+	}
+	if rep, err := e.w.Pass(ctx); err != nil || rep.Rows != 0 {
+		t.Fatalf("rep=%+v err=%v, want nothing read again", rep, err)
+	}
+}
+
+// BenchmarkLargeHunt: a hunt of 10,000 finished flows that grows by 20
+// hosts a pass for 20 passes. hunt_flows() in 0.77.2 ignores its limit and
+// loads every flow's details it lists; the flows listed per pass must be
+// what moved, not the hunt's size.
+func BenchmarkLargeHunt(b *testing.B) {
+	ctx := context.Background()
+	const flows, passes, perPass = 10000, 20, 20
+	for range b.N {
+		e := setup(b)
+		e.srv.SetRowSource("Custom.Velohunt.File", velotest.RowSource{Clients: flows,
+			ClientID: func(c int) string { return fmt.Sprintf("C.big%05d", c) }})
+		e.hunt(b, "a.sh", "b.bin")
+		b.ResetTimer()
+		start := time.Now()
+		// Catching up with a hunt already this large: a bounded number of
+		// flows listed a pass.
+		hunts, _ := e.db.RunningHunts(ctx)
+		catchUp := 0
+		for pr, _ := e.db.HuntProgress(ctx, hunts[0].ID); pr.Scheduled < flows; pr, _ = e.db.HuntProgress(ctx, hunts[0].ID) {
+			if catchUp++; catchUp > 3 {
+				b.Fatalf("%d of %d flows seen after %d passes", pr.Scheduled, flows, catchUp-1)
+			}
+			if _, err := e.w.Pass(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+		first := e.srv.FlowDetailsLoaded()
+		worst := 0
+		for p := range passes {
+			before := e.srv.FlowDetailsLoaded()
+			for i := range perPass {
+				e.srv.AddEndpoint(endpoint(fmt.Sprintf("C.%03d%03d", p, i), fmt.Sprintf("h%d-%d", p, i), "/tmp/a.sh"))
+			}
+			rep, err := e.w.Pass(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if rep.Hits != perPass {
+				b.Fatalf("pass %d: %d hits, want %d", p, rep.Hits, perPass)
+			}
+			worst = max(worst, e.srv.FlowDetailsLoaded()-before)
+		}
+		elapsed := time.Since(start)
+		b.StopTimer()
+		pr, _ := e.db.HuntProgress(ctx, hunts[0].ID)
+		if want := int64(flows + passes*perPass); pr.Scheduled != want || pr.Finished != want {
+			b.Fatalf("progress %+v, want %d hosts scheduled and finished", pr, want)
+		}
+		if worst > 2*perPass {
+			b.Fatalf("a pass listed %d flows to find %d new ones", worst, perPass)
+		}
+		b.ReportMetric(float64(first), "flows-loaded-catching-up")
+		b.ReportMetric(float64(catchUp), "catch-up-passes")
+		b.ReportMetric(float64(worst), "max-flows-loaded/growth-pass")
+		b.ReportMetric(elapsed.Seconds()/float64(passes+1), "s/pass")
+	}
+}
+
+// TestFlowListingBounded: a pass lists a hunt's flows from the first that
+// can have moved (the first not done, else the first not seen), not the
+// whole hunt: 0.77.2's hunt_flows() loads the details of every flow it
+// lists and ignores its limit.
+func TestFlowListingBounded(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t)
+	e.srv.SetRowSource("Custom.Velohunt.File", velotest.RowSource{Clients: 2500,
+		ClientID: func(c int) string { return fmt.Sprintf("C.big%05d", c) }})
+	e.hunt(t, "a.sh")
+	if _, err := e.w.Pass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := e.srv.FlowDetailsLoaded()
+	e.srv.AddEndpoint(endpoint("C.late1", "late1", "/tmp/a.sh"))
+	e.srv.AddEndpoint(endpoint("C.late2", "late2"))
+	rep, err := e.w.Pass(ctx)
+	if err != nil || rep.Hits != 1 {
+		t.Fatalf("rep=%+v err=%v", rep, err)
+	}
+	if got := e.srv.FlowDetailsLoaded() - before; got != 2 {
+		t.Fatalf("%d flows listed for 2 new ones", got)
+	}
+	hunts, _ := e.db.RunningHunts(ctx)
+	if p, _ := e.db.HuntProgress(ctx, hunts[0].ID); p.Scheduled != 2502 || p.Finished != 2502 {
+		t.Fatalf("progress %+v, want 2502 hosts", p)
+	}
+}
+
+// TestCoverageGap: a host whose flow finished but whose artifact says a
+// source searched nothing, or could not run, is not counted as searched:
+// the hunt's progress names it, and the hunt is incomplete. Coverage rows
+// are never hits, even in a hunt of one value (where a row naming no IOC
+// belongs to that value).
+func TestCoverageGap(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t)
+	full := endpoint("C.1", "full", "/tmp/a.sh")
+	blind := endpoint("C.2", "blind")
+	blind.Cannot = map[string]string{"file_names": "Call to plugin glob disabled"}
+	e.srv.AddEndpoint(full)
+	e.srv.AddEndpoint(blind)
+	e.hunt(t, "a.sh")
+	rep, err := e.w.Pass(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Hits != 1 || rep.Gaps != 1 {
+		t.Fatalf("report %+v, want one hit and one coverage gap", rep)
+	}
+	h, _ := e.db.RecentHunts(ctx, 1)
+	p, err := e.db.HuntProgress(ctx, h[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.Incomplete() || len(p.Uncovered) != 1 || p.FirstGap() != "blind: file_names: Call to plugin glob disabled" {
+		t.Fatalf("progress %+v (first gap %q), want blind named as not searched", p, p.FirstGap())
+	}
+	st, err := e.db.Stats(ctx)
+	if err != nil || st.IncompleteHunts != 1 || st.Gaps["file_names"] != 1 {
+		t.Fatalf("stats %+v err=%v", st, err)
+	}
+
+	// A source name no artifact of velohunt's reports is stored as "other":
+	// an endpoint cannot grow the store or the metrics.
+	odd := endpoint("C.3", "odd")
+	odd.Cannot = map[string]string{"file_names": ""}
+	e.srv.SetBehaviour("Custom.Velohunt.File", func(ep *velotest.Endpoint, params map[string]string) []map[string]any {
+		return []map[string]any{{"IOC": "", "Source": "coverage", "Coverage": map[string]any{"Source": strings.Repeat("x", 500), "Searched": 0}}}
+	})
+	e.srv.AddEndpoint(odd)
+	if _, err := e.w.Pass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st, _ = e.db.Stats(ctx)
+	if st.Gaps["other"] != 1 || len(st.Gaps) != 2 {
+		t.Fatalf("gaps %v, want the odd source counted as other", st.Gaps)
+	}
+}
+
+// TestNoCoverageReported: a finished flow of velohunt's artifact that read
+// to its end without a coverage row (an old client that could not run a
+// part of it, say) is not clean either.
+func TestNoCoverageReported(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t)
+	e.srv.SetBehaviour("Custom.Velohunt.File", func(ep *velotest.Endpoint, params map[string]string) []map[string]any {
+		return nil // finished, nothing reported
+	})
+	e.srv.AddEndpoint(endpoint("C.1", "mute"))
+	e.hunt(t, "a.sh")
+	if _, err := e.w.Pass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	h, _ := e.db.RecentHunts(ctx, 1)
+	p, _ := e.db.HuntProgress(ctx, h[0].ID)
+	if !p.Incomplete() || p.FirstGap() != "C.1: no coverage reported" {
+		t.Fatalf("progress %+v (first gap %q)", p, p.FirstGap())
 	}
 }

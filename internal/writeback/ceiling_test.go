@@ -65,6 +65,10 @@ func BenchmarkWritebackCeiling(b *testing.B) {
 					iocs = append(iocs, r.IRISID)
 				}
 				ceiling := irisCeiling(b, tg, e.cid, conc, iocs, "before")
+				var evBefore, asBefore int
+				if tg.srv != nil {
+					evBefore, asBefore = len(tg.srv.Events(e.cid)), len(tg.srv.Assets(e.cid))
+				}
 				before := requests(tg)
 				b.ResetTimer()
 				start := time.Now()
@@ -90,6 +94,12 @@ func BenchmarkWritebackCeiling(b *testing.B) {
 				}()
 				e.drainReal(b, 2*time.Hour)
 				elapsed := time.Since(start)
+				if tg.srv != nil {
+					got, assets := len(tg.srv.Events(e.cid))-evBefore, len(tg.srv.Assets(e.cid))-asBefore
+					if got != hits || assets != hits/2 {
+						b.Fatalf("%d events and %d assets written, want %d and %d", got, assets, hits, hits/2)
+					}
+				}
 				close(stop)
 				sampler.Wait()
 				b.StopTimer()

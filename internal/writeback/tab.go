@@ -48,6 +48,9 @@ func (w *Writer) prepareTab(ctx context.Context, wr store.Write) (*preparedTab, 
 	if until := d.Written.Add(w.TabMinInterval); oldStatus == digest(status) && w.Now().Before(until) {
 		return nil, until, nil
 	}
+	w.mu.Lock()
+	view.Instance = w.instance
+	w.mu.Unlock()
 	fields, err := w.Render.TabFields(view)
 	if err != nil {
 		return nil, time.Time{}, err
@@ -131,33 +134,66 @@ func tabCaseOpen(d store.TabData, cid int64) bool {
 // attribute update of it. Pushing the IOC template (add-only: no stored
 // value changes) repairs every such IOC at once. Each IOC gets one repair;
 // IOCs that fail together share one push, and pushes are at least
-// repairEvery apart (each one walks every IOC in IRIS). An IOC still failing
-// after its repair is parked with the reason: never a loop.
+// repairEvery apart (each one walks every IOC in IRIS). A write that failed
+// while a push ran, or before the last push it has not been retried after,
+// is retried as soon as that push is done: the push repaired it too. An IOC
+// still failing after its repair is parked with the reason: never a loop.
 func (w *Writer) repair(ctx context.Context, cid, irisID int64, fields map[string]string, err error) error {
-	w.mu.Lock()
-	tried := w.repaired[irisID]
-	next := w.lastRepair.Add(repairEvery)
-	push := !tried && w.Repair != nil && !w.Now().Before(next)
-	if push {
-		w.repaired[irisID] = true
-		w.lastRepair = w.Now()
+	for {
+		w.mu.Lock()
+		if ch := w.repairing; ch != nil {
+			// A push is running: it repairs this IOC too.
+			w.mu.Unlock()
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-ch:
+			}
+			continue
+		}
+		if w.repairedBy[irisID] < w.pushes {
+			// A push was made since this IOC was last written: try again.
+			w.repairedBy[irisID] = w.pushes
+			w.mu.Unlock()
+			uerr := w.api().UpdateIOCAttributes(ctx, cid, irisID, w.TabName, fields)
+			if !errors.Is(uerr, iris.ErrNullAttributes) {
+				return uerr
+			}
+			err = uerr
+			continue
+		}
+		tried := w.repaired[irisID]
+		next := w.lastRepair.Add(repairEvery)
+		push := !tried && w.Repair != nil && !w.Now().Before(next)
+		if push {
+			w.repaired[irisID] = true
+			w.lastRepair = w.Now()
+			w.repairing = make(chan struct{})
+		}
+		w.mu.Unlock()
+		switch {
+		case w.Repair == nil || tried:
+			return fmt.Errorf("IOC %d has null custom attributes in IRIS, so its tab cannot be written; run `velohunt setup` with an administrator key: %w",
+				irisID, err)
+		case !push:
+			return &heldError{until: next}
+		}
+		w.Logger.Warn("IOC with null custom attributes; pushing the IOC template to repair it", "ioc_id", irisID, "case_id", cid)
+		rerr := w.Repair(ctx)
+		w.mu.Lock()
+		w.pushes++
+		w.repairedBy[irisID] = w.pushes
+		close(w.repairing)
+		w.repairing = nil
+		w.mu.Unlock()
+		if rerr != nil {
+			return fmt.Errorf("repair of null custom attributes failed: %w", rerr)
+		}
+		if err := w.api().UpdateIOCAttributes(ctx, cid, irisID, w.TabName, fields); err != nil {
+			return fmt.Errorf("tab of IOC %d still failing after repair: %w", irisID, err)
+		}
+		return nil
 	}
-	w.mu.Unlock()
-	switch {
-	case w.Repair == nil || tried:
-		return fmt.Errorf("IOC %d has null custom attributes in IRIS, so its tab cannot be written; run `velohunt setup` with an administrator key: %w",
-			irisID, err)
-	case !push:
-		return &heldError{until: next}
-	}
-	w.Logger.Warn("IOC with null custom attributes; pushing the IOC template to repair it", "ioc_id", irisID, "case_id", cid)
-	if rerr := w.Repair(ctx); rerr != nil {
-		return fmt.Errorf("repair of null custom attributes failed: %w", rerr)
-	}
-	if err := w.api().UpdateIOCAttributes(ctx, cid, irisID, w.TabName, fields); err != nil {
-		return fmt.Errorf("tab of IOC %d still failing after repair: %w", irisID, err)
-	}
-	return nil
 }
 
 // maxGapsOnTab bounds the hosts named on a hunt's line for not having

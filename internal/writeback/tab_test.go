@@ -289,3 +289,246 @@ func TestTabOfDeletedIOC(t *testing.T) {
 		t.Fatalf("parked: %+v", parked)
 	}
 }
+
+// TestRepairRetriesWhatItRepaired: IOCs created without custom attributes
+// have null attributes, and IRIS fails their tab writes. The first failure
+// pushes the template, which repairs every one of them: the writes that
+// failed while the push ran are written as soon as it is done, not after
+// the minute between two pushes.
+func TestRepairRetriesWhatItRepaired(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t, 1)
+	in := []store.IOCInput{{IOC: ioc.IOC{ID: e.rows[0].IRISID, TypeName: "filename", Value: e.rows[0].Value},
+		Target: ioc.Target{Kind: ioc.KindFile, Value: e.rows[0].Value}}}
+	var null []int64
+	for i := range 3 {
+		v := fmt.Sprintf("null-%d.exe", i)
+		id := e.srv.AddIOCDirect(e.cid, "filename", v)
+		null = append(null, id)
+		in = append(in, store.IOCInput{IOC: ioc.IOC{ID: id, TypeName: "filename", Value: v}, Target: ioc.Target{Kind: ioc.KindFile, Value: v}})
+	}
+	if _, err := e.db.SyncCaseIOCs(ctx, e.cid, in, "test", true); err != nil {
+		t.Fatal(err)
+	}
+	repairs := 0
+	e.w.Repair = func(ctx context.Context) error {
+		repairs++
+		// The push takes a while; meanwhile the other null IOCs fail.
+		for deadline := time.Now().Add(5 * time.Second); e.tabUpdates() < 4 && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond)
+		}
+		return e.admin.UpdateAttributeTemplate(ctx, 1, map[string]map[string]map[string]any{tabName: render.TabTemplate()})
+	}
+	e.flush(t)
+	// A write whose failure IRIS explained only after the push (its IOC
+	// read back repaired) is retried after the least backoff.
+	e.clk.Add(5 * time.Second)
+	e.flush(t)
+	for _, id := range null {
+		if s := e.tabField(t, id, render.FieldStatus); s == "" {
+			t.Errorf("IOC %d: no tab within seconds of the repair", id)
+		}
+	}
+	if st, _ := e.db.OutboxStats(ctx); st.Pending != 0 || repairs != 1 {
+		t.Fatalf("outbox %+v, %d pushes: want every tab written after one push", st, repairs)
+	}
+}
+
+// TestNewStatusNotHeldByDetail: a tab write held back for TabMinInterval
+// (a change of details only) does not hold back the IOC's next status: the
+// new status is written at once.
+func TestNewStatusNotHeldByDetail(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t, 1)
+	e.w.TabMinInterval = 5 * time.Minute
+	row := e.rows[0]
+	step := func(what string, change func()) {
+		t.Helper()
+		e.clk.Add(time.Second)
+		change()
+		if err := e.db.EnqueueTabs(ctx, []int64{row.ID}); err != nil {
+			t.Fatal(err)
+		}
+		e.flush(t)
+	}
+	e.flush(t)
+	step("end", func() { e.db.EndHunt(ctx, e.hunt.ID, store.HuntFinished) })
+	step("requeue", func() { e.db.RequeueIOC(ctx, row.IRISID, nil, "manual", true) })
+	var next store.Hunt
+	step("plan", func() {
+		g, _ := e.db.QueuedGroups(ctx)
+		next, _ = e.db.PlanHunt(ctx, g[0], 10, "Custom.Velohunt.File", time.Hour)
+	})
+	if s := e.tabField(t, row.IRISID, render.FieldStatus); s != "hunting: starting the hunt" {
+		t.Fatalf("status %q", s)
+	}
+	before := e.tabUpdates()
+	// Created in Velociraptor: the details change, the status does not.
+	step("created", func() { e.db.SetHuntCreated(ctx, next.ID, "H.NEXT") })
+	if got := e.tabUpdates(); got != before {
+		t.Fatalf("%d tab updates for a change of details within the interval, want none", got-before)
+	}
+	step("running", func() { e.db.SetHuntRunning(ctx, next.ID) })
+	if s := e.tabField(t, row.IRISID, render.FieldStatus); !strings.HasPrefix(s, "hunting: 0 of 0") {
+		t.Fatalf("status %q a second after the hunt started, want it written at once", s)
+	}
+}
+
+// losingIRIS sends the first tab update and loses its answer, as a dropped
+// connection does: IRIS may still be running it.
+type losingIRIS struct {
+	writeback.IRIS
+	lost bool
+}
+
+func (l *losingIRIS) UpdateIOCAttributes(ctx context.Context, cid, iocID int64, tab string, fields map[string]string) error {
+	err := l.IRIS.UpdateIOCAttributes(ctx, cid, iocID, tab, fields)
+	if !l.lost {
+		l.lost = true
+		return &iris.StatusError{Op: "POST /case/ioc/update", Status: 0, Message: "connection reset", Retryable: true}
+	}
+	return err
+}
+
+// TestHoldPerIRISIOC: after a tab write whose answer was lost, no other tab
+// write goes to the same IRIS IOC until the lost one surely ended, even
+// through another case that links it: the late request could land after
+// it and put an older status back.
+func TestHoldPerIRISIOC(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t, 1)
+	e.w.Settle = time.Minute
+	x := e.rows[0]
+	b, _ := e.admin.AddCase(ctx, "second case", "test", 1, "")
+	if _, err := e.admin.AddIOC(ctx, b, iris.NewIOC{Value: x.Value, TypeID: iristest.TypeID("filename"), TLPID: 2}); err != nil {
+		t.Fatal(err)
+	}
+	e.db.UpsertCase(ctx, ioc.Case{ID: b, Open: true}, ioc.Route{Server: "main"})
+	if _, err := e.db.SyncCaseIOCs(ctx, b, []store.IOCInput{{IOC: ioc.IOC{ID: x.IRISID, TypeName: "filename", Value: x.Value},
+		Target: ioc.Target{Kind: ioc.KindFile, Value: x.Value}}}, "test", true); err != nil {
+		t.Fatal(err)
+	}
+	rows, _ := e.db.FindIOCs(ctx, x.IRISID)
+	e.flush(t)
+	e.w.IRIS = &losingIRIS{IRIS: e.w.IRIS}
+	// A hit in case a: the tab write's answer is lost.
+	e.hits(t, 1, func(h, i int) string { return "/a/evil.exe" })
+	e.db.EnqueueTabs(ctx, []int64{rows[0].ID})
+	e.flush(t)
+	before := e.tabUpdates()
+	// A change in case b, a second later: its tab write waits too.
+	e.clk.Add(time.Second)
+	e.db.RequeueIOC(ctx, x.IRISID, []int64{b}, "manual", true)
+	e.db.EnqueueTabs(ctx, []int64{rows[1].ID})
+	e.flush(t)
+	if got := e.tabUpdates(); got != before {
+		t.Fatalf("%d tab update(s) of IOC %d while an earlier one may still run in IRIS, want none", got-before, x.IRISID)
+	}
+	e.clk.Add(time.Minute)
+	e.flush(t)
+	if s := e.tabField(t, x.IRISID, render.FieldStatus); !strings.Contains(s, "HIT") || !strings.Contains(s, "queued") {
+		t.Fatalf("status %q after the hold, want both cases' news", s)
+	}
+}
+
+type countingRecorder struct{ foreign int }
+
+func (r *countingRecorder) Write(kind, result string) {
+	if kind == "tab" && result == "foreign" {
+		r.foreign++
+	}
+}
+
+// TestForeignInstanceTab: one velohunt per IRIS. A second velohunt (its
+// own database, so its own instance id) does not overwrite a tab the first
+// one wrote: the write is parked with the reason, counted, and the tab
+// still names the first.
+func TestForeignInstanceTab(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t, 1)
+	x := e.rows[0]
+	e.drain(t, time.Minute)
+	first := e.tabField(t, x.IRISID, render.FieldUpdated)
+	mine, _ := e.db.InstanceID(ctx)
+	if render.TabInstance(first) != mine {
+		t.Fatalf("Last update %q does not name instance %s", first, mine)
+	}
+
+	db2, err := store.Open(ctx, t.TempDir()+"/second.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db2.Close()
+	db2.UpsertCase(ctx, ioc.Case{ID: e.cid, Open: true}, ioc.Route{Server: "main"})
+	if _, err := db2.SyncCaseIOCs(ctx, e.cid, []store.IOCInput{{IOC: ioc.IOC{ID: x.IRISID, TypeName: "filename", Value: x.Value},
+		Target: ioc.Target{Kind: ioc.KindFile, Value: x.Value}}}, "test", true); err != nil {
+		t.Fatal(err)
+	}
+	rec := &countingRecorder{}
+	second := &writeback.Writer{IRIS: e.w.IRIS, Store: db2, Render: e.w.Render, Refs: e.w.Refs, TabName: tabName,
+		Logger: e.w.Logger, Recorder: rec, MinBackoff: time.Millisecond}
+	if _, err := second.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.tabField(t, x.IRISID, render.FieldUpdated); got != first {
+		t.Fatalf("Last update %q after the second velohunt ran, want the first's %q", got, first)
+	}
+	parked, _ := db2.ParkedWrites(ctx, 0, 5)
+	if n, _ := db2.ForeignTabs(ctx); n != 1 || rec.foreign != 1 || len(parked) != 1 || !strings.Contains(parked[0].Reason, mine) {
+		t.Fatalf("foreign tabs %d, metric %d, parked %+v: want the write parked naming %s", n, rec.foreign, parked, mine)
+	}
+	// The first velohunt keeps writing its tab.
+	e.hits(t, 1, func(h, i int) string { return "/tmp/x" })
+	e.db.EnqueueTabs(ctx, []int64{x.ID})
+	e.drain(t, time.Minute)
+	if s := e.tabField(t, x.IRISID, render.FieldStatus); !strings.HasPrefix(s, "HIT") {
+		t.Fatalf("status %q", s)
+	}
+}
+
+// TestRestartHoldsIRISIOC: a process stopped during a tab write may have
+// left the request running in IRIS; after a restart no tab write goes to
+// that IRIS IOC, through any case, until it surely ended.
+func TestRestartHoldsIRISIOC(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t, 1)
+	x := e.rows[0]
+	b, _ := e.admin.AddCase(ctx, "second case", "test", 1, "")
+	if _, err := e.admin.AddIOC(ctx, b, iris.NewIOC{Value: x.Value, TypeID: iristest.TypeID("filename"), TLPID: 2}); err != nil {
+		t.Fatal(err)
+	}
+	e.db.UpsertCase(ctx, ioc.Case{ID: b, Open: true}, ioc.Route{Server: "main"})
+	if _, err := e.db.SyncCaseIOCs(ctx, b, []store.IOCInput{{IOC: ioc.IOC{ID: x.IRISID, TypeName: "filename", Value: x.Value},
+		Target: ioc.Target{Kind: ioc.KindFile, Value: x.Value}}}, "test", true); err != nil {
+		t.Fatal(err)
+	}
+	due, _ := e.db.DueWrites(ctx, 10)
+	var inA *store.Write
+	for i := range due {
+		if due[i].Kind == "tab" && due[i].CaseID == e.cid {
+			inA = &due[i]
+		}
+	}
+	if inA == nil || len(due) != 2 {
+		t.Fatalf("due %+v", due)
+	}
+	// The last process began the write through case a and stopped.
+	if err := e.db.BeginWrite(ctx, inA.ID); err != nil {
+		t.Fatal(err)
+	}
+	fresh := &writeback.Writer{IRIS: e.w.IRIS, Store: e.db, Render: e.w.Render, Refs: e.w.Refs, TabName: tabName,
+		Logger: e.w.Logger, Now: e.clk.Now, MinBackoff: time.Millisecond, Settle: time.Minute}
+	if _, err := fresh.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.tabUpdates(); got != 0 {
+		t.Fatalf("%d tab update(s) of IOC %d right after the restart, want none", got, x.IRISID)
+	}
+	e.clk.Add(2 * time.Minute)
+	if _, err := fresh.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.tabUpdates(); got == 0 {
+		t.Fatal("no tab written after the hold")
+	}
+}

@@ -214,6 +214,10 @@ func (m metered) AddEvent(ctx context.Context, cid int64, e iris.NewEvent) (int6
 	return timed(m, func() (int64, error) { return m.api.AddEvent(ctx, cid, e) })
 }
 
+func (m metered) IOCAttributes(ctx context.Context, cid, iocID int64, tab string) (map[string]string, error) {
+	return timed(m, func() (map[string]string, error) { return m.api.IOCAttributes(ctx, cid, iocID, tab) })
+}
+
 func (m metered) UpdateIOCAttributes(ctx context.Context, cid, iocID int64, tab string, fields map[string]string) error {
 	_, err := timed(m, func() (struct{}, error) { return struct{}{}, m.api.UpdateIOCAttributes(ctx, cid, iocID, tab, fields) })
 	return err

@@ -183,6 +183,11 @@ func (e *env) drainWith(t testing.TB, limit time.Duration, real bool) {
 			t.Fatal(err)
 		}
 		st, _ := e.db.OutboxStats(ctx)
+		if st.Parked != 0 {
+			// Never written: drained is not done.
+			parked, _ := e.db.ParkedWrites(ctx, 0, 5)
+			t.Fatalf("%d writes parked: %+v", st.Parked, parked)
+		}
 		if st.Pending == 0 {
 			return
 		}

@@ -34,6 +34,8 @@ type IRIS interface {
 	ListEvents(ctx context.Context, cid int64) ([]iris.EventSummary, error)
 	AddEvent(ctx context.Context, cid int64, e iris.NewEvent) (int64, error)
 	UpdateIOCAttributes(ctx context.Context, cid, iocID int64, tab string, fields map[string]string) error
+	// IOCAttributes reads an IOC's tab (field → value).
+	IOCAttributes(ctx context.Context, cid, iocID int64, tab string) (map[string]string, error)
 }
 
 // Store is the part of the store the writer uses.
@@ -50,6 +52,8 @@ type Store interface {
 	FindTabData(ctx context.Context, iocID int64, maxHits int) (store.TabData, error)
 	SetTabWritten(ctx context.Context, irisID int64, fingerprint string, at time.Time) error
 	CasesWithAttemptedOverwrites(ctx context.Context) ([]int64, error)
+	InstanceID(ctx context.Context) (string, error)
+	IOCsWithAttemptedTabs(ctx context.Context) ([]int64, error)
 }
 
 // Refs are IRIS reference ids, resolved by name at start-up.
@@ -111,12 +115,21 @@ type Writer struct {
 	// was made for; lastRepair is the time of the last push.
 	repaired   map[int64]bool
 	lastRepair time.Time
+	// pushes counts the template pushes made; repairedBy holds, per IRIS
+	// IOC, the pushes its tab was written after; repairing is closed when
+	// the running push is done (nil when none runs).
+	pushes     int
+	repairedBy map[int64]int
+	repairing  chan struct{}
 	resolved   bool
 	started    bool
+	// instance is this velohunt's instance id, written on every tab.
+	instance string
 	// hold postpones overwriting writes (asset link updates, tab updates)
 	// to an object while an earlier request to it may still be running in
 	// IRIS: IRIS replaces all links on update, so a late request could undo
-	// a newer one. Keys: "case:N" (at start-up), "asset:N", "ioc:N".
+	// a newer one. Keys: "case:N" (at start-up), "asset:N" (IRIS asset),
+	// "ioc:N" (IRIS IOC: one tab, whatever the case written through).
 	hold map[string]time.Time
 }
 
@@ -127,6 +140,7 @@ func (w *Writer) init() {
 		w.wake = make(chan struct{}, 1)
 		w.hold = map[string]time.Time{}
 		w.repaired = map[int64]bool{}
+		w.repairedBy = map[int64]int{}
 	}
 	if w.Now == nil {
 		w.Now = time.Now
@@ -209,7 +223,19 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 		if err != nil {
 			return 0, err
 		}
+		instance, err := w.Store.InstanceID(ctx)
+		if err != nil {
+			return 0, err
+		}
+		tabs, err := w.Store.IOCsWithAttemptedTabs(ctx)
+		if err != nil {
+			return 0, err
+		}
 		w.mu.Lock()
+		w.instance = instance
+		for _, id := range tabs {
+			w.hold[fmt.Sprintf("ioc:%d", id)] = w.Now().Add(w.Settle)
+		}
 		for _, c := range cases {
 			w.hold[fmt.Sprintf("case:%d", c)] = w.Now().Add(w.Settle)
 		}
@@ -357,7 +383,7 @@ func (w *Writer) send(ctx context.Context, c *batchCache, wr store.Write) (bool,
 	var tab *preparedTab
 	if wr.Kind == "tab" {
 		until := w.heldUntil(fmt.Sprintf("case:%d", wr.CaseID))
-		if t := w.heldUntil(fmt.Sprintf("ioc:%d", wr.IOCID)); t.After(until) {
+		if t := w.heldUntil(fmt.Sprintf("ioc:%d", wr.IRISIOC)); t.After(until) {
 			until = t
 		}
 		if w.Now().Before(until) {
@@ -376,6 +402,12 @@ func (w *Writer) send(ctx context.Context, c *batchCache, wr store.Write) (bool,
 			return false, w.Store.WriteDefer(ctx, wr.ID, until)
 		}
 	}
+	if tab != nil && tab.d.Fingerprint == "" {
+		// The first write of this tab by this velohunt: not over another's.
+		if done, err := w.foreignTab(ctx, wr, tab); done || err != nil {
+			return false, err
+		}
+	}
 	if err := w.Store.BeginWrite(ctx, wr.ID); err != nil {
 		return false, err
 	}
@@ -390,6 +422,32 @@ func (w *Writer) send(ctx context.Context, c *batchCache, wr store.Write) (bool,
 		err = fmt.Errorf("unknown write kind %q", wr.Kind)
 	}
 	return w.finish(ctx, wr, irisID, err)
+}
+
+// foreignTab reads an IOC's tab before velohunt first writes it, and parks
+// the write when another velohunt instance wrote the tab: one velohunt per
+// IRIS (README says how to move an IRIS to a new one). It reports whether
+// the write was parked. A tab whose writer is not named (never written, or
+// by a velohunt before instances were named) is written.
+func (w *Writer) foreignTab(ctx context.Context, wr store.Write, p *preparedTab) (bool, error) {
+	attrs, err := w.api().IOCAttributes(ctx, tabCase(p.d, wr.CaseID), p.d.IRISID, w.TabName)
+	if err != nil {
+		if iris.IsRetryable(err) {
+			_, err := w.finish(ctx, wr, 0, err)
+			return true, err
+		}
+		return false, nil // the write itself meets the same refusal, and handles it
+	}
+	other := render.TabInstance(attrs[render.FieldUpdated])
+	if other == "" || other == w.instance {
+		return false, nil
+	}
+	reason := fmt.Sprintf("%s (%s; this one is %s): one velohunt per IRIS, see README \"Moving an IRIS to a new velohunt\"",
+		store.ReasonForeignTab, other, w.instance)
+	w.Recorder.Write(wr.Kind, "foreign")
+	w.Logger.Warn("tab not written: another velohunt instance writes this IRIS", "ioc_id", p.d.IRISID, "other_instance", other,
+		"instance", w.instance)
+	return true, w.Store.WritePark(ctx, wr.ID, reason)
 }
 
 // sendAssets makes sure a host is an asset of its case linked to every IOC
@@ -474,7 +532,7 @@ func (w *Writer) finish(ctx context.Context, wr store.Write, irisID int64, err e
 			case wr.Kind == "asset" && irisID != 0:
 				w.setHold(fmt.Sprintf("asset:%d", irisID))
 			case wr.Kind == "tab":
-				w.setHold(fmt.Sprintf("ioc:%d", wr.IOCID))
+				w.setHold(fmt.Sprintf("ioc:%d", wr.IRISIOC))
 			}
 		}
 		return false, w.Store.WriteRetry(ctx, wr.ID, err.Error(), w.Now().Add(d))

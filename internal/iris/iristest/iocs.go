@@ -279,6 +279,15 @@ func (s *Server) fireIOC(event string, i *IOC, cid int64) {
 		defer s.hooks.Done()
 		defer func() {
 			s.mu.Lock()
+			late := s.taskDelay[cid]
+			s.mu.Unlock()
+			if late > 0 {
+				select {
+				case <-s.hookCtx.Done():
+				case <-time.After(late):
+				}
+			}
+			s.mu.Lock()
 			defer s.mu.Unlock()
 			record()
 		}()
@@ -295,6 +304,17 @@ func (s *Server) fireIOC(event string, i *IOC, cid int64) {
 			resp.Body.Close()
 		}
 	}()
+}
+
+// DelayTasks makes the module tasks run from case cid listed d after their
+// webhook was posted (a busy Celery worker or result backend).
+func (s *Server) DelayTasks(cid int64, d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.taskDelay == nil {
+		s.taskDelay = map[int64]time.Duration{}
+	}
+	s.taskDelay[cid] = d
 }
 
 // TriggerManual fires the manual hook ("Hunt in Velociraptor") on IOCs,

@@ -51,6 +51,7 @@ type Server struct {
 	faults     Faults
 	rnd        *rand.Rand
 	tasks      []task // module tasks run, oldest first (/dim/tasks/list)
+	taskDelay  map[int64]time.Duration
 	webhookURL string
 	webhookHdr map[string]string
 	hooks      sync.WaitGroup

@@ -9,5 +9,9 @@ CREATE TABLE flow_coverage (
 	unit      TEXT NOT NULL DEFAULT '',
 	searched  INTEGER NOT NULL DEFAULT 0,
 	problem   TEXT NOT NULL DEFAULT '',
-	PRIMARY KEY (hunt_id, flow_id, source)
+	PRIMARY KEY (hunt_id, client_id, flow_id, source)
 );
+
+-- Hunts launched before artifacts reported coverage expect none.
+ALTER TABLE hunts ADD COLUMN expects_coverage INTEGER NOT NULL DEFAULT 1;
+UPDATE hunts SET expects_coverage = 0;

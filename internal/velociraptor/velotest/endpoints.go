@@ -22,9 +22,17 @@ type Endpoint struct {
 	// FlowError, when set, ends every flow of the endpoint in ERROR with
 	// this status (a query timeout, say) and no rows.
 	FlowError string
-	Files     []File
-	Conns     []Conn
-	DNS       []DNSEntry
+	// FlowErrorRows is how many of the artifact's rows an ERROR flow
+	// keeps (sent before it failed); 0 by default.
+	FlowErrorRows int
+	Files         []File
+	Conns         []Conn
+	DNS           []DNSEntry
+	// Cannot names the sources of velohunt's artifacts that fall short on
+	// the endpoint (a disabled plugin, say), with the problem reported;
+	// "" reports that the source searched nothing. Every other source
+	// reports a search, as on a real host.
+	Cannot map[string]string
 }
 
 // File is a file on an endpoint; Process marks a running process image.
@@ -120,6 +128,21 @@ func defaultBehaviours() map[string]Behaviour {
 	}
 }
 
+// coverage returns the last rows of one of velohunt's artifacts: what each
+// of its sources searched (see Endpoint.Cannot).
+func coverage(ep *Endpoint, sources ...string) []map[string]any {
+	var rows []map[string]any
+	for _, src := range sources {
+		searched, problem := 100, ""
+		if p, ok := ep.Cannot[src]; ok {
+			searched, problem = 0, p
+		}
+		rows = append(rows, map[string]any{"IOC": "", "Source": "coverage", "Evidence": "", "EventTime": nil,
+			"Coverage": map[string]any{"Source": src, "Unit": "items", "Searched": searched, "Problem": problem}})
+	}
+	return rows
+}
+
 func hashBehaviour(ep *Endpoint, params map[string]string) []map[string]any {
 	want := iocList(params)
 	// Like Custom.Velohunt.Hash, only the kinds of hash in the list are
@@ -149,7 +172,7 @@ func hashBehaviour(ep *Endpoint, params map[string]string) []map[string]any {
 				"MD5": only(f.MD5), "SHA1": only(f.SHA1), "SHA256": only(f.SHA256)})
 		}
 	}
-	return rows
+	return append(rows, coverage(ep, "files", "processes")...)
 }
 
 func networkBehaviour(ep *Endpoint, params map[string]string) []map[string]any {
@@ -173,15 +196,17 @@ func networkBehaviour(ep *Endpoint, params map[string]string) []map[string]any {
 					"EventTime": nil, "Name": d.Name, "Record": d.Record})
 			}
 		}
+		return append(rows, coverage(ep, "connections", "dns_cache")...)
 	}
-	return rows
+	return append(rows, coverage(ep, "connections")...)
 }
 
 func domainBehaviour(ep *Endpoint, params map[string]string) []map[string]any {
 	want := iocList(params)
 	var rows []map[string]any
 	if ep.OS != "windows" {
-		return nil // the DNS cache and Sysmon DNS events exist on Windows only
+		// The DNS cache and Sysmon DNS events exist on Windows only.
+		return coverage(ep, "hosts_file")
 	}
 	for _, d := range ep.DNS {
 		name := strings.TrimSuffix(strings.ToLower(d.Name), ".")
@@ -198,7 +223,7 @@ func domainBehaviour(ep *Endpoint, params map[string]string) []map[string]any {
 			cand = cand[i+1:]
 		}
 	}
-	return rows
+	return append(rows, coverage(ep, "hosts_file", "dns_cache")...)
 }
 
 func fileBehaviour(ep *Endpoint, params map[string]string) []map[string]any {
@@ -220,5 +245,18 @@ func fileBehaviour(ep *Endpoint, params map[string]string) []map[string]any {
 				"OSPath": p, "Size": f.Size})
 		}
 	}
-	return rows
+	var sources []string
+	for v := range want {
+		if strings.ContainsAny(v, `/\`) {
+			sources = append(sources, "file_paths")
+			break
+		}
+	}
+	for v := range want {
+		if !strings.ContainsAny(v, `/\`) {
+			sources = append(sources, "file_names")
+			break
+		}
+	}
+	return append(rows, coverage(ep, sources...)...)
 }

@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/base32"
 	"encoding/json"
+	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -32,15 +34,18 @@ type Hunt struct {
 	Scheduled   map[string]bool // client ids
 	Finished    map[string]bool
 	Rows        []json.RawMessage // every flow's rows, in the order they came
-	Flows       map[string]*Flow  // by client id
-	flowOrder   []string
+	Flows       map[string]*Flow  // each client's newest flow, by client id
+	flows       []*Flow           // every flow, in the order they were made
 	source      *RowSource
 }
 
 // Flow is one client's collection of a hunt. Velociraptor gives every
-// client's flow of hunt H.X the same id, F.X.H.
+// client's flow of hunt H.X the same id, F.X.H; a relaunch of the client in
+// the hunt (hunt_add(relaunch=TRUE)) makes a flow with a new id of the
+// plain collection form, F.X (0.77.2, vql/server/hunts/create.go).
 type Flow struct {
 	ClientID string
+	FlowID   string
 	Rows     []json.RawMessage
 	State    string // FINISHED or ERROR
 	Status   string // the error, for ERROR
@@ -80,8 +85,13 @@ func (s *Server) SetRowSource(artifact string, src RowSource) {
 	s.sources[artifact] = src
 }
 
+// counts are the hunt's stats. Velociraptor's hunt dispatcher counts
+// flows as they are scheduled and complete, and never takes one back, so a
+// relaunched client counts twice, and an errored flow stays counted after
+// its relaunch finished. (Modelled on the dispatcher's increment-only
+// counters; a relaunch's effect on them was not measured on a real server.)
 func (h *Hunt) counts() (scheduled, finished, rows int) {
-	scheduled, finished, rows = len(h.Scheduled), len(h.Finished), len(h.Rows)
+	scheduled, finished, rows = len(h.flows), len(h.flows), len(h.Rows)
 	if h.source != nil {
 		scheduled += h.source.Clients
 		finished += h.source.Clients
@@ -90,10 +100,17 @@ func (h *Hunt) counts() (scheduled, finished, rows int) {
 	return
 }
 
-// errored counts the flows that ended in error.
+// TotalRows is the number of result rows the hunt served, over every flow
+// (generated ones included): what a reader of the hunt reads in the end.
+func (h *Hunt) TotalRows() int {
+	_, _, rows := h.counts()
+	return rows
+}
+
+// errored counts the flows that ended in error, relaunched or not.
 func (h *Hunt) errored() int {
 	n := 0
-	for _, f := range h.Flows {
+	for _, f := range h.flows {
 		if f.State == "ERROR" {
 			n++
 		}
@@ -230,12 +247,20 @@ func (s *Server) updateHunt(user string, env map[string]string, org string, star
 // runOn runs a hunt's artifact on one endpoint; s.mu is held. An endpoint
 // with a FlowError ends its flow in ERROR with that status and no rows.
 func (s *Server) runOn(h *Hunt, ep *Endpoint) flowDone {
-	flowID := flowIDOf(h.ID)
+	return s.runFlow(h, ep, flowIDOf(h.ID))
+}
+
+// runFlow runs a flow of a hunt on an endpoint; s.mu is held. An endpoint
+// with a FlowError ends the flow in ERROR with that status, with the first
+// FlowErrorRows rows the artifact yielded (a collection that timed out
+// keeps what it had sent).
+func (s *Server) runFlow(h *Hunt, ep *Endpoint, flowID string) flowDone {
 	h.Scheduled[ep.ClientID] = true
-	f := &Flow{ClientID: ep.ClientID, State: "FINISHED", Created: time.Now()}
-	if ep.FlowError != "" {
-		f.State, f.Status = "ERROR", ep.FlowError
-	} else if b, ok := s.behaviours[h.Artifact]; ok && ep.OS != "" {
+	f := &Flow{ClientID: ep.ClientID, FlowID: flowID, State: "FINISHED", Created: time.Now()}
+	if n := len(h.flows); n > 0 && !f.Created.After(h.flows[n-1].Created) {
+		f.Created = h.flows[n-1].Created.Add(time.Microsecond) // create times are distinct
+	}
+	if b, ok := s.behaviours[h.Artifact]; ok && ep.OS != "" {
 		for _, row := range b(ep, h.Params) {
 			row["FlowId"] = flowID
 			row["ClientId"] = ep.ClientID
@@ -244,11 +269,43 @@ func (s *Server) runOn(h *Hunt, ep *Endpoint) flowDone {
 			f.Rows = append(f.Rows, mustRow(row))
 		}
 	}
+	if ep.FlowError != "" {
+		f.State, f.Status = "ERROR", ep.FlowError
+		f.Rows = f.Rows[:min(len(f.Rows), ep.FlowErrorRows)]
+	}
 	h.Rows = append(h.Rows, f.Rows...)
 	h.Flows[ep.ClientID] = f
-	h.flowOrder = append(h.flowOrder, ep.ClientID)
+	h.flows = append(h.flows, f)
 	h.Finished[ep.ClientID] = true
+	if flowID != flowIDOf(h.ID) {
+		s.flowHunts[flowID] = h.ID
+	}
 	return flowDone{flowID: flowID, clientID: ep.ClientID}
+}
+
+// Relaunch relaunches a client in a hunt as an analyst does from the GUI,
+// or hunt_add(client_id=, hunt_id=, relaunch=TRUE) in 0.77.2: a new flow
+// with a new id (F.X, not F.X.H), run on the endpoint as it is now; the
+// hunt's earlier flows of the client stay listed by hunt_flows(). It
+// returns the new flow's id.
+func (s *Server) Relaunch(huntID, clientID string) (string, error) {
+	s.mu.Lock()
+	h, ok := s.hunts[huntID]
+	ep, known := s.endpoints[clientID]
+	if !ok || !known || h.Org != ep.Org {
+		s.mu.Unlock()
+		return "", fmt.Errorf("velotest: no hunt %s or client %s in its org", huntID, clientID)
+	}
+	done := s.runFlow(h, ep, newFlowID())
+	s.mu.Unlock()
+	s.notify([]flowDone{done})
+	return done.flowID, nil
+}
+
+func newFlowID() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return "F." + base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b)[:13]
 }
 
 func (s *Server) findHunts(user string, env map[string]string, org string, out *responder) error {
@@ -394,9 +451,21 @@ func (s *Server) streamGenerated(out *responder, src *RowSource, c, start int, f
 	return nil
 }
 
-// huntFlows serves hunt_flows(hunt_id=): one row per client flow, with
-// the FlowContext's state, status and row count.
-func (s *Server) huntFlows(user string, env map[string]string, org string, out *responder) error {
+// vqlLimit finds a query's LIMIT clause.
+var vqlLimit = regexp.MustCompile(`(?i)\bLIMIT\s+(\d+)\s*$`)
+
+// FlowDetailsLoaded counts the flows whose details hunt_flows() loaded,
+// over every call: the cost of listing a hunt's flows on a real server.
+func (s *Server) FlowDetailsLoaded() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.flowLoads
+}
+
+// huntFlows serves hunt_flows(hunt_id=, start_row=): one row per flow, in
+// the order clients were scheduled, with the FlowContext's state, status
+// and row count.
+func (s *Server) huntFlows(user, text string, env map[string]string, org string, out *responder) error {
 	vals, ok := need(out, env, "VhHuntId")
 	if !ok {
 		return out.rows(nil)
@@ -411,24 +480,38 @@ func (s *Server) huntFlows(user string, env map[string]string, org string, out *
 		s.mu.Unlock()
 		return out.rows(nil)
 	}
-	flowID := flowIDOf(h.ID)
-	row := func(client, state, status string, rows int, created time.Time) json.RawMessage {
+	row := func(client, flowID, state, status string, rows int, created time.Time) json.RawMessage {
 		return mustRow(map[string]any{"HuntId": h.ID, "ClientId": client, "FlowId": flowID, "Flow": map[string]any{
 			"client_id": client, "session_id": flowID, "state": state, "status": status,
 			"total_collected_rows": rows, "create_time": created.UnixMicro()}})
 	}
+	// Every flow, a relaunched client's old ones too (seen on 0.77.2).
+	// In schedule order: a generated hunt's clients all joined when it
+	// started, before any endpoint that came online later.
 	var rows []json.RawMessage
-	for _, c := range h.flowOrder {
-		f := h.Flows[c]
-		rows = append(rows, row(c, f.State, f.Status, len(f.Rows), f.Created))
-	}
 	src, created := h.source, h.Created
-	s.mu.Unlock()
 	if src != nil {
 		for c := range src.Clients {
-			rows = append(rows, row(src.ClientID(c), "FINISHED", "", src.RowsPerClient, created))
+			rows = append(rows, row(src.ClientID(c), flowIDOf(h.ID), "FINISHED", "", src.RowsPerClient, created))
 		}
 	}
+	for _, f := range h.flows {
+		rows = append(rows, row(f.ClientID, f.FlowID, f.State, f.Status, len(f.Rows), f.Created))
+	}
+	// 0.77.2 honours start_row and ignores limit=; each row it emits loads
+	// that flow's details from the datastore, until the query's LIMIT
+	// stops the plugin.
+	start := 0
+	if v, ok := env["VhStartRow"]; ok {
+		start, _ = strconv.Atoi(v)
+	}
+	rows = rows[min(max(start, 0), len(rows)):]
+	if m := vqlLimit.FindStringSubmatch(text); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		rows = rows[:min(n, len(rows))]
+	}
+	s.flowLoads += len(rows)
+	s.mu.Unlock()
 	return out.rows(rows)
 }
 
@@ -451,6 +534,9 @@ func (s *Server) flowResults(user string, env map[string]string, org string, out
 	}
 	huntID := "H." + strings.TrimSuffix(strings.TrimPrefix(vals[1], "F."), ".H")
 	s.mu.Lock()
+	if id, ok := s.flowHunts[vals[1]]; ok {
+		huntID = id // a relaunched flow
+	}
 	h, found := s.hunts[huntID]
 	if !found || h.Org != org {
 		s.mu.Unlock()
@@ -463,9 +549,11 @@ func (s *Server) flowResults(user string, env map[string]string, org string, out
 		return out.rows(nil)
 	}
 	var rows []json.RawMessage
-	if f, ok := h.Flows[vals[0]]; ok && start < len(f.Rows) {
-		for _, r := range f.Rows[start:] {
-			rows = append(rows, artifactColumns(r))
+	for _, f := range h.flows {
+		if f.ClientID == vals[0] && f.FlowID == vals[1] && start < len(f.Rows) {
+			for _, r := range f.Rows[start:] {
+				rows = append(rows, artifactColumns(r))
+			}
 		}
 	}
 	src := h.source

@@ -66,7 +66,8 @@ type Server struct {
 	endpoints map[string]*Endpoint // by client id
 	artifacts map[string]string    // name → YAML, per upload
 	hunts     map[string]*Hunt
-	order     []string // hunt ids in creation order
+	flowHunts map[string]string // hunt id of each relaunched flow (F.X)
+	order     []string          // hunt ids in creation order
 	received  []Request
 	down      bool
 	delay     time.Duration
@@ -80,6 +81,7 @@ type Server struct {
 	// then yields null (e.g. "hunt: Unknown artifact X").
 	logOnHunt string
 	sources   map[string]RowSource
+	flowLoads int // flow details loaded by hunt_flows()
 }
 
 // Behaviour returns the rows an artifact yields on an endpoint for the
@@ -105,6 +107,7 @@ func Start() (*Server, error) {
 		endpoints:  map[string]*Endpoint{},
 		artifacts:  map[string]string{},
 		hunts:      map[string]*Hunt{},
+		flowHunts:  map[string]string{},
 		watchers:   map[chan flowDone]struct{}{},
 		behaviours: defaultBehaviours(),
 	}
@@ -380,7 +383,7 @@ func (s *Server) dispatch(ctx context.Context, user, text string, env map[string
 	case strings.Contains(text, "FROM source(client_id="):
 		return s.flowResults(user, env, org, out)
 	case strings.Contains(text, "FROM hunt_flows(hunt_id="):
-		return s.huntFlows(user, env, org, out)
+		return s.huntFlows(user, text, env, org, out)
 	case strings.Contains(text, "client_info("):
 		return s.clientInfo(user, env, org, out)
 	case strings.Contains(text, "artifact_set("):
