@@ -68,7 +68,7 @@ func (c *CheckCommand) Run(ctx context.Context, args []string) error {
 
 // runChecks checks IRIS and every server and org the config routes to.
 func runChecks(ctx context.Context, cfg config.Config) ([]finding, error) {
-	app := &App{Config: cfg, Logger: newLogger(config.Log{Level: "error", Format: "text"}, io.Discard)}
+	app := &App{Config: cfg, Logger: newLogger(config.Log{Level: "error", Format: "text"}, io.Discard), storeMode: storeNone}
 	if err := app.Build(ctx); err != nil {
 		app.closeClients()
 		return nil, err

@@ -1,0 +1,36 @@
+package main
+
+import (
+	"context"
+
+	"github.com/velohunt/velohunt/internal/store"
+)
+
+// The store records when a serve last finished a sync of IRIS's case list
+// and a watcher pass, for `velohunt status` (another process) and the
+// metrics. The loops' own packages know nothing of it: these wrappers of
+// their store note the call that ends each run.
+
+// syncStore is the syncer's store: CloseCasesExcept ends every sync of
+// IRIS's case list (the reconcile, and the syncs for webhook events).
+type syncStore struct{ *store.DB }
+
+func (s syncStore) CloseCasesExcept(ctx context.Context, open []int64) ([]int64, error) {
+	closed, err := s.DB.CloseCasesExcept(ctx, open)
+	if err == nil {
+		err = s.DB.MarkActivity(ctx, store.ActivitySync)
+	}
+	return closed, err
+}
+
+// watchStore is the watcher's store: EnqueueTabs ends every watcher pass
+// (it queues the tab updates of the pass, none or some).
+type watchStore struct{ *store.DB }
+
+func (s watchStore) EnqueueTabs(ctx context.Context, iocIDs []int64) error {
+	err := s.DB.EnqueueTabs(ctx, iocIDs)
+	if err == nil {
+		err = s.DB.MarkActivity(ctx, store.ActivityWatch)
+	}
+	return err
+}
