@@ -274,3 +274,19 @@ func TestHuntBadInput(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckValidatesListen: check reads the configuration as serve does,
+// listen included, before it connects to anything.
+func TestCheckValidatesListen(t *testing.T) {
+	cfg := config.Default()
+	cfg.IRIS.URL, cfg.IRIS.APIKey = "https://iris.invalid", "k"
+	cfg.Webhook.Secret = "0123456789abcdef"
+	cfg.Velociraptor.Servers = []config.Server{{Name: "main", APIConfig: "/x"}}
+	path := writeConfig(t, cfg, filepath.Join(t.TempDir(), "v.db"))
+	b, _ := os.ReadFile(path)
+	os.WriteFile(path, []byte(strings.Replace(string(b), `listen: "127.0.0.1:0"`, "listen: 18192", 1)), 0o600)
+	code, out := runCmd("check", "-config", path)
+	if code == 0 || !strings.Contains(out, `config key listen: "18192" is not host:port`) {
+		t.Fatalf("code %d, output %q", code, out)
+	}
+}

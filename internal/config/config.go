@@ -4,8 +4,6 @@
 package config
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -321,10 +319,8 @@ func Parse(r io.Reader) (Config, error) {
 	}
 	kinds := c.Hunting.Kinds
 	c.Hunting.Kinds = nil
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-		return Config{}, fmt.Errorf("decode config: %w", err)
+	if err := decode(data, &c); err != nil {
+		return Config{}, err
 	}
 	// Kinds the file leaves out keep their default artifact.
 	for k, v := range kinds {

@@ -3,8 +3,10 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,8 +36,8 @@ func (c *Config) Validate() error {
 	if c.Database == "" {
 		return &FieldError{Field: "database", Err: ErrMissing}
 	}
-	if c.Listen == "" {
-		return &FieldError{Field: "listen", Err: ErrMissing}
+	if err := checkListen(c.Listen); err != nil {
+		return err
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
@@ -73,8 +75,8 @@ func (c *Config) Validate() error {
 	if err != nil {
 		return fieldErr("intake.time_zone", "unknown time zone %q", c.Intake.TimeZone)
 	}
-	if _, err := cron.ParseStandard("CRON_TZ=" + loc.String() + " " + c.Intake.Reconcile); err != nil {
-		return fieldErr("intake.reconcile", "bad cron spec %q: %v", c.Intake.Reconcile, err)
+	if err := checkCron("intake.reconcile", c.Intake.Reconcile, loc); err != nil {
+		return err
 	}
 	if c.Intake.SyncDelay < 0 {
 		return fieldErr("intake.sync_delay", "must not be negative")
@@ -82,8 +84,8 @@ func (c *Config) Validate() error {
 	if c.Intake.FullSyncEvery < 0 {
 		return fieldErr("intake.full_sync_every", "must not be negative")
 	}
-	if _, err := cron.ParseStandard("CRON_TZ=" + loc.String() + " " + c.Watcher.Schedule); err != nil {
-		return fieldErr("watcher.schedule", "bad cron spec %q: %v", c.Watcher.Schedule, err)
+	if err := checkCron("watcher.schedule", c.Watcher.Schedule, loc); err != nil {
+		return err
 	}
 	if err := c.validateRehunt(); err != nil {
 		return err
@@ -110,8 +112,8 @@ func (c *Config) validateRehunt() error {
 		if err != nil {
 			return fieldErr(f+".time_zone", "unknown time zone %q", tz)
 		}
-		if _, err := cron.ParseStandard("CRON_TZ=" + loc.String() + " " + r.Schedule); err != nil {
-			return fieldErr(f+".schedule", "bad cron spec %q: %v", r.Schedule, err)
+		if err := checkCron(f+".schedule", r.Schedule, loc); err != nil {
+			return err
 		}
 		for _, k := range r.Kinds {
 			if !ioc.Kind(k).Valid() {
@@ -308,6 +310,39 @@ func (c *Config) validateHunting() error {
 		default:
 			return fieldErr(f+".format", "%q is not one of json, lines, csv, regex", k.Format)
 		}
+	}
+	return nil
+}
+
+// checkCron parses a cron spec in a time zone. cron runs "@every 0s" and
+// "@every -3s" every second: an "@every" needs at least 1s.
+func checkCron(field, spec string, loc *time.Location) error {
+	if d, ok := strings.CutPrefix(strings.TrimSpace(spec), "@every "); ok {
+		v, err := time.ParseDuration(strings.TrimSpace(d))
+		if err != nil {
+			return fieldErr(field, "bad cron spec %q: %v", spec, err)
+		}
+		if v < time.Second {
+			return fieldErr(field, "bad cron spec %q: @every needs a duration of at least 1s", spec)
+		}
+	}
+	if _, err := cron.ParseStandard("CRON_TZ=" + loc.String() + " " + spec); err != nil {
+		return fieldErr(field, "bad cron spec %q: %v", spec, err)
+	}
+	return nil
+}
+
+// checkListen checks that listen is host:port with a numeric port.
+func checkListen(listen string) error {
+	if listen == "" {
+		return &FieldError{Field: "listen", Err: ErrMissing}
+	}
+	_, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return fieldErr("listen", "%q is not host:port (for example 127.0.0.1:8080, or :8080 for every interface)", listen)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return fieldErr("listen", "%q: the port must be a number from 0 to 65535 (host:port, for example 127.0.0.1:8080)", listen)
 	}
 	return nil
 }
