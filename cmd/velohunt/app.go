@@ -119,7 +119,7 @@ func (a *App) Build(ctx context.Context) error {
 	for name, cl := range a.VR {
 		watchServers[name] = cl
 	}
-	a.Watcher = &watcher.Watcher{Store: watchStore{a.Store}, Servers: watchServers, EventPerHost: c.Writeback.EventPer == "host", Recorder: a.Metrics,
+	a.Watcher = &watcher.Watcher{Store: watchStore{a.Store, a.Logger.With("component", "watcher")}, Servers: watchServers, EventPerHost: c.Writeback.EventPer == "host", Recorder: a.Metrics,
 		Logger: a.Logger.With("component", "watcher")}
 	files, err := templates.IRIS(c.Writeback.TemplatesDir)
 	if err != nil {

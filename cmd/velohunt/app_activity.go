@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"log/slog"
 
 	"github.com/velohunt/velohunt/internal/store"
 )
@@ -24,8 +25,23 @@ func (s syncStore) CloseCasesExcept(ctx context.Context, open []int64) ([]int64,
 }
 
 // watchStore is the watcher's store: EnqueueTabs ends every watcher pass
-// (it queues the tab updates of the pass, none or some).
-type watchStore struct{ *store.DB }
+// (it queues the tab updates of the pass, none or some). It also logs each
+// new hit as it is recorded.
+type watchStore struct {
+	*store.DB
+	Logger *slog.Logger
+}
+
+// RecordHits records hits and logs each new one at info: case, IOC, host;
+// never the row or the evidence (they come from the endpoint).
+func (s watchStore) RecordHits(ctx context.Context, h store.Hunt, hits []store.HitInput, cur store.FlowCursor, eventPerHost bool) (int, error) {
+	fresh, err := s.DB.RecordNewHits(ctx, h, hits, cur, eventPerHost)
+	for _, x := range fresh {
+		s.Logger.Info("new hit", "case_id", x.CaseID, "ioc_id", x.IRISIOC, "server", x.Server, "client_id", x.ClientID,
+			"hostname", x.Hostname, "hunt_id", h.VRHuntID)
+	}
+	return len(fresh), err
+}
 
 func (s watchStore) EnqueueTabs(ctx context.Context, iocIDs []int64) error {
 	err := s.DB.EnqueueTabs(ctx, iocIDs)

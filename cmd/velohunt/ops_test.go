@@ -290,3 +290,38 @@ func TestCheckValidatesListen(t *testing.T) {
 		t.Fatalf("code %d, output %q", code, out)
 	}
 }
+
+// TestInfoLogOfHitsAndEvents: one info line per new hit (case, IOC, host)
+// and per accepted webhook event (kind, IOC count).
+func TestInfoLogOfHitsAndEvents(t *testing.T) {
+	ctx := context.Background()
+	logs := &syncWriter{}
+	d, err := startDemoWith(ctx, t.TempDir(), logs, demoEndpoints(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := d.Play(ctx, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	var hits, events int
+	for _, line := range strings.Split(logs.String(), "\n") {
+		switch {
+		case strings.Contains(line, `"level":"INFO","msg":"new hit"`):
+			hits++
+			for _, want := range []string{`"case_id":101`, `"ioc_id":`, `"client_id":"C.`, `"hostname":"`} {
+				if !strings.Contains(line, want) {
+					t.Fatalf("hit line lacks %s: %s", want, line)
+				}
+			}
+		case strings.Contains(line, `"level":"INFO","msg":"webhook event accepted"`):
+			events++
+			if !strings.Contains(line, `"event":"create","iocs":1`) {
+				t.Fatalf("event line: %s", line)
+			}
+		}
+	}
+	if hits != 10 || events == 0 {
+		t.Fatalf("%d hit lines (want 10, one per hit), %d accepted event lines", hits, events)
+	}
+}
