@@ -325,3 +325,52 @@ func TestInfoLogOfHitsAndEvents(t *testing.T) {
 		t.Fatalf("%d hit lines (want 10, one per hit), %d accepted event lines", hits, events)
 	}
 }
+
+// TestBackupCommand: `velohunt backup` while serve runs writes a database
+// that status reads; a second backup to the same file is refused.
+func TestBackupCommand(t *testing.T) {
+	ctx := context.Background()
+	d, err := startDemo(ctx, t.TempDir(), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := d.Play(ctx, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := writeConfig(t, d.App.Config, d.App.Config.Database)
+	dst := filepath.Join(t.TempDir(), "backup.db")
+	if code, out := runCmd("backup", "-config", cfgPath, dst); code != 0 || !strings.Contains(out, "written to "+dst) {
+		t.Fatalf("backup: code %d\n%s", code, out)
+	}
+	if code, out := runCmd("backup", "-config", cfgPath, dst); code == 0 || !strings.Contains(out, "exists") {
+		t.Fatalf("backup over a file: code %d\n%s", code, out)
+	}
+	code, out := runCmd("status", "-config", writeConfig(t, d.App.Config, dst))
+	if code != 0 || !strings.Contains(out, "hunts: running=4") {
+		t.Fatalf("status of the backup: code %d\n%s", code, out)
+	}
+}
+
+// TestSystemdUnit: the unit in configs/ runs serve as its own user, keeps
+// the database under /var/lib/velohunt, reads secrets as credentials and
+// restarts on failure.
+func TestSystemdUnit(t *testing.T) {
+	b, err := os.ReadFile("../../configs/velohunt.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"User=velohunt", "StateDirectory=velohunt", "Restart=on-failure", "UMask=0077",
+		"LoadCredential=iris_api_key:", "LoadCredential=webhook_secret:", "ExecStart=/usr/local/bin/velohunt serve -config /etc/velohunt/velohunt.yaml"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("velohunt.service lacks %s", want)
+		}
+	}
+	t.Setenv(config.EnvIRISAPIKey, "")
+	t.Setenv(config.EnvWebhookSecret, "")
+	cfg, err := config.Load("../../configs/velohunt.systemd.yaml")
+	if err == nil || !strings.Contains(err.Error(), "/run/credentials/velohunt.service/") {
+		// Outside systemd the credentials do not exist: the error names them.
+		t.Fatalf("cfg=%+v err=%v", cfg.Database, err)
+	}
+}

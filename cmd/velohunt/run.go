@@ -30,6 +30,7 @@ Usage:
   velohunt setup   -config FILE            add the "Velociraptor hunt" tab to IRIS (administrator key)
   velohunt retry-parked -config FILE       queue IRIS writes that IRIS refused again
   velohunt check   -config FILE            check IRIS and every Velociraptor server and org; print what to fix
+  velohunt backup  -config FILE BACKUP     copy the database to BACKUP (safe while serve runs)
   velohunt version                         print the version
 `
 
@@ -55,6 +56,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		cmd = &RetryParkedCommand{Stdout: stdout, Stderr: stderr}
 	case "setup":
 		cmd = &SetupCommand{Stdout: stdout, Stderr: stderr}
+	case "backup":
+		cmd = &BackupCommand{Stdout: stdout, Stderr: stderr}
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "velohunt", Version)
 		return 0

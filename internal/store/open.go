@@ -25,6 +25,9 @@ type Options struct {
 	// ReadOnly opens the file read-only and applies no migration (status).
 	// It implies MustExist.
 	ReadOnly bool
+	// AnySchema skips a read-only open's check that every migration is
+	// applied (backup copies whatever the file holds).
+	AnySchema bool
 	// QuickCheck runs SQLite's quick_check and refuses a damaged database.
 	QuickCheck bool
 	// Logger receives warnings (a database other users can read).
@@ -149,6 +152,9 @@ func open(ctx context.Context, path string, opts Options) (*DB, error) {
 		}
 	}
 	if opts.ReadOnly {
+		if opts.AnySchema {
+			return db, nil
+		}
 		if err := db.checkSchema(ctx); err != nil {
 			return fail(err)
 		}
