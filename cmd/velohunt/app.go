@@ -226,7 +226,7 @@ func (a *App) Open(ctx context.Context) (err error) {
 		return fmt.Errorf("listen %s: %w", c.Listen, err)
 	}
 	a.listener = lis
-	if err := a.lock.write(lockInfo{PID: os.Getpid(), Listen: lis.Addr().String(), Started: time.Now().UTC(), Version: Version}); err != nil {
+	if err := a.lock.write(lockInfo{PID: os.Getpid(), Listen: lis.Addr().String(), Started: time.Now().UTC(), Version: version()}); err != nil {
 		return err
 	}
 	if err := a.Build(ctx); err != nil {

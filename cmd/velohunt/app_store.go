@@ -26,7 +26,7 @@ const (
 func (a *App) openStore(ctx context.Context) error {
 	if a.storeMode == storeNone {
 		a.Metrics = metrics.New(nil)
-		a.Metrics.BuildInfo(Version)
+		a.Metrics.BuildInfo(version())
 		return nil
 	}
 	opts := store.Options{QuickCheck: true, Logger: a.Logger}
@@ -39,7 +39,7 @@ func (a *App) openStore(ctx context.Context) error {
 	}
 	a.Store = db
 	a.Metrics = metrics.New(db)
-	a.Metrics.BuildInfo(Version)
+	a.Metrics.BuildInfo(version())
 	return nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 
@@ -372,5 +373,32 @@ func TestSystemdUnit(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "/run/credentials/velohunt.service/") {
 		// Outside systemd the credentials do not exist: the error names them.
 		t.Fatalf("cfg=%+v err=%v", cfg.Database, err)
+	}
+}
+
+// TestVersion: a stamped version wins; without one, the module version or
+// the VCS revision the toolchain recorded.
+func TestVersion(t *testing.T) {
+	info := func(mod string, settings ...debug.BuildSetting) func() (*debug.BuildInfo, bool) {
+		return func() (*debug.BuildInfo, bool) {
+			return &debug.BuildInfo{Main: debug.Module{Version: mod}, Settings: settings}, true
+		}
+	}
+	rev := debug.BuildSetting{Key: "vcs.revision", Value: "0123456789abcdef0123"}
+	for _, tc := range []struct {
+		name, stamped string
+		read          func() (*debug.BuildInfo, bool)
+		want          string
+	}{
+		{"Stamped", "1.4.0", info("v1.3.0"), "1.4.0"},
+		{"GoInstall", "dev", info("v1.3.0"), "v1.3.0"},
+		{"Checkout", "dev", info("(devel)", rev, debug.BuildSetting{Key: "vcs.modified", Value: "true"}), "dev-0123456789ab+dirty"},
+		{"Nothing", "dev", info("(devel)"), "dev"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := versionFrom(tc.stamped, tc.read); got != tc.want {
+				t.Fatalf("version %q, want %q", got, tc.want)
+			}
+		})
 	}
 }
