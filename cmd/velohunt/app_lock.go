@@ -53,10 +53,8 @@ func acquireLock(database string) (*serveLock, error) {
 	path := lockPath(database)
 	for range 5 {
 		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-		if errors.Is(err, fs.ErrPermission) {
-			return nil, fmt.Errorf("cannot create lock file %s: permission denied on directory %s", path, filepath.Dir(path))
-		} else if err != nil {
-			return nil, fmt.Errorf("lock file: %w", err)
+		if err != nil {
+			return nil, lockFileError(database, path, err)
 		}
 		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 			f.Close()
@@ -76,6 +74,24 @@ func acquireLock(database string) (*serveLock, error) {
 		f.Close()
 	}
 	return nil, fmt.Errorf("lock %s: the file keeps being replaced", path)
+}
+
+// lockFileError says which path and permission keep serve from creating
+// its lock file beside the database (the directory is the database's).
+func lockFileError(database, path string, err error) error {
+	dir := filepath.Dir(path)
+	verb := "create"
+	if _, serr := os.Stat(database); serr == nil {
+		verb = "lock"
+	}
+	switch {
+	case errors.Is(err, fs.ErrPermission), errors.Is(err, syscall.EROFS):
+		return fmt.Errorf("cannot %s database %s: permission denied on directory %s (serve keeps %s there): %w",
+			verb, database, dir, filepath.Base(path), err)
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("cannot %s database %s: directory %s does not exist: %w", verb, database, dir, err)
+	}
+	return fmt.Errorf("lock file: %w", err)
 }
 
 // write records who holds the lock.
