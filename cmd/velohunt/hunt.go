@@ -67,7 +67,7 @@ func (c *HuntCommand) hunt(ctx context.Context, cfg config.Config, caseID, iocID
 	case keyRefused(err):
 		return errKeyRefused(err)
 	case errors.As(err, &se) && (se.Status == http.StatusForbidden || se.Status == http.StatusNotFound):
-		return fmt.Errorf("case %d does not exist or the service user cannot see it (IRIS answered %d): %w", caseID, se.Status, err)
+		return &plainError{msg: fmt.Sprintf("case %d does not exist or the service user cannot see it (IRIS answered %d)", caseID, se.Status), err: err}
 	case err != nil:
 		return err
 	}
@@ -123,3 +123,13 @@ func (c *HuntCommand) hunt(ctx context.Context, cfg config.Config, caseID, iocID
 	}
 	return nil
 }
+
+// plainError is an error whose message replaces its cause's (still
+// reachable with errors.As): IRIS's own text would bury the point.
+type plainError struct {
+	msg string
+	err error
+}
+
+func (e *plainError) Error() string { return e.msg }
+func (e *plainError) Unwrap() error { return e.err }
