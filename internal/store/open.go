@@ -194,11 +194,16 @@ func (db *DB) QuickCheck(ctx context.Context) error {
 }
 
 // DamagedError reports a database that SQLite finds damaged.
-type DamagedError struct{ Detail string }
+type DamagedError struct {
+	Detail string
+	Err    error // SQLite's error, when it raised one
+}
 
 func (e *DamagedError) Error() string {
 	return "the database is damaged (" + e.Detail + "): " + RestoreHint
 }
+
+func (e *DamagedError) Unwrap() error { return e.Err }
 
 // describeOpenError names the file, and for a damaged file how to restore
 // it, and for a file SQLite cannot open the permission that is missing.
@@ -208,7 +213,7 @@ func describeOpenError(path string, err error) error {
 	switch {
 	case errors.As(err, &de):
 	case errors.As(err, &se) && (se.Code == sqlite3.ErrCorrupt || se.Code == sqlite3.ErrNotADB):
-		err = &DamagedError{Detail: se.Error()}
+		err = &DamagedError{Detail: se.Error(), Err: err}
 	case errors.As(err, &se) && (se.Code == sqlite3.ErrCantOpen || se.Code == sqlite3.ErrReadonly || se.Code == sqlite3.ErrPerm):
 		dir := filepath.Dir(path)
 		switch {
