@@ -2,13 +2,13 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -62,6 +62,10 @@ type App struct {
 	// /readyz before the peer is asked again (default 5m).
 	ReadyWindow time.Duration
 
+	// storeMode says how Build opens the database (serve: create it).
+	storeMode storeMode
+
+	lock     *serveLock
 	listener net.Listener
 	server   *http.Server
 	cancel   context.CancelFunc
@@ -72,12 +76,10 @@ type App struct {
 // starting anything. The hunt command uses it alone.
 func (a *App) Build(ctx context.Context) error {
 	c := a.Config
-	db, err := store.Open(ctx, c.Database)
-	if err != nil {
+	if err := a.openStore(ctx); err != nil {
 		return err
 	}
-	a.Store = db
-	a.Metrics = metrics.New(db)
+	var err error
 	a.IRIS, err = iris.New(iris.Options{URL: c.IRIS.URL, APIKey: c.IRIS.APIKey.Reveal(), CAFile: c.IRIS.CAFile,
 		InsecureSkipVerify: c.IRIS.InsecureSkipVerify, Timeout: c.IRIS.Timeout.D(), Observe: a.Metrics.ObserveIRIS})
 	if err != nil {
@@ -96,7 +98,7 @@ func (a *App) Build(ctx context.Context) error {
 		}
 		a.VR[s.Name], servers[s.Name] = cl, cl
 	}
-	a.Syncer = &intake.Syncer{IRIS: a.IRIS, Store: a.Store, Route: c.Route, NeedDetails: c.NeedCaseDetails(), Override: c.CaseOverride, Recorder: a.Metrics,
+	a.Syncer = &intake.Syncer{IRIS: a.IRIS, Store: syncStore{a.Store}, Route: c.Route, NeedDetails: c.NeedCaseDetails(), Override: c.CaseOverride, Recorder: a.Metrics,
 		Logger: a.Logger.With("component", "intake")}
 	kinds := map[ioc.Kind]planner.Artifact{}
 	for name, k := range c.Hunting.Kinds {
@@ -117,7 +119,7 @@ func (a *App) Build(ctx context.Context) error {
 	for name, cl := range a.VR {
 		watchServers[name] = cl
 	}
-	a.Watcher = &watcher.Watcher{Store: a.Store, Servers: watchServers, EventPerHost: c.Writeback.EventPer == "host", Recorder: a.Metrics,
+	a.Watcher = &watcher.Watcher{Store: watchStore{a.Store, a.Logger.With("component", "watcher")}, Servers: watchServers, EventPerHost: c.Writeback.EventPer == "host", Recorder: a.Metrics,
 		Logger: a.Logger.With("component", "watcher")}
 	files, err := templates.IRIS(c.Writeback.TemplatesDir)
 	if err != nil {
@@ -205,15 +207,35 @@ func byName(items []iris.RefItem, name, field string) (int64, error) {
 	return 0, &config.FieldError{Field: field, Err: fmt.Errorf("IRIS has no %q (it has: %s)", name, strings.Join(names, ", "))}
 }
 
-// Open builds the app, binds the HTTP listener and starts the loops. It
-// returns once everything runs; Close stops it.
-func (a *App) Open(ctx context.Context) error {
-	if err := a.Build(ctx); err != nil {
-		a.closeClients()
+// Open takes the database's serve lock, binds the HTTP listener, builds
+// the app and starts the loops. It returns once everything runs; Close
+// stops it. The listener is bound before the store is opened, so that a
+// failed bind leaves no new database behind.
+func (a *App) Open(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			a.abort()
+		}
+	}()
+	c := a.Config
+	if a.lock, err = acquireLock(c.Database); err != nil {
 		return err
 	}
-	c := a.Config
-	own := a.ownUserID(ctx)
+	lis, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", c.Listen, err)
+	}
+	a.listener = lis
+	if err := a.lock.write(lockInfo{PID: os.Getpid(), Listen: lis.Addr().String(), Started: time.Now().UTC(), Version: version()}); err != nil {
+		return err
+	}
+	if err := a.Build(ctx); err != nil {
+		return err
+	}
+	own, err := a.ownUserID(ctx)
+	if err != nil {
+		return err
+	}
 	a.checkIOCTypes(ctx)
 	a.Intake = intake.New(a.Syncer, a.Store, own, c.Intake.SyncDelay.D(), a.Planner.Wake, a.Logger.With("component", "intake"))
 	a.Intake.FullEvery = c.Intake.FullSyncEvery.D()
@@ -221,16 +243,13 @@ func (a *App) Open(ctx context.Context) error {
 	loc, _ := time.LoadLocation(c.Intake.TimeZone)
 	a.Cron = schedule.New(loc, a.Logger.With("component", "cron"))
 	if err := a.Cron.Add("reconcile", c.Intake.Reconcile, a.Intake.RequestFullSync); err != nil {
-		a.closeClients()
 		return err
 	}
 	if err := a.Cron.Add("watcher", c.Watcher.Schedule, a.Watcher.Wake); err != nil {
-		a.closeClients()
 		return err
 	}
 	rules, err := rehunt.Compile(c, a.tlpIDs(ctx))
 	if err != nil {
-		a.closeClients()
 		return err
 	}
 	a.Rehunt = &rehunt.Runner{Store: a.Store, Rules: rules, Queued: a.Planner.Wake, Logger: a.Logger.With("component", "rehunt")}
@@ -241,7 +260,6 @@ func (a *App) Open(ctx context.Context) error {
 			tz = c.Intake.TimeZone
 		}
 		if err := a.Cron.Add("rehunt:"+name, "CRON_TZ="+tz+" "+r.Schedule, func() { a.Rehunt.MarkDue(context.Background(), name) }); err != nil {
-			a.closeClients()
 			return err
 		}
 	}
@@ -255,12 +273,6 @@ func (a *App) Open(ctx context.Context) error {
 		}
 	}
 
-	lis, err := net.Listen("tcp", c.Listen)
-	if err != nil {
-		a.closeClients()
-		return fmt.Errorf("listen %s: %w", c.Listen, err)
-	}
-	a.listener = lis
 	mux := http.NewServeMux()
 	hook := &intake.Webhook{Store: a.Store, Secret: c.Webhook.Secret.Reveal(),
 		MaxBody: c.Webhook.MaxBodyBytes, Wake: a.Intake.Wake, Recorder: a.Metrics, OwnUserID: own,
@@ -367,7 +379,17 @@ func (a *App) Close(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("loops did not stop: %w", ctx.Err()))
 	}
 	a.closeClients()
+	a.lock.release()
 	return errors.Join(errs...)
+}
+
+// abort undoes a failed Open.
+func (a *App) abort() {
+	if a.listener != nil {
+		a.listener.Close()
+	}
+	a.closeClients()
+	a.lock.release()
 }
 
 func (a *App) closeClients() {
@@ -400,19 +422,39 @@ func (a *App) tlpIDs(ctx context.Context) map[string]int64 {
 }
 
 // ownUserID is the configured IRIS user id of velohunt, else IRIS's answer.
-// Without it, velohunt's own updates trigger harmless extra syncs.
-func (a *App) ownUserID(ctx context.Context) int64 {
-	if id := a.Config.IRIS.ServiceUserID; id > 0 {
-		return id
-	}
+// Without it, velohunt's own updates trigger harmless extra syncs. An API
+// key IRIS refuses stops the start: nothing would work.
+func (a *App) ownUserID(ctx context.Context) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	id, err := a.IRIS.WhoAmI(ctx)
-	if err != nil {
-		a.Logger.Warn("cannot learn velohunt's IRIS user id; set iris.service_user_id", "error", err)
-		return 0
+	if id := a.Config.IRIS.ServiceUserID; id > 0 {
+		if _, err := a.IRIS.Versions(ctx); keyRefused(err) {
+			return 0, errKeyRefused(err)
+		}
+		return id, nil
 	}
-	return id
+	id, err := a.IRIS.WhoAmI(ctx)
+	switch {
+	case keyRefused(err):
+		return 0, errKeyRefused(err)
+	case err != nil:
+		a.Logger.Warn("cannot learn velohunt's IRIS user id; set iris.service_user_id", "error", err)
+		return 0, nil
+	}
+	return id, nil
+}
+
+// keyRefused reports an IRIS answer 401: the API key is wrong, or its user
+// is deactivated.
+func keyRefused(err error) bool {
+	var se *iris.StatusError
+	return errors.As(err, &se) && se.Status == http.StatusUnauthorized
+}
+
+// errKeyRefused says that IRIS refused the API key, and what to fix.
+func errKeyRefused(err error) error {
+	return fmt.Errorf("IRIS refused velohunt's API key (HTTP 401): set %s or iris.api_key_file to the API key of an active IRIS user "+
+		"(`velohunt check` tells more): %w", config.EnvIRISAPIKey, err)
 }
 
 // checkIOCTypes warns about huntable IOC types this IRIS does not have.
@@ -466,59 +508,4 @@ func (a *App) uploadArtifacts(ctx context.Context, server, org string) error {
 		a.Logger.Info("artifact uploaded", "artifact", n, "server", server, "org", org)
 	}
 	return nil
-}
-
-// serveReady answers 200 when the store answers and IRIS and every
-// Velociraptor server were reachable in the last five minutes (asking them
-// now when they were not), else 503 with what is wrong.
-func (a *App) serveReady(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
-	defer cancel()
-	problems := map[string]string{}
-	if err := a.Store.Ping(ctx); err != nil {
-		problems["store"] = err.Error()
-	}
-	window := a.ReadyWindow
-	if window == 0 {
-		window = 5 * time.Minute
-	}
-	recent := func(peer string) bool { return time.Since(a.Metrics.LastOK(peer)) < window }
-	if !recent("iris") {
-		if _, err := a.IRIS.Versions(ctx); err != nil {
-			problems["iris"] = ioc.ErrorMessage(err)
-		}
-	}
-	for name, cl := range a.VR {
-		if !recent("velociraptor:" + name) {
-			if _, err := cl.Version(ctx, ""); err != nil {
-				problems["velociraptor:"+name] = ioc.ErrorMessage(err)
-			}
-		}
-	}
-	w.Header().Set("Content-Type", "application/json")
-	if len(problems) > 0 {
-		w.WriteHeader(http.StatusServiceUnavailable)
-		json.NewEncoder(w).Encode(map[string]any{"ready": false, "problems": problems})
-		return
-	}
-	json.NewEncoder(w).Encode(map[string]any{"ready": true})
-}
-
-// serveStatus serves the status picture to callers that present the
-// webhook secret: it names IOC values and cases.
-func (a *App) serveStatus(w http.ResponseWriter, r *http.Request) {
-	if !intake.Authorised(r, a.Config.Webhook.Secret.Reveal()) {
-		w.Header().Set("WWW-Authenticate", "Bearer")
-		http.Error(w, "the webhook secret is required", http.StatusUnauthorized)
-		return
-	}
-	st, err := collectStatus(r.Context(), a.Store)
-	if err != nil {
-		http.Error(w, "status unavailable", http.StatusServiceUnavailable)
-		return
-	}
-	limit, inflight := a.Writer.ConcurrencyInUse()
-	st.Outbox.Concurrency, st.Outbox.InFlight = &limit, &inflight
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(st)
 }

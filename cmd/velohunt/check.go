@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -15,6 +17,7 @@ import (
 	"github.com/velohunt/velohunt/internal/iris"
 	"github.com/velohunt/velohunt/internal/rehunt"
 	"github.com/velohunt/velohunt/internal/render"
+	"github.com/velohunt/velohunt/internal/store"
 	"github.com/velohunt/velohunt/templates"
 )
 
@@ -68,7 +71,7 @@ func (c *CheckCommand) Run(ctx context.Context, args []string) error {
 
 // runChecks checks IRIS and every server and org the config routes to.
 func runChecks(ctx context.Context, cfg config.Config) ([]finding, error) {
-	app := &App{Config: cfg, Logger: newLogger(config.Log{Level: "error", Format: "text"}, io.Discard)}
+	app := &App{Config: cfg, Logger: newLogger(config.Log{Level: "error", Format: "text"}, io.Discard), storeMode: storeNone}
 	if err := app.Build(ctx); err != nil {
 		app.closeClients()
 		return nil, err
@@ -169,13 +172,26 @@ func checkIRIS(ctx context.Context, a *App) []finding {
 // checkInstance reports this velohunt's instance id (written on every tab
 // it writes) and the tabs it did not write because another instance wrote
 // them: one velohunt per IRIS.
+// check creates no database: it reads the one serve made, read-only, if
+// there is one.
 func checkInstance(ctx context.Context, a *App) finding {
 	where := "IRIS " + a.Config.IRIS.URL
-	id, err := a.Store.InstanceID(ctx)
+	db, err := store.OpenWith(ctx, a.Config.Database, store.Options{ReadOnly: true})
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return finding{where, "one velohunt per IRIS", checkWarn, "no database yet: serve makes it and this velohunt's instance id"}
+		}
+		return finding{where, "one velohunt per IRIS", checkFail, err.Error()}
+	}
+	defer db.Close()
+	id, err := db.ReadInstanceID(ctx)
 	if err != nil {
 		return finding{where, "one velohunt per IRIS", checkFail, err.Error()}
 	}
-	n, err := a.Store.ForeignTabs(ctx)
+	if id == "" {
+		id = "not assigned yet"
+	}
+	n, err := db.ForeignTabs(ctx)
 	if err != nil {
 		return finding{where, "one velohunt per IRIS", checkFail, err.Error()}
 	}

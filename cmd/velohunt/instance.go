@@ -25,7 +25,9 @@ func (c *InstanceCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	db, err := store.Open(ctx, cfg.Database)
+	// Only -adopt, which prepares a new database before its first start,
+	// may create one; printing needs the database to exist.
+	db, err := store.OpenWith(ctx, cfg.Database, store.Options{MustExist: *adopt == "", Logger: newLogger(cfg.Log, c.Stderr)})
 	if err != nil {
 		return err
 	}

@@ -18,14 +18,17 @@ import (
 // velohunt instance wrote it.
 func TestCheckOtherInstance(t *testing.T) {
 	ctx := context.Background()
-	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "v.db"))
+	path := filepath.Join(t.TempDir(), "v.db")
+	db, err := store.Open(ctx, path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	a := &App{Store: db, Config: config.Default()}
-	f := checkInstance(ctx, a)
+	cfg := config.Default()
+	cfg.Database = path
+	a := &App{Config: cfg} // check opens the database itself, read-only
 	id, _ := db.InstanceID(ctx)
+	f := checkInstance(ctx, a)
 	if f.Status != checkOK || !strings.Contains(f.Detail, id) {
 		t.Fatalf("%+v, want OK naming %s", f, id)
 	}

@@ -23,7 +23,7 @@ func (c *RetryParkedCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	db, err := store.Open(ctx, cfg.Database)
+	db, err := store.OpenWith(ctx, cfg.Database, store.Options{MustExist: true, Logger: newLogger(cfg.Log, c.Stderr)})
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime/debug"
 	"strings"
 
 	"github.com/velohunt/velohunt/internal/config"
@@ -14,6 +15,37 @@ import (
 
 // Version is set at build time with -ldflags "-X main.Version=…".
 var Version = "dev"
+
+// version is Version or, when the build did not stamp one, what the Go
+// toolchain recorded: the module version (`go install …@v1.2.3`, or a
+// pseudo-version from the checkout's VCS), else the VCS revision.
+func version() string { return versionFrom(Version, debug.ReadBuildInfo) }
+
+func versionFrom(stamped string, read func() (*debug.BuildInfo, bool)) string {
+	if stamped != "dev" {
+		return stamped
+	}
+	info, ok := read()
+	if !ok {
+		return stamped
+	}
+	if v := info.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	var rev, dirty string
+	for _, s := range info.Settings {
+		switch {
+		case s.Key == "vcs.revision":
+			rev = s.Value
+		case s.Key == "vcs.modified" && s.Value == "true":
+			dirty = "+dirty"
+		}
+	}
+	if rev == "" {
+		return stamped
+	}
+	return "dev-" + rev[:min(12, len(rev))] + dirty
+}
 
 // command is one subcommand.
 type command interface {
@@ -31,6 +63,7 @@ Usage:
   velohunt retry-parked -config FILE       queue IRIS writes that IRIS refused again
   velohunt check   -config FILE            check IRIS and every Velociraptor server and org; print what to fix
   velohunt instance -config FILE [-adopt ID]  print (or, for a new database, take over) the instance id written on tabs
+  velohunt backup  -config FILE BACKUP     copy the database to BACKUP (safe while serve runs)
   velohunt version                         print the version
 `
 
@@ -58,8 +91,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		cmd = &InstanceCommand{Stdout: stdout, Stderr: stderr}
 	case "setup":
 		cmd = &SetupCommand{Stdout: stdout, Stderr: stderr}
+	case "backup":
+		cmd = &BackupCommand{Stdout: stdout, Stderr: stderr}
 	case "version", "-version", "--version":
-		fmt.Fprintln(stdout, "velohunt", Version)
+		fmt.Fprintln(stdout, "velohunt", version())
 		return 0
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)

@@ -37,6 +37,28 @@ type Status struct {
 	Parked     []ParkedLine      `json:"parked_writes"`
 	Holds      map[string]string `json:"held_back_by_limits,omitempty"`
 	Rules      []RuleLine        `json:"rehunt_rules,omitempty"`
+	// Serve says whether a serve holds the database (`velohunt status`
+	// only: /status is served by it).
+	Serve *ServeLine `json:"serve,omitempty"`
+	// Last is when a serve last finished each kind of work ("" never).
+	Last LastLine `json:"last"`
+}
+
+// ServeLine names the serve holding the database, if any.
+type ServeLine struct {
+	Running bool   `json:"running"`
+	PID     int    `json:"pid,omitempty"`
+	Listen  string `json:"listen,omitempty"`
+	Since   string `json:"since,omitempty"`
+	Version string `json:"version,omitempty"`
+}
+
+// LastLine is when a serve last finished a sync of IRIS's case list, a
+// watcher pass and a write to IRIS.
+type LastLine struct {
+	Sync  string `json:"sync,omitempty"`
+	Watch string `json:"watcher_pass,omitempty"`
+	Write string `json:"iris_write,omitempty"`
 }
 
 // RuleLine is a re-hunt rule's schedule and last run.
@@ -130,6 +152,11 @@ func collectStatus(ctx context.Context, db *store.DB) (Status, error) {
 		return Status{}, err
 	}
 	out := Status{OpenCases: st.OpenCases, IOCs: st.IOCs, Hunts: st.Hunts, InboxDepth: st.InboxDepth, Incomplete: st.IncompleteHunts}
+	act, err := db.Activity(ctx)
+	if err != nil {
+		return out, err
+	}
+	out.Last = LastLine{Sync: stamp(act.LastSync), Watch: stamp(act.LastWatch), Write: stamp(act.LastWrite)}
 	failing, err := db.FailingLaunches(ctx, 20)
 	if err != nil {
 		return out, err
@@ -191,7 +218,11 @@ func (c *StatusCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	db, err := store.Open(ctx, cfg.Database)
+	holder, held, err := lockHolder(cfg.Database)
+	if err != nil {
+		return err
+	}
+	db, err := store.OpenWith(ctx, cfg.Database, store.Options{ReadOnly: true})
 	if err != nil {
 		return err
 	}
@@ -199,6 +230,11 @@ func (c *StatusCommand) Run(ctx context.Context, args []string) error {
 	st, err := collectStatus(ctx, db)
 	if err != nil {
 		return err
+	}
+	st.Serve = &ServeLine{Running: held}
+	if held {
+		st.Serve.PID, st.Serve.Listen, st.Serve.Version = holder.PID, holder.Listen, holder.Version
+		st.Serve.Since = stamp(holder.Started)
 	}
 	if err := addRules(ctx, &st, cfg, db); err != nil {
 		return err
@@ -213,6 +249,13 @@ func (c *StatusCommand) Run(ctx context.Context, args []string) error {
 }
 
 func printStatus(w io.Writer, st Status) {
+	if s := st.Serve; s != nil && s.Running {
+		fmt.Fprintf(w, "serve: running (pid %d, listening on %s, since %s, version %s)\n", s.PID, s.Listen, s.Since, dash(s.Version))
+	} else if s != nil {
+		fmt.Fprintln(w, "serve: not running (no velohunt serve holds the database)")
+	}
+	fmt.Fprintf(w, "last finished: sync with IRIS %s, watcher pass %s, IRIS write %s\n",
+		orNever(st.Last.Sync), orNever(st.Last.Watch), orNever(st.Last.Write))
 	fmt.Fprintf(w, "open cases: %d   webhook events pending: %d\n", st.OpenCases, st.InboxDepth)
 	fmt.Fprintf(w, "IOCs:  %s\n", counts(st.IOCs))
 	fmt.Fprintf(w, "hunts: %s\n", counts(st.Hunts))
@@ -319,4 +362,19 @@ func clip(s string, n int) string {
 		return s
 	}
 	return string(r[:n]) + "…"
+}
+
+// stamp formats a time for status ("" for never).
+func stamp(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func orNever(s string) string {
+	if s == "" {
+		return "never"
+	}
+	return s
 }

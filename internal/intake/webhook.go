@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
+	"time"
 
 	"golang.org/x/time/rate"
 
@@ -44,6 +46,8 @@ type Webhook struct {
 	// writer, which is velohunt once it wrote the tab.
 	OwnUserID int64
 	Logger    *slog.Logger
+
+	rejects rejectLog
 }
 
 // ServeHTTP handles POST <path>/{create|update|manual}.
@@ -64,10 +68,12 @@ func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// Limited apart: a flood without the secret uses up only its own
 		// allowance (the check is two hashes, as cheap as the limit).
 		if h.Limiter != nil && !h.Limiter.Allow() {
+			h.rejected(r, http.StatusTooManyRequests, "too many requests without the secret")
 			w.Header().Set("Retry-After", "1")
 			writeJSON(w, http.StatusTooManyRequests, "too many requests")
 			return
 		}
+		h.rejected(r, http.StatusUnauthorized, "missing or wrong secret: compare the webhooks module's secret with velohunt's webhook.secret")
 		writeJSON(w, http.StatusUnauthorized, "missing or wrong secret")
 		return
 	}
@@ -75,6 +81,7 @@ func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch event {
 	case EventCreate, EventUpdate, EventManual:
 	default:
+		h.rejected(r, http.StatusNotFound, "unknown event in the URL; use create, update or manual")
 		writeJSON(w, http.StatusNotFound, "unknown event; use create, update or manual")
 		return
 	}
@@ -82,18 +89,28 @@ func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
+			h.rejected(r, http.StatusRequestEntityTooLarge, "body larger than webhook.max_body_bytes")
 			writeJSON(w, http.StatusRequestEntityTooLarge, "body too large")
 			return
 		}
+		h.rejected(r, http.StatusBadRequest, "cannot read the body")
 		writeJSON(w, http.StatusBadRequest, "cannot read body")
 		return
 	}
 	iocs, err := iris.ParseWebhookIOCs(body)
 	if err != nil {
+		h.rejected(r, http.StatusBadRequest, `body is not {"iocs": [...]}: set request_body {"iocs": "iocs"} in the webhooks module`)
 		writeJSON(w, http.StatusBadRequest, `body must be {"iocs": [...]} as sent by the webhooks module with request_body {"iocs":"iocs"}`)
 		return
 	}
 	if len(iocs) == 0 {
+		if !hasIOCsKey(body) {
+			// {"iocs": []} is an event without IOCs; a body without the
+			// key is a webhooks module without the body mapping.
+			h.rejected(r, http.StatusAccepted, `body has no "iocs" key: set request_body {"iocs": "iocs"} in the webhooks module`)
+			writeJSON(w, http.StatusAccepted, `ignored: the body has no "iocs" key (the webhooks module needs request_body {"iocs": "iocs"})`)
+			return
+		}
 		writeJSON(w, http.StatusAccepted, "no IOC in the event")
 		return
 	}
@@ -108,6 +125,7 @@ func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.Wake()
+	h.Logger.Info("webhook event accepted", "event", event, "iocs", len(iocs))
 	writeJSON(w, http.StatusAccepted, "queued")
 }
 
@@ -182,4 +200,49 @@ func writeJSON(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(map[string]string{"message": msg})
+}
+
+// rejected logs a refused request at warn, at most once a minute per
+// answer, so that a misconfigured webhooks module shows in the log without
+// a flood filling it. Never the secret, the path (it may hold the secret)
+// or the body.
+func (h *Webhook) rejected(r *http.Request, status int, reason string) {
+	if n, ok := h.rejects.allow(status, time.Now()); ok && h.Logger != nil {
+		h.Logger.Warn("webhook request refused", "status", status, "event", eventLabel(r.PathValue("event"), 0),
+			"remote", r.RemoteAddr, "reason", reason, "refused_since_last_log", n)
+	}
+}
+
+// rejectLog rate-limits the log of refused requests per HTTP status.
+type rejectLog struct {
+	mu     sync.Mutex
+	last   map[int]time.Time
+	counts map[int]int
+}
+
+// allow reports whether to log a refusal now, with the refusals of that
+// status not logged since the last log.
+func (l *rejectLog) allow(status int, now time.Time) (int, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.last == nil {
+		l.last, l.counts = map[int]time.Time{}, map[int]int{}
+	}
+	if t, ok := l.last[status]; ok && now.Sub(t) < time.Minute {
+		l.counts[status]++
+		return 0, false
+	}
+	n := l.counts[status]
+	l.last[status], l.counts[status] = now, 0
+	return n, true
+}
+
+// hasIOCsKey reports whether a JSON body has an "iocs" key.
+func hasIOCsKey(body []byte) bool {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(body, &m) != nil {
+		return false
+	}
+	_, ok := m["iocs"]
+	return ok
 }

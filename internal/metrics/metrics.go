@@ -7,6 +7,7 @@ import (
 	"context"
 	"net/http"
 	"regexp"
+	"runtime"
 	"sync"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 type StoreStats interface {
 	Stats(ctx context.Context) (store.Stats, error)
 	OutboxStats(ctx context.Context) (store.OutboxStats, error)
+	Activity(ctx context.Context) (store.Activity, error)
 }
 
 // Metrics holds the registry and every metric.
@@ -46,7 +48,7 @@ type Metrics struct {
 }
 
 // New registers every metric, plus Go and process collectors and the
-// store's gauges.
+// store's gauges (none when st is nil: commands that open no store).
 func New(st StoreStats) *Metrics {
 	r := prometheus.NewRegistry()
 	m := &Metrics{Registry: r, lastOK: map[string]time.Time{},
@@ -77,8 +79,10 @@ func New(st StoreStats) *Metrics {
 	}
 	r.MustRegister(m.iocs, m.webhooks, m.huntsPlanned, m.huntsStarted, m.launchFailed, m.rowsRead, m.hits, m.writes,
 		m.irisLatency, m.irisErrors, m.vrLatency, m.vrErrors,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		&storeCollector{st: st})
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if st != nil {
+		r.MustRegister(&storeCollector{st: st})
+	}
 	return m
 }
 
@@ -92,6 +96,14 @@ func (m *Metrics) WriterConcurrency(f func() (limit, inflight int)) {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "velohunt_writeback_in_flight",
 			Help: "IRIS write requests in flight."},
 			func() float64 { _, n := f(); return float64(n) }))
+}
+
+// BuildInfo exports velohunt_build_info{version,goversion} 1.
+func (m *Metrics) BuildInfo(version string) {
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "velohunt_build_info",
+		Help:        "Always 1; the labels name the velohunt version and the Go version it was built with.",
+		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()}},
+		func() float64 { return 1 }))
 }
 
 // Handler serves /metrics.
@@ -209,10 +221,20 @@ var (
 	descRate    = prometheus.NewDesc("velohunt_writeback_writes_per_second", "Asset and event writes done per second over the last minute.", nil, nil)
 	descDrain   = prometheus.NewDesc("velohunt_writeback_drain_seconds", "Estimated time to write the waiting assets and events at the last minute's rate (-1: none written in the last minute).", nil, nil)
 	descUp      = prometheus.NewDesc("velohunt_store_up", "1 when the store answered this scrape.", nil, nil)
+	descSync    = prometheus.NewDesc("velohunt_last_sync_timestamp_seconds", "When a sync of IRIS's case list (reconcile or webhook) last finished (0: never).", nil, nil)
+	descWatch   = prometheus.NewDesc("velohunt_last_watcher_pass_timestamp_seconds", "When a watcher pass last finished (0: never).", nil, nil)
+	descWrite   = prometheus.NewDesc("velohunt_last_write_timestamp_seconds", "When an asset, event or tab was last written to IRIS (0: never).", nil, nil)
 )
 
+func unixSeconds(t time.Time) float64 {
+	if t.IsZero() {
+		return 0
+	}
+	return float64(t.UnixMilli()) / 1000
+}
+
 func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descIOCs, descHunts, descIncompl, descGaps, descCases, descInbox, descPending, descOldest, descParked, descWaiting, descRate, descDrain, descUp} {
+	for _, d := range []*prometheus.Desc{descIOCs, descHunts, descIncompl, descGaps, descCases, descInbox, descPending, descOldest, descParked, descWaiting, descRate, descDrain, descUp, descSync, descWatch, descWrite} {
 		ch <- d
 	}
 }
@@ -222,7 +244,8 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	defer cancel()
 	st, err := c.st.Stats(ctx)
 	ob, err2 := c.st.OutboxStats(ctx)
-	if err != nil || err2 != nil {
+	act, err3 := c.st.Activity(ctx)
+	if err != nil || err2 != nil || err3 != nil {
 		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, 0)
 		return
 	}
@@ -249,4 +272,7 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descWaiting, prometheus.GaugeValue, float64(ob.HitsWaiting))
 	ch <- prometheus.MustNewConstMetric(descRate, prometheus.GaugeValue, ob.WritesPerSecond())
 	ch <- prometheus.MustNewConstMetric(descDrain, prometheus.GaugeValue, ob.DrainSeconds())
+	ch <- prometheus.MustNewConstMetric(descSync, prometheus.GaugeValue, unixSeconds(act.LastSync))
+	ch <- prometheus.MustNewConstMetric(descWatch, prometheus.GaugeValue, unixSeconds(act.LastWatch))
+	ch <- prometheus.MustNewConstMetric(descWrite, prometheus.GaugeValue, unixSeconds(act.LastWrite))
 }

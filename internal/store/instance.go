@@ -44,6 +44,20 @@ func (db *DB) InstanceID(ctx context.Context) (string, error) {
 	return id, nil
 }
 
+// ReadInstanceID returns this database's instance id, or "" when none was
+// made yet; it writes nothing (a read-only database).
+func (db *DB) ReadInstanceID(ctx context.Context) (string, error) {
+	var id string
+	err := db.db.QueryRowContext(ctx, `SELECT id FROM instance LIMIT 1`).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("instance id: %w", err)
+	}
+	return id, nil
+}
+
 // AdoptInstanceID makes this database take the instance id of the velohunt
 // it replaces, so that it may write the tabs that one wrote. It refuses
 // once this database wrote a tab under its own id (those would then look

@@ -133,6 +133,13 @@ func (db *DB) BeginWrite(ctx context.Context, id int64) error {
 // at every change.
 func (db *DB) WriteDone(ctx context.Context, id, irisID int64) error {
 	return db.tx(ctx, func(tx *Tx) error {
+		// The tab just written shows the IOC's current state: the parked tab
+		// writes of the same IRIS IOC (from any case) are obsolete.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE kind = 'tab' AND parked = 1 AND id != ? AND ioc_id IN
+			(SELECT i.id FROM iocs i JOIN iocs d ON d.iris_id = i.iris_id JOIN outbox o ON o.ioc_id = d.id
+			WHERE o.id = ? AND o.kind = 'tab')`, id, id); err != nil {
+			return fmt.Errorf("write done: %w", err)
+		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE id = ? AND kind = 'tab'`, id); err != nil {
 			return fmt.Errorf("write done: %w", err)
 		}
@@ -148,8 +155,19 @@ func (db *DB) WriteRetry(ctx context.Context, id int64, msg string, next time.Ti
 
 // WritePark gives up on a write that IRIS refuses; the reason is shown by
 // `velohunt status` and on the IOC's tab.
+// A tab write parked again replaces the IOC's earlier parked tab write:
+// each renders the whole tab, so one is all a retry needs.
 func (db *DB) WritePark(ctx context.Context, id int64, reason string) error {
-	return db.exec(ctx, `UPDATE outbox SET parked = 1, last_error = ? WHERE id = ?`, clipText(reason, 1000), id)
+	return db.tx(ctx, func(tx *Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE kind = 'tab' AND parked = 1 AND id != ?
+			AND ioc_id = (SELECT ioc_id FROM outbox WHERE id = ? AND kind = 'tab')`, id, id); err != nil {
+			return fmt.Errorf("park write: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE outbox SET parked = 1, last_error = ? WHERE id = ?`, clipText(reason, 1000), id); err != nil {
+			return fmt.Errorf("park write: %w", err)
+		}
+		return nil
+	})
 }
 
 // WriteDefer postpones a write that waits for another (an event waits for
@@ -313,10 +331,17 @@ func (db *DB) ParkedWrites(ctx context.Context, iocID int64, limit int) ([]Parke
 func (db *DB) RetryParked(ctx context.Context) (int, error) {
 	var n int64
 	err := db.tx(ctx, func(tx *Tx) error {
-		// A pending tab update for the same IOC makes a parked one redundant.
+		// A pending tab update for the same IOC makes a parked one redundant,
+		// and of several parked tab writes of one IOC (parked by an older
+		// velohunt) the newest is enough: at most one tab write per IOC may
+		// be pending.
 		if _, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE parked = 1 AND kind = 'tab' AND ioc_id IN
 			(SELECT ioc_id FROM outbox WHERE kind = 'tab' AND done_at IS NULL AND parked = 0)`); err != nil {
-			return err
+			return fmt.Errorf("retry parked: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE parked = 1 AND kind = 'tab' AND id NOT IN
+			(SELECT MAX(id) FROM outbox WHERE parked = 1 AND kind = 'tab' GROUP BY ioc_id)`); err != nil {
+			return fmt.Errorf("retry parked: %w", err)
 		}
 		res, err := tx.ExecContext(ctx, `UPDATE outbox SET parked = 0, next_attempt_at = 0 WHERE parked = 1`)
 		if err != nil {

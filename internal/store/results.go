@@ -200,9 +200,26 @@ type HitInput struct {
 // cur is the flow the rows were read from, with the count of its rows
 // processed; a zero cursor (no client id) moves none.
 func (db *DB) RecordHits(ctx context.Context, h Hunt, hits []HitInput, cur FlowCursor, eventPerHost bool) (int, error) {
-	var fresh int
+	fresh, err := db.RecordNewHits(ctx, h, hits, cur, eventPerHost)
+	return len(fresh), err
+}
+
+// NewHit names a hit recorded for the first time, for the log: never the
+// row or the evidence.
+type NewHit struct {
+	HitID    int64
+	CaseID   int64
+	IRISIOC  int64 // the IRIS IOC id
+	Server   string
+	ClientID string
+	Hostname string // "" when the client is not known yet
+}
+
+// RecordNewHits is RecordHits returning the new hits.
+func (db *DB) RecordNewHits(ctx context.Context, h Hunt, hits []HitInput, cur FlowCursor, eventPerHost bool) ([]NewHit, error) {
+	var fresh []NewHit
 	err := db.tx(ctx, func(tx *Tx) error {
-		fresh = 0
+		fresh = fresh[:0]
 		for _, x := range hits {
 			var et sql.NullInt64
 			if !x.EventTime.IsZero() {
@@ -226,7 +243,12 @@ func (db *DB) RecordHits(ctx context.Context, h Hunt, hits []HitInput, cur FlowC
 			if err != nil {
 				return err
 			}
-			fresh++
+			nh := NewHit{HitID: hitID, CaseID: x.CaseID, Server: h.Server, ClientID: x.ClientID}
+			if err := tx.QueryRowContext(ctx, `SELECT i.iris_id, COALESCE((SELECT hostname FROM clients c WHERE c.server = ? AND c.org = ?
+				AND c.client_id = ?), '') FROM iocs i WHERE i.id = ?`, h.Server, h.Org, x.ClientID, x.IOCID).Scan(&nh.IRISIOC, &nh.Hostname); err != nil {
+				return fmt.Errorf("record hit: %w", err)
+			}
+			fresh = append(fresh, nh)
 			assetKey := fmt.Sprintf("asset:%d:%s:%s:%d", x.CaseID, h.Server, x.ClientID, x.IOCID)
 			if err := tx.enqueue(ctx, "asset", x.CaseID, x.IOCID, hitID, assetKey); err != nil {
 				return err
@@ -244,7 +266,10 @@ func (db *DB) RecordHits(ctx context.Context, h Hunt, hits []HitInput, cur FlowC
 		}
 		return tx.moveFlowCursor(ctx, h.ID, cur)
 	})
-	return fresh, err
+	if err != nil {
+		return nil, err
+	}
+	return fresh, nil
 }
 
 // enqueue adds an outbox row unless one with the same dedup key exists.

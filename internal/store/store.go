@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net/url"
 	"sort"
 	"strings"
 	"time"
@@ -31,40 +30,6 @@ type DB struct {
 	Now func() time.Time
 }
 
-// Open opens (creating if needed) the database file at path, enables WAL and
-// foreign keys and applies pending migrations. It refuses a database written
-// by a newer velohunt.
-func Open(ctx context.Context, path string) (*DB, error) {
-	if path == "" {
-		return nil, errors.New("open store: empty path")
-	}
-	// _txlock=immediate makes every transaction take the write lock at BEGIN,
-	// so none has to upgrade half-way and fail with SQLITE_BUSY.
-	dsn := "file:" + url.PathEscape(path) + "?_foreign_keys=on&_busy_timeout=10000&_journal_mode=WAL&_synchronous=NORMAL&_txlock=immediate"
-	sdb, err := sql.Open("sqlite3", dsn)
-	if err != nil {
-		return nil, fmt.Errorf("open store: %w", err)
-	}
-	// One connection: SQLite has one writer anyway, and a single connection
-	// means no SQLITE_BUSY between our own goroutines.
-	sdb.SetMaxOpenConns(1)
-	db := &DB{db: sdb, Now: time.Now}
-	var mode string
-	if err := sdb.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
-		sdb.Close()
-		return nil, fmt.Errorf("open store %s: %w", path, err)
-	}
-	if mode != "wal" {
-		sdb.Close()
-		return nil, fmt.Errorf("open store %s: journal_mode is %q, want wal", path, mode)
-	}
-	if err := db.migrate(ctx); err != nil {
-		sdb.Close()
-		return nil, err
-	}
-	return db, nil
-}
-
 // Close closes the database.
 func (db *DB) Close() error { return db.db.Close() }
 
@@ -75,44 +40,72 @@ func (db *DB) migrate(ctx context.Context) error {
 	if _, err := db.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
 		return fmt.Errorf("create schema_migrations: %w", err)
 	}
-	names, err := fs.Glob(migrationFS, "migrations/*.sql")
+	applied, err := db.appliedMigrations(ctx)
 	if err != nil {
-		return fmt.Errorf("list migrations: %w", err)
+		return err
 	}
-	sort.Strings(names)
-	known := map[string]bool{}
-	for _, n := range names {
-		known[strings.TrimPrefix(n, "migrations/")] = true
-	}
-	rows, err := db.db.QueryContext(ctx, `SELECT name FROM schema_migrations`)
+	names, err := migrationNames()
 	if err != nil {
-		return fmt.Errorf("read schema_migrations: %w", err)
+		return err
 	}
-	applied := map[string]bool{}
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			rows.Close()
-			return fmt.Errorf("read schema_migrations: %w", err)
-		}
-		applied[n] = true
-	}
-	rows.Close()
-	for n := range applied {
-		if !known[n] {
-			return fmt.Errorf("database has migration %s that this velohunt does not know: it was written by a newer version", n)
-		}
-	}
-	for _, path := range names {
-		name := strings.TrimPrefix(path, "migrations/")
+	for _, name := range names {
 		if applied[name] {
 			continue
 		}
-		if err := db.applyMigration(ctx, path, name); err != nil {
+		if err := db.applyMigration(ctx, "migrations/"+name, name); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// migrationNames lists this velohunt's migrations in order.
+func migrationNames() ([]string, error) {
+	paths, err := fs.Glob(migrationFS, "migrations/*.sql")
+	if err != nil {
+		return nil, fmt.Errorf("list migrations: %w", err)
+	}
+	sort.Strings(paths)
+	names := make([]string, len(paths))
+	for i, p := range paths {
+		names[i] = strings.TrimPrefix(p, "migrations/")
+	}
+	return names, nil
+}
+
+// appliedMigrations reads the migrations applied to the database, and
+// refuses one written by a newer velohunt.
+func (db *DB) appliedMigrations(ctx context.Context) (map[string]bool, error) {
+	names, err := migrationNames()
+	if err != nil {
+		return nil, err
+	}
+	known := map[string]bool{}
+	for _, n := range names {
+		known[n] = true
+	}
+	rows, err := db.db.QueryContext(ctx, `SELECT name FROM schema_migrations`)
+	if err != nil {
+		return nil, fmt.Errorf("read schema_migrations: %w", err)
+	}
+	defer rows.Close()
+	applied := map[string]bool{}
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, fmt.Errorf("read schema_migrations: %w", err)
+		}
+		applied[n] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read schema_migrations: %w", err)
+	}
+	for n := range applied {
+		if !known[n] {
+			return nil, fmt.Errorf("database has migration %s that this velohunt does not know: it was written by a newer version", n)
+		}
+	}
+	return applied, nil
 }
 
 func (db *DB) applyMigration(ctx context.Context, path, name string) error {
