@@ -585,3 +585,65 @@ func sumMetric(t *testing.T, body, prefix string) float64 {
 	}
 	return sum
 }
+
+// TestUnsearchedIsNotClean: a host whose collection finished but could not
+// search a source that applies to it (netstat disabled, as on Velociraptor's
+// Windows impersonation) is not clean: the tab says which host could not
+// search what, and velohunt status and the metrics count it (issue 17).
+func TestUnsearchedIsNotClean(t *testing.T) {
+	ctx := context.Background()
+	eps := []velotest.Endpoint{
+		{ClientID: "C.bbbbbbbbbbbbbbb1", Hostname: "lin-1", OS: "linux", Online: true},
+		{ClientID: "C.bbbbbbbbbbbbbbb2", Hostname: "win-2", OS: "windows", Online: true,
+			Cannot: map[string]string{"connections": "", "dns_cache": "Call to plugin wmi disabled"}},
+	}
+	d, err := startDemoWith(ctx, t.TempDir(), io.Discard, eps, func(c *config.Config, _ *velotest.Server) {
+		c.Writeback.TabMinInterval = 0
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	cid, _ := d.Admin.AddCase(ctx, "unsearched", "test", 1, "")
+	x, err := d.Admin.AddIOC(ctx, cid, iris.NewIOC{Value: "203.0.113.77", TypeID: iristest.TypeID("ip-dst"), TLPID: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	var tab map[string]string
+	for {
+		tab, _ = d.Admin.IOCAttributes(ctx, cid, x.ID, d.App.Config.Writeback.TabName)
+		if s := tab["Status"]; strings.HasPrefix(s, "incomplete") || strings.HasPrefix(s, "clean") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tab status %q after 20s", tab["Status"])
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	want := "incomplete: 1 host(s) could not search everything (first: win-2: connections: searched nothing; dns_cache: Call to plugin wmi disabled)"
+	if !strings.HasPrefix(tab["Status"], want) {
+		t.Fatalf("tab status %q, want it to start with %q", tab["Status"], want)
+	}
+	if !strings.Contains(tab["Hunts"], "not searched in full on 1 host(s)") || !strings.Contains(tab["Hunts"], "win-2: connections: searched nothing") {
+		t.Fatalf("tab hunts:\n%s", tab["Hunts"])
+	}
+	st, err := collectStatus(ctx, d.App.Store)
+	if err != nil || st.Incomplete != 1 || len(st.Recent) != 1 || len(st.Recent[0].NotSearched) != 1 {
+		t.Fatalf("status %+v err=%v", st, err)
+	}
+	var out strings.Builder
+	printStatus(&out, st)
+	if !strings.Contains(out.String(), "1 host(s) not searched in full") || !strings.Contains(out.String(), "win-2 (C.bbbbbbbbbbbbbbb2): connections: searched nothing") {
+		t.Fatalf("status output:\n%s", out.String())
+	}
+	resp, err := http.Get("http://" + d.App.Addr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if got := sumMetric(t, string(b), `velohunt_coverage_gaps{source="connections"}`); got != 1 {
+		t.Fatalf("velohunt_coverage_gaps{connections} = %v\n", got)
+	}
+}

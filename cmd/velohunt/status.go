@@ -119,6 +119,9 @@ type HuntLine struct {
 	Scheduled  int64  `json:"hosts_scheduled"`
 	Errored    int64  `json:"hosts_errored"`
 	FirstError string `json:"first_host_error,omitempty"`
+	// NotSearched are the hosts that finished without searching everything
+	// the artifact applies to them ("host: source: why"): not clean.
+	NotSearched []string `json:"hosts_not_searched_in_full,omitempty"`
 }
 
 // RefusedLine is a refused IOC.
@@ -180,7 +183,7 @@ func collectStatus(ctx context.Context, db *store.DB) (Status, error) {
 			}
 			*list.out = append(*list.out, HuntLine{ID: h.ID, HuntID: h.VRHuntID, Server: h.Server, Org: h.Org, Kind: string(h.Kind),
 				State: h.State, IOCs: len(n), Attempts: h.Attempts, LastError: h.LastError, Created: h.CreatedAt.Format(time.RFC3339),
-				Finished: p.Finished, Scheduled: p.Scheduled, Errored: p.Errored, FirstError: p.FirstError})
+				Finished: p.Finished, Scheduled: p.Scheduled, Errored: p.Errored, FirstError: p.FirstError, NotSearched: notSearched(p)})
 		}
 	}
 	if out.Holds, err = db.ServerHolds(ctx); err != nil {
@@ -260,7 +263,7 @@ func printStatus(w io.Writer, st Status) {
 	fmt.Fprintf(w, "IOCs:  %s\n", counts(st.IOCs))
 	fmt.Fprintf(w, "hunts: %s\n", counts(st.Hunts))
 	if st.Incomplete > 0 {
-		fmt.Fprintf(w, "hunts incomplete: %d (a host's collection errored or timed out; never reported clean)\n", st.Incomplete)
+		fmt.Fprintf(w, "hunts incomplete: %d (a host's collection errored, timed out or could not search everything; never reported clean)\n", st.Incomplete)
 	}
 	fmt.Fprintf(w, "IRIS writes: %d pending (%s), %d retrying, oldest %s, %d parked\n", st.Outbox.Pending,
 		strings.TrimSpace(counts(st.Outbox.PendingByKind)), st.Outbox.Retrying,
@@ -322,8 +325,31 @@ func printStatus(w io.Writer, st Status) {
 			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%d\t%s\t%d/%d\t%s\t%s\n", h.ID, dash(h.HuntID), h.Server, orgName(h.Org), h.Kind, h.IOCs,
 				h.State, h.Finished, h.Scheduled, errs, h.Created)
 		}
+		for _, h := range st.Recent {
+			if len(h.NotSearched) == 0 {
+				continue
+			}
+			fmt.Fprintf(tw, "\nhunt %d: %d host(s) not searched in full (not clean there):\n", h.ID, len(h.NotSearched))
+			for _, g := range h.NotSearched {
+				fmt.Fprintf(tw, "  %s\n", render.Clip(render.Line(g), 200))
+			}
+		}
 	}
 	tw.Flush()
+}
+
+// notSearched lists the hosts of a hunt that could not search everything,
+// as "host: source: why; ...".
+func notSearched(p store.Progress) []string {
+	var out []string
+	for _, g := range p.Uncovered {
+		host := g.Hostname
+		if host == "" {
+			host = g.ClientID
+		}
+		out = append(out, host+" ("+g.ClientID+"): "+strings.Join(g.Gaps, "; "))
+	}
+	return out
 }
 
 func counts(m map[string]int) string {

@@ -24,6 +24,14 @@ type HuntRequest struct {
 	ClientTimeout time.Duration
 	CPULimit      int
 	OpsPerSecond  int
+	// The hunt's scope: only clients with one of IncludeLabels (all when
+	// empty), never one with an ExcludeLabels label, only clients of OS
+	// (windows, linux or darwin; all when empty). Velociraptor 0.77.2's
+	// hunt() drops every label condition when an OS is set, so OS goes
+	// with no label (CreateHunt refuses both).
+	IncludeLabels []string
+	ExcludeLabels []string
+	OS            string
 }
 
 // Version returns the server's version. It doubles as a connectivity and
@@ -51,6 +59,16 @@ func (c *Client) CreateHunt(ctx context.Context, r HuntRequest) (string, error) 
 	if err != nil {
 		return "", fmt.Errorf("create hunt: %w", err)
 	}
+	switch r.OS {
+	case "", "windows", "linux", "darwin":
+	default:
+		return "", ioc.Errorf(ioc.EINVALID, "create hunt: OS %q: want windows, linux or darwin", r.OS)
+	}
+	if r.OS != "" && len(r.IncludeLabels)+len(r.ExcludeLabels) > 0 {
+		return "", ioc.Errorf(ioc.EINVALID, "create hunt: an OS and labels together: Velociraptor's hunt() then drops the labels")
+	}
+	include, _ := json.Marshal(nonNil(r.IncludeLabels))
+	exclude, _ := json.Marshal(nonNil(r.ExcludeLabels))
 	expires := int64(r.Expires / time.Second)
 	if expires < 60 {
 		expires = 60
@@ -64,12 +82,22 @@ func (c *Client) CreateHunt(ctx context.Context, r HuntRequest) (string, error) 
 		"VhTimeout":       strconv.FormatInt(int64(r.ClientTimeout/time.Second), 10),
 		"VhCPULimit":      strconv.Itoa(r.CPULimit),
 		"VhOpsPerSec":     strconv.Itoa(r.OpsPerSecond),
+		"VhInclude":       string(include),
+		"VhExclude":       string(exclude),
+		"VhOS":            r.OS,
 	}
 	rows, err := c.rows(ctx, call{name: "create-hunt", text: vqlCreateHunt, env: env, org: r.Org})
 	if err != nil {
 		return "", err
 	}
 	return huntIDFrom("create hunt", rows)
+}
+
+func nonNil(l []string) []string {
+	if l == nil {
+		return []string{}
+	}
+	return l
 }
 
 func huntIDFrom(op string, rows []json.RawMessage) (string, error) {

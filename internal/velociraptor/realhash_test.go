@@ -54,6 +54,7 @@ func realHashEnv(tb testing.TB) *realHash {
 	c := dialReal(tb, path, 10*time.Minute)
 	r := &realHash{c: c, org: os.Getenv("VELOHUNT_TEST_VELOCIRAPTOR_ORG"), pid: clientPID(tb),
 		client: os.Getenv("VELOHUNT_TEST_VELOCIRAPTOR_LINUX_CLIENT")}
+
 	defs, err := templates.Artifacts("")
 	if err != nil {
 		tb.Fatal(err)
@@ -147,6 +148,21 @@ func procStatus(pid int, field string) int64 {
 	return 0
 }
 
+// labelClient gives a client a label, with the Velociraptor binary
+// (VELOHUNT_TEST_VELOCIRAPTOR_BINARY) through the tests' API config.
+func labelClient(tb testing.TB, client, label string) {
+	tb.Helper()
+	bin := os.Getenv("VELOHUNT_TEST_VELOCIRAPTOR_BINARY")
+	if bin == "" {
+		tb.Skip("needs VELOHUNT_TEST_VELOCIRAPTOR_BINARY to label the test client")
+	}
+	out, err := exec.Command(bin, "--api_config", os.Getenv("VELOHUNT_TEST_VELOCIRAPTOR_API_CONFIG"), "query", "--format", "jsonl",
+		"SELECT label(client_id=C, labels=[L], op='set') AS Done FROM scope()", "--env", "C="+client, "--env", "L="+label).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), label) {
+		tb.Fatalf("label %s on %s: %v\n%s", label, client, err, out)
+	}
+}
+
 // flowLog returns the log of a flow, read with the Velociraptor binary
 // (VELOHUNT_TEST_VELOCIRAPTOR_BINARY) through the same API config.
 func flowLog(tb testing.TB, f velociraptor.Flow) string {
@@ -168,10 +184,12 @@ type run struct {
 	wall time.Duration
 	cpu  time.Duration
 	read int64
-	rss  int64 // the client's resident memory when the hunt started, bytes
-	peak int64 // the client's peak resident memory during the hunt, bytes
-	flow velociraptor.Flow
-	rows []map[string]any
+	// coverage are the artifact's last rows (Source "coverage"), not in rows.
+	coverage []map[string]any
+	rss      int64 // the client's resident memory when the hunt started, bytes
+	peak     int64 // the client's peak resident memory during the hunt, bytes
+	flow     velociraptor.Flow
+	rows     []map[string]any
 }
 
 // hunt runs artifact with params as a hunt, waits until the client's flow
@@ -212,8 +230,15 @@ func (r *realHash) hunt(tb testing.TB, artifact string, params map[string]string
 			}
 		}
 	}()
-	id, err := r.c.CreateHunt(ctx, velociraptor.HuntRequest{Org: r.org, Artifact: artifact, Params: params, Expires: time.Hour,
-		Description: "velohunt hash test", Tags: []string{"velohunt-test"}, ClientTimeout: cmp.Or(r.timeout, 30*time.Minute)})
+	req := velociraptor.HuntRequest{Org: r.org, Artifact: artifact, Params: params, Expires: time.Hour,
+		Description: "velohunt hash test", Tags: []string{"velohunt-test"}, ClientTimeout: cmp.Or(r.timeout, 30*time.Minute)}
+	if r.client != "" {
+		// Only that client runs the tests' hunts: the other clients of the
+		// machine would share their index files.
+		labelClient(tb, r.client, "velohunt-test-"+r.client)
+		req.IncludeLabels = []string{"velohunt-test-" + r.client}
+	}
+	id, err := r.c.CreateHunt(ctx, req)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -252,7 +277,11 @@ func (r *realHash) hunt(tb testing.TB, artifact string, params map[string]string
 		if err := json.Unmarshal(raw, &m); err != nil {
 			return err
 		}
-		out.rows = append(out.rows, m)
+		if m["Source"] == "coverage" {
+			out.coverage = append(out.coverage, m)
+		} else {
+			out.rows = append(out.rows, m)
+		}
 		return nil
 	})
 	if err != nil {
@@ -277,8 +306,7 @@ func hits(rows []map[string]any) []string {
 // second hunt hashes only the changed file.
 func TestRealClientHashIndex(t *testing.T) {
 	r := realHashEnv(t)
-	dir := t.TempDir()
-	os.Chmod(dir, 0o755)
+	dir := quietDir(t)
 	write := func(name, content string) (string, string) {
 		p := filepath.Join(dir, name)
 		os.MkdirAll(filepath.Dir(p), 0o755)
@@ -318,7 +346,8 @@ func TestRealClientHashIndex(t *testing.T) {
 	glob, _ := json.Marshal([]string{filepath.ToSlash(dir) + "/tree/**"})
 	params := func(iocs []string, useIndex string) map[string]string {
 		l, _ := json.Marshal(iocs)
-		return map[string]string{"IOCs": string(l), "TargetGlobs": string(glob), "UseIndex": useIndex, "IndexFile": index}
+		// The files were just written: no wait for them to settle.
+		return map[string]string{"IOCs": string(l), "TargetGlobs": string(glob), "UseIndex": useIndex, "IndexFile": index, "IndexSettle": "0"}
 	}
 	hashedSince := func(t0 time.Time) int {
 		db, err := sql.Open("sqlite3", "file:"+index+"?mode=ro")
@@ -327,12 +356,13 @@ func TestRealClientHashIndex(t *testing.T) {
 		}
 		defer db.Close()
 		var n int
-		if err := db.QueryRow(`SELECT COUNT(*) FROM velohunt_files WHERE seen_at >= ? AND path LIKE ?`, t0.Unix(), dir+"/tree/%").Scan(&n); err != nil {
+		if err := db.QueryRow(`SELECT COUNT(*) FROM velohunt_index WHERE seen_at >= ? AND path LIKE ?`, t0.Unix(), dir+"/tree/%").Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		return n
 	}
 
+	nextSecond()
 	t0 := time.Now().Truncate(time.Second)
 	first := r.hunt(t, "Custom.Velohunt.Hash", params([]string{oldMD5, otherMD5, procMD5}, "Y"))
 	if got := hits(first.rows); len(got) != 3 || !strings.Contains(strings.Join(got, "\n"), exe) {
@@ -351,6 +381,9 @@ func TestRealClientHashIndex(t *testing.T) {
 	// its old and new hashes, with and without the index.
 	time.Sleep(1100 * time.Millisecond)
 	newMD5, _ := write("tree/changing.bin", "after!")
+	// A file changed in the second a hunt starts is read but not saved
+	// (IndexSettle 0 still wants it changed before the hunt).
+	nextSecond()
 	t1 := time.Now().Truncate(time.Second)
 	iocs := []string{oldMD5, newMD5, otherSHA}
 	with := r.hunt(t, "Custom.Velohunt.Hash", params(iocs, "Y"))
@@ -423,7 +456,7 @@ func BenchmarkRealClientHash(b *testing.B) {
 		db := openIndex()
 		defer db.Close()
 		var n int
-		if db.QueryRow(`SELECT COUNT(*) FROM velohunt_files WHERE seen_at >= ?`, since.Unix()).Scan(&n) != nil {
+		if db.QueryRow(`SELECT COUNT(*) FROM velohunt_index WHERE seen_at >= ?`, since.Unix()).Scan(&n) != nil {
 			return -1
 		}
 		return n
@@ -433,9 +466,9 @@ func BenchmarkRealClientHash(b *testing.B) {
 	fill := func(n int) {
 		db := openIndex()
 		defer db.Close()
-		_, err := db.Exec(`WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < ? - (SELECT COUNT(*) FROM velohunt_files))
-			INSERT INTO velohunt_files SELECT '/nonexistent/velohunt-bench/' || (i / 1000) || '/' || i || '.bin', i, i, i,
-			lower(hex(randomblob(16))), '', '', unixepoch() - 864000 FROM s`, n)
+		_, err := db.Exec(`WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < ? - (SELECT COUNT(*) FROM velohunt_index))
+			INSERT INTO velohunt_index SELECT '/nonexistent/velohunt-bench/' || (i / 1000) || '/' || i || '.bin', i || ':1:1:0,0',
+			lower(hex(randomblob(16))), '', '', 0, unixepoch() - 864000 FROM s`, n)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -37,6 +37,39 @@ func privateDir(tb testing.TB) string {
 	return d
 }
 
+// quietDir is a new folder for a tree to hunt, outside /tmp: the index
+// trusts no entry under a folder that changed since it was hashed, and /tmp
+// changes all the time. It waits for the next second, so that a hunt
+// started now starts after the folder was made.
+func quietDir(tb testing.TB) string {
+	tb.Helper()
+	parent := "/srv/velohunt-test"
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	d, err := os.MkdirTemp(parent, "tree-")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	os.Chmod(d, 0o755)
+	tb.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+
+// nextSecond waits until the wall clock has moved to a new second: the
+// index compares folders' change times with the second a hunt started.
+func nextSecond() {
+	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second + 50*time.Millisecond)))
+}
+
+// devOf is a file's device as the key holds it, "major,minor".
+func devOf(st os.FileInfo) string {
+	d := uint64(st.Sys().(*syscall.Stat_t).Dev)
+	major := (d>>8)&0xfff | (d>>32)&^uint64(0xfff)
+	minor := d&0xff | (d>>12)&^uint64(0xff)
+	return fmt.Sprintf("%d,%d", major, minor)
+}
+
 func md5hex(b []byte) string {
 	s := md5.Sum(b)
 	return hex.EncodeToString(s[:])
@@ -88,15 +121,12 @@ func poisonedIndex(t *testing.T, path, target string) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	for _, q := range []string{
-		`CREATE TABLE IF NOT EXISTS velohunt_files (path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime INTEGER NOT NULL, ctime INTEGER NOT NULL, md5 TEXT NOT NULL, sha1 TEXT NOT NULL, sha256 TEXT NOT NULL, seen_at INTEGER NOT NULL) WITHOUT ROWID`,
-	} {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatal(err)
-		}
+	if _, err := db.Exec(`CREATE TABLE IF NOT EXISTS velohunt_index (path TEXT PRIMARY KEY, ver TEXT NOT NULL, md5 TEXT NOT NULL, sha1 TEXT NOT NULL, sha256 TEXT NOT NULL, hashed_at INTEGER NOT NULL, seen_at INTEGER NOT NULL) WITHOUT ROWID`); err != nil {
+		t.Fatal(err)
 	}
-	if _, err := db.Exec(`INSERT OR REPLACE INTO velohunt_files VALUES (?, ?, ?, ?, '0', '0', '0', ?)`, target, st.Size(),
-		st.ModTime().UnixNano(), time.Unix(sys.Ctim.Sec, sys.Ctim.Nsec).UnixNano(), time.Now().Add(1000*time.Hour).Unix()); err != nil {
+	ver := fmt.Sprintf("%d:%d:%d:%s", st.Size(), st.ModTime().UnixNano(), time.Unix(sys.Ctim.Sec, sys.Ctim.Nsec).UnixNano(), devOf(st))
+	future := time.Now().Add(1000 * time.Hour)
+	if _, err := db.Exec(`INSERT OR REPLACE INTO velohunt_index VALUES (?, ?, '0', '0', '0', ?, ?)`, target, ver, future.UnixNano(), future.Unix()); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -106,30 +136,39 @@ func poisonedIndex(t *testing.T, path, target string) {
 // index.
 func TestRealClientHashIndexTrust(t *testing.T) {
 	r := realHashEnv(t)
-	tree := t.TempDir()
-	os.Chmod(tree, 0o755)
+	tree := quietDir(t)
 	payload := filepath.Join(tree, "payload.bin")
 	before, after := []byte("velohunt payload A "+tree), []byte("velohunt payload B "+tree)
 	if err := os.WriteFile(payload, before, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	nextSecond()
+	// The files of these tests were just written: no wait for them to
+	// settle (IndexSettle), which TestRealClientHashIndexAttacks covers.
+	settle0 := func(m map[string]string) map[string]string {
+		out := map[string]string{"IndexSettle": "0"}
+		for k, v := range m {
+			out[k] = v
+		}
+		return out
+	}
 
 	t.Run("same size, times put back", func(t *testing.T) {
 		index := filepath.Join(privateDir(t), "index.sqlite")
 		os.WriteFile(payload, before, 0o644)
-		first := r.hunt(t, "Custom.Velohunt.Hash", hashParams(tree, []string{md5hex(before)}, map[string]string{"IndexFile": index}))
+		first := r.hunt(t, "Custom.Velohunt.Hash", hashParams(tree, []string{md5hex(before)}, settle0(map[string]string{"IndexFile": index})))
 		if len(first.rows) != 1 {
 			t.Fatalf("first hunt: %v, want the payload", hits(first.rows))
 		}
 		swapKeepingKey(t, payload, after)
-		got := r.hunt(t, "Custom.Velohunt.Hash", hashParams(tree, []string{md5hex(after)}, map[string]string{"IndexFile": index}))
+		got := r.hunt(t, "Custom.Velohunt.Hash", hashParams(tree, []string{md5hex(after)}, settle0(map[string]string{"IndexFile": index})))
 		if len(got.rows) != 1 {
 			t.Fatalf("after a same-size swap with the times put back: %v, want the payload by its new hash", hits(got.rows))
 		}
 		// The same swap against a key without the change time (what
 		// Windows reports) is not seen: why the index is off on Windows.
 		index2 := filepath.Join(privateDir(t), "index.sqlite")
-		noCtime := map[string]string{"IndexFile": index2, "IndexKeyWithoutCtime": "Y"}
+		noCtime := settle0(map[string]string{"IndexFile": index2, "IndexKeyWithoutCtime": "Y"})
 		r.hunt(t, "Custom.Velohunt.Hash", hashParams(tree, []string{md5hex(after)}, noCtime))
 		swapKeepingKey(t, payload, before)
 		blind := r.hunt(t, "Custom.Velohunt.Hash", hashParams(tree, []string{md5hex(before)}, noCtime))
@@ -177,7 +216,7 @@ func TestRealClientHashIndexTrust(t *testing.T) {
 			index := filepath.Join(dir, "index.sqlite")
 			os.WriteFile(payload, before, 0o644)
 			h.setup(t, dir, index)
-			got := r.hunt(t, "Custom.Velohunt.Hash", hashParams(tree, []string{md5hex(before)}, map[string]string{"IndexFile": index}))
+			got := r.hunt(t, "Custom.Velohunt.Hash", hashParams(tree, []string{md5hex(before)}, settle0(map[string]string{"IndexFile": index})))
 			if len(got.rows) != 1 {
 				t.Fatalf("payload not found (%v)", hits(got.rows))
 			}
@@ -250,9 +289,9 @@ func TestRealWindowsClientHashIndex(t *testing.T) {
 		t.Fatalf("after a same-size swap with the times put back: %v, want the payload", hits(got.rows))
 	}
 	if log := flowLog(t, first.flow); strings.Contains(log, "hash index not used") {
-		t.Fatalf("the index was considered on Windows without IndexOnWindows:\n%s", log)
+		t.Fatalf("the index was considered on Windows without IndexOnOtherOS:\n%s", log)
 	}
-	// With IndexOnWindows the key could not tell this swap (README); that
+	// With IndexOnOtherOS the key could not tell this swap (README); that
 	// cannot be shown on this client, whose remapped file accessor cannot
 	// open an index outside its C: folder.
 }
@@ -269,7 +308,7 @@ func TestRealClientHashIndexKeepsAndEvicts(t *testing.T) {
 		}
 		defer db.Close()
 		var n int
-		if err := db.QueryRow(`SELECT COUNT(*) FROM velohunt_files WHERE `+where, args...).Scan(&n); err != nil {
+		if err := db.QueryRow(`SELECT COUNT(*) FROM velohunt_index WHERE `+where, args...).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		return n
@@ -291,39 +330,211 @@ func TestRealClientHashIndexKeepsAndEvicts(t *testing.T) {
 	})
 
 	t.Run("least recently seen go first", func(t *testing.T) {
-		tree := t.TempDir()
-		os.Chmod(tree, 0o755)
+		tree := quietDir(t)
 		for i := range 50 {
 			os.WriteFile(filepath.Join(tree, fmt.Sprintf("stable%d.txt", i)), []byte(fmt.Sprint("stable ", i, tree)), 0o644)
 		}
 		index := filepath.Join(privateDir(t), "index.sqlite")
 		iocs := []string{md5hex([]byte("nothing"))}
-		r.hunt(t, "Custom.Velohunt.Hash", hashParams(tree, iocs, map[string]string{"IndexFile": index}))
+		nextSecond()
+		r.hunt(t, "Custom.Velohunt.Hash", hashParams(tree, iocs, map[string]string{"IndexFile": index, "IndexSettle": "0"}))
 		if n := count(index, "path LIKE ?", tree+"/%"); n != 50 {
 			t.Fatalf("first hunt indexed %d of the 50 files", n)
 		}
-		// The stable files were hashed two days ago; 50 other entries were
+		// The stable files were hashed two days ago; 100 other entries were
 		// hashed an hour ago and not seen since (their files are gone).
 		db, err := sql.Open("sqlite3", index)
 		if err != nil {
 			t.Fatal(err)
 		}
 		now := time.Now().Unix()
-		if _, err := db.Exec(`UPDATE velohunt_files SET seen_at = ?`, now-2*86400); err != nil {
+		if _, err := db.Exec(`UPDATE velohunt_index SET seen_at = ?`, now-2*86400); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := db.Exec(`WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 50)
-			INSERT INTO velohunt_files SELECT '/nonexistent/velohunt-evict/' || i, i, i, i, 'x', '', '', ? FROM s`, now-3600); err != nil {
+		if _, err := db.Exec(`WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 100)
+			INSERT INTO velohunt_index SELECT '/nonexistent/velohunt-evict/' || i, '1:1:1:0,0', 'x', '', '', 0, ? FROM s`, now-3600); err != nil {
 			t.Fatal(err)
 		}
 		db.Close()
 		total := count(index, "TRUE")
-		r.hunt(t, "Custom.Velohunt.Hash", hashParams(tree, iocs, map[string]string{"IndexFile": index, "MaxIndexEntries": fmt.Sprint(total - 50)}))
+		r.hunt(t, "Custom.Velohunt.Hash", hashParams(tree, iocs, map[string]string{"IndexFile": index, "IndexSettle": "0", "MaxIndexEntries": fmt.Sprint(total - 60)}))
 		if n := count(index, "path LIKE ?", tree+"/%"); n != 50 {
 			t.Fatalf("after the prune %d of the 50 stable files are left, want all: seen again, they are the most recent", n)
 		}
-		if n := count(index, "path LIKE '/nonexistent/velohunt-evict/%'"); n != 0 {
-			t.Fatalf("%d entries not seen for an hour survived the prune", n)
+		// At least 60 went (more if processes started meanwhile), all of
+		// them of those not seen for an hour.
+		if n := count(index, "path LIKE '/nonexistent/velohunt-evict/%'"); n > 40 {
+			t.Fatalf("%d of the 100 entries not seen for an hour survived the prune, want at most 40", n)
+		}
+	})
+}
+
+// TestRealClientHashIndexAttacks replays, on the real Linux client, the
+// attacks a non-administrator made against the index (adversary review of
+// issue 16): each must leave the payload found.
+func TestRealClientHashIndexAttacks(t *testing.T) {
+	r := realHashEnv(t)
+	asNobody := func(name string, args ...string) *exec.Cmd {
+		c := exec.Command(name, args...)
+		c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+		return c
+	}
+	hunt := func(tree string, hash []byte, extra map[string]string) run {
+		return r.hunt(t, "Custom.Velohunt.Hash", hashParams(tree, []string{md5hex(hash)}, extra))
+	}
+
+	t.Run("folders swapped between hunts", func(t *testing.T) {
+		// Two files of one size whose times are the same to the
+		// nanosecond, in two folders; the folders trade places between
+		// hunts. Keyed on size and times alone, the second hunt would take
+		// the first file's hash for the second.
+		base := quietDir(t)
+		x, b := []byte("payload X "+base), []byte("decoy B "+base)
+		var tree, hold string
+		for try := 0; ; try++ {
+			tree, hold = filepath.Join(base, fmt.Sprint("tree", try)), filepath.Join(base, fmt.Sprint("hold", try))
+			os.MkdirAll(filepath.Join(tree, "d"), 0o755)
+			os.MkdirAll(filepath.Join(hold, "d"), 0o755)
+			os.WriteFile(filepath.Join(tree, "d", "f"), b, 0o644)
+			os.WriteFile(filepath.Join(hold, "d", "f"), x[:len(b)], 0o644)
+			when := time.Now().Add(-time.Hour)
+			os.Chtimes(filepath.Join(tree, "d", "f"), when, when)
+			os.Chtimes(filepath.Join(hold, "d", "f"), when, when)
+			s1, _ := os.Stat(filepath.Join(tree, "d", "f"))
+			s2, _ := os.Stat(filepath.Join(hold, "d", "f"))
+			c1, c2 := s1.Sys().(*syscall.Stat_t).Ctim, s2.Sys().(*syscall.Stat_t).Ctim
+			if c1 == c2 {
+				break
+			}
+			if try == 200 {
+				t.Skip("could not give two files the same change time")
+			}
+		}
+		payload := x[:len(b)]
+		index := filepath.Join(privateDir(t), "index.sqlite")
+		nextSecond()
+		first := hunt(tree, payload, map[string]string{"IndexFile": index, "IndexSettle": "0"})
+		if len(first.rows) != 0 {
+			t.Fatalf("first hunt found %v in the decoy", hits(first.rows))
+		}
+		// Exchange tree/d and hold/d.
+		tmp := filepath.Join(base, "swap")
+		for _, mv := range [][2]string{{filepath.Join(tree, "d"), tmp}, {filepath.Join(hold, "d"), filepath.Join(tree, "d")}, {tmp, filepath.Join(hold, "d")}} {
+			if err := asNobody("mv", mv[0], mv[1]).Run(); err != nil {
+				os.Rename(mv[0], mv[1]) // the tree is root's here; the rename is what counts
+			}
+		}
+		if got := hunt(tree, payload, map[string]string{"IndexFile": index, "IndexSettle": "0"}); len(got.rows) != 1 {
+			t.Fatalf("after the folders traded places: %v, want the payload", hits(got.rows))
+		}
+	})
+
+	t.Run("tmpfs is never indexed", func(t *testing.T) {
+		dir, err := os.MkdirTemp("/dev/shm", "velohunt-test-")
+		if err != nil {
+			t.Skip("no /dev/shm")
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		os.Chmod(dir, 0o755)
+		payload := []byte("tmpfs payload " + dir)
+		os.WriteFile(filepath.Join(dir, "p"), payload, 0o644)
+		index := filepath.Join(privateDir(t), "index.sqlite")
+		nextSecond()
+		if got := hunt(dir, payload, map[string]string{"IndexFile": index, "IndexSettle": "0"}); len(got.rows) != 1 {
+			t.Fatalf("payload on tmpfs not found: %v", hits(got.rows))
+		}
+		db, _ := sql.Open("sqlite3", "file:"+index+"?mode=ro")
+		defer db.Close()
+		var n int
+		db.QueryRow(`SELECT COUNT(*) FROM velohunt_index WHERE path LIKE ?`, dir+"/%").Scan(&n)
+		if n != 0 {
+			t.Fatalf("%d entries saved for files on tmpfs, whose pages written through a mapping never move their times", n)
+		}
+	})
+
+	t.Run("a file changed lately is not saved", func(t *testing.T) {
+		tree := quietDir(t)
+		payload := []byte("fresh payload " + tree)
+		os.WriteFile(filepath.Join(tree, "p"), payload, 0o644)
+		index := filepath.Join(privateDir(t), "index.sqlite")
+		nextSecond()
+		if got := hunt(tree, payload, map[string]string{"IndexFile": index}); len(got.rows) != 1 {
+			t.Fatalf("payload not found: %v", hits(got.rows))
+		}
+		db, _ := sql.Open("sqlite3", "file:"+index+"?mode=ro")
+		defer db.Close()
+		var n int
+		db.QueryRow(`SELECT COUNT(*) FROM velohunt_index WHERE path LIKE ?`, tree+"/%").Scan(&n)
+		if n != 0 {
+			t.Fatalf("a file changed a second ago was saved (IndexSettle defaults to 600 s)")
+		}
+	})
+
+	t.Run("an index SQLite cannot read", func(t *testing.T) {
+		tree := quietDir(t)
+		payload := []byte("payload " + tree)
+		os.WriteFile(filepath.Join(tree, "p"), payload, 0o644)
+		index := filepath.Join(privateDir(t), "index.sqlite")
+		os.WriteFile(index, nil, 0o600) // what a full disk leaves
+		got := hunt(tree, payload, map[string]string{"IndexFile": index, "IndexSettle": "0"})
+		if len(got.rows) != 1 {
+			t.Fatalf("payload not found with an unreadable index: %v", hits(got.rows))
+		}
+		if log := flowLog(t, got.flow); !strings.Contains(log, "SQLite cannot read it") {
+			t.Fatalf("the flow's log does not say why the index was not used:\n%s", log)
+		}
+	})
+
+	t.Run("a folder another user made, with a link to a root file", func(t *testing.T) {
+		base := quietDir(t)
+		victim := filepath.Join(base, "victim")
+		os.WriteFile(victim, []byte("precious"), 0o600)
+		dir := filepath.Join(base, "theirs")
+		if err := asNobody("mkdir", dir).Run(); err != nil {
+			os.Mkdir(dir, 0o755)
+			os.Chown(dir, nobody, nobody)
+		}
+		if err := asNobody("ln", "-s", victim, filepath.Join(dir, "index.sqlite")).Run(); err != nil {
+			t.Fatal(err)
+		}
+		payload := []byte("payload " + base)
+		os.WriteFile(filepath.Join(base, "p"), payload, 0o644)
+		got := hunt(base, payload, map[string]string{"IndexFile": filepath.Join(dir, "index.sqlite"), "IndexSettle": "0"})
+		if len(got.rows) != 1 {
+			t.Fatalf("payload not found: %v", hits(got.rows))
+		}
+		if b, _ := os.ReadFile(victim); string(b) != "precious" {
+			t.Fatalf("the root file behind the link was overwritten: %q", b)
+		}
+	})
+
+	t.Run("a running image whose file was deleted is said not read", func(t *testing.T) {
+		tree := quietDir(t)
+		img, err := os.ReadFile("/bin/sleep")
+		if err != nil {
+			t.Skip("no /bin/sleep")
+		}
+		img = append(img, []byte(tree)...)
+		exe := filepath.Join(tree, "gone")
+		os.WriteFile(exe, img, 0o755)
+		proc := exec.Command(exe, "300")
+		if err := proc.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer proc.Process.Kill()
+		os.Remove(exe)
+		// Velociraptor's file accessors cannot open /proc/<pid>/exe: the
+		// image is not read, and the hunt says so (never clean).
+		empty := quietDir(t)
+		got := hunt(empty, img, map[string]string{"UseIndex": "N"})
+		var problem string
+		for _, c := range got.coverage {
+			if m, _ := c["Coverage"].(map[string]any); m["Source"] == "processes" {
+				problem, _ = m["Problem"].(string)
+			}
+		}
+		if !strings.Contains(problem, "not read: their file was deleted") || !strings.Contains(problem, fmt.Sprint(proc.Process.Pid)) {
+			t.Fatalf("coverage of processes %q, want the deleted image named as not read (pid %d)", problem, proc.Process.Pid)
 		}
 	})
 }

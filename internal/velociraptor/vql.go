@@ -12,7 +12,7 @@ const (
 
 	// Env: VhArtifact, VhDescription, VhTags (JSON array), VhSpec (JSON
 	// object), VhExpirySeconds, VhTimeout, VhCPULimit, VhOpsPerSec (integers).
-	vqlCreateHunt vql = `LET VhHunt <= hunt(artifacts=VhArtifact, description=VhDescription, tags=parse_json_array(data=VhTags), spec=parse_json(data=VhSpec), expires=now() + int(int=VhExpirySeconds), timeout=int(int=VhTimeout), cpu_limit=int(int=VhCPULimit), ops_per_sec=int(int=VhOpsPerSec), pause=TRUE)
+	vqlCreateHunt vql = `LET VhHunt <= hunt(artifacts=VhArtifact, description=VhDescription, tags=parse_json_array(data=VhTags), spec=parse_json(data=VhSpec), expires=now() + int(int=VhExpirySeconds), timeout=int(int=VhTimeout), cpu_limit=int(int=VhCPULimit), ops_per_sec=int(int=VhOpsPerSec), include_labels=parse_json_array(data=VhInclude), exclude_labels=parse_json_array(data=VhExclude), os=VhOS, pause=TRUE)
 SELECT VhHunt.HuntId AS HuntId FROM scope()`
 
 	// Env: VhHuntId.

@@ -19,6 +19,7 @@ type Endpoint struct {
 	LastIP   string
 	Org      string // "root" when empty
 	Online   bool
+	Labels   []string // Velociraptor labels, for hunts scoped by label
 	// FlowError, when set, ends every flow of the endpoint in ERROR with
 	// this status (a query timeout, say) and no rows.
 	FlowError string
@@ -80,7 +81,7 @@ func (s *Server) AddEndpoint(ep Endpoint) {
 		now := time.Now()
 		for _, id := range s.order {
 			h := s.hunts[id]
-			if h.State == "RUNNING" && h.Org == e.Org && now.Before(h.Expires) && !h.Scheduled[e.ClientID] {
+			if h.State == "RUNNING" && h.Org == e.Org && now.Before(h.Expires) && !h.Scheduled[e.ClientID] && h.covers(&e) {
 				done = append(done, s.runOn(h, &e))
 			}
 		}

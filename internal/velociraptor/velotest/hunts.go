@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -31,12 +32,15 @@ type Hunt struct {
 	Timeout     int64
 	CPULimit    int64
 	OpsPerSec   int64
-	Scheduled   map[string]bool // client ids
-	Finished    map[string]bool
-	Rows        []json.RawMessage // every flow's rows, in the order they came
-	Flows       map[string]*Flow  // each client's newest flow, by client id
-	flows       []*Flow           // every flow, in the order they were made
-	source      *RowSource
+	// Scope: as 0.77.2's hunt() keeps it (an OS drops the labels).
+	IncludeLabels, ExcludeLabels []string
+	OS                           string
+	Scheduled                    map[string]bool // client ids
+	Finished                     map[string]bool
+	Rows                         []json.RawMessage // every flow's rows, in the order they came
+	Flows                        map[string]*Flow  // each client's newest flow, by client id
+	flows                        []*Flow           // every flow, in the order they were made
+	source                       *RowSource
 }
 
 // Flow is one client's collection of a hunt. Velociraptor gives every
@@ -187,15 +191,50 @@ func (s *Server) createHunt(user string, env map[string]string, org string, out 
 		out.log("hunt: expiry time in the past")
 		return null()
 	}
+	var include, exclude []string
+	json.Unmarshal([]byte(env["VhInclude"]), &include)
+	json.Unmarshal([]byte(env["VhExclude"]), &exclude)
+	os := env["VhOS"]
+	switch os {
+	case "", "windows", "linux", "darwin":
+	default:
+		out.log("hunt: OS condition invalid %v (should be linux, windows, darwin)", os)
+		return null()
+	}
+	if os != "" {
+		// 0.77.2 replaces the whole condition with the OS one.
+		include, exclude = nil, nil
+	}
 	s.mu.Lock()
 	h := &Hunt{ID: newHuntID(), Org: org, Artifact: artifact, Description: vals[1], Tags: tags, Params: params,
 		State: "PAUSED", Created: time.Now(), Expires: time.Now().Add(time.Duration(ints[0]) * time.Second),
 		Timeout: ints[1], CPULimit: ints[2], OpsPerSec: ints[3], Scheduled: map[string]bool{}, Finished: map[string]bool{},
-		Flows: map[string]*Flow{}}
+		Flows: map[string]*Flow{}, IncludeLabels: include, ExcludeLabels: exclude, OS: os}
 	s.hunts[h.ID] = h
 	s.order = append(s.order, h.ID)
 	s.mu.Unlock()
 	return out.rows([]json.RawMessage{mustRow(map[string]string{"HuntId": h.ID})})
+}
+
+// covers reports whether the hunt's scope takes the endpoint in.
+func (h *Hunt) covers(ep *Endpoint) bool {
+	if h.OS != "" && ep.OS != h.OS {
+		return false
+	}
+	for _, l := range h.ExcludeLabels {
+		if slices.Contains(ep.Labels, l) {
+			return false
+		}
+	}
+	if len(h.IncludeLabels) == 0 {
+		return true
+	}
+	for _, l := range h.IncludeLabels {
+		if slices.Contains(ep.Labels, l) {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Server) knownArtifact(name string) bool {
@@ -227,7 +266,7 @@ func (s *Server) updateHunt(user string, env map[string]string, org string, star
 			}
 			// PAUSED→RUNNING makes every connected client join at once.
 			for _, ep := range s.sortedEndpoints() {
-				if ep.Online && ep.Org == h.Org {
+				if ep.Online && ep.Org == h.Org && h.covers(ep) {
 					done = append(done, s.runOn(h, ep))
 				}
 			}
