@@ -83,9 +83,21 @@ func openTestApp(t *testing.T, cfg config.Config) *App {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	app := &App{Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	app := &App{Config: cfg, Logger: slog.New(slog.NewTextHandler(realTestLog(), nil))}
 	if err := app.Open(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+	// Every run of the real-server tests is one velohunt to the IRIS they
+	// share: IRIS keeps one row per IOC value, so a later run meets the
+	// tabs of an earlier one, which another instance would leave alone.
+	id := os.Getenv("VELOHUNT_TEST_INSTANCE_ID")
+	if id == "" {
+		id = "vi-7e57000000000001"
+	}
+	if cur, _ := app.Store.ReadInstanceID(context.Background()); cur != id {
+		if err := app.Store.AdoptInstanceID(context.Background(), id); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return app
 }
@@ -125,4 +137,15 @@ func stopRealHunts(app *App) {
 			cl.StopHunt(ctx, h.Org, h.VRHuntID)
 		}
 	}
+}
+
+// realTestLog is where the real-server tests' velohunt logs:
+// VELOHUNT_TEST_LOG names a file to append to, else nowhere.
+func realTestLog() io.Writer {
+	if p := os.Getenv("VELOHUNT_TEST_LOG"); p != "" {
+		if f, err := os.OpenFile(p, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600); err == nil {
+			return f
+		}
+	}
+	return io.Discard
 }
