@@ -358,38 +358,30 @@ func (db *DB) RetryParked(ctx context.Context) (int, error) {
 // the request running in IRIS, and the tab is one object whatever the case
 // it is written through.
 func (db *DB) IOCsWithAttemptedTabs(ctx context.Context) ([]int64, error) {
-	rows, err := db.db.QueryContext(ctx, `SELECT DISTINCT i.iris_id FROM outbox o JOIN iocs i ON i.id = o.ioc_id
+	return db.queryIDs(ctx, "attempted tabs", `SELECT DISTINCT i.iris_id FROM outbox o JOIN iocs i ON i.id = o.ioc_id
 		WHERE o.kind = 'tab' AND o.attempts > 0 AND o.done_at IS NULL AND o.parked = 0`)
-	if err != nil {
-		return nil, fmt.Errorf("attempted tabs: %w", err)
-	}
-	defer rows.Close()
-	var out []int64
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		out = append(out, id)
-	}
-	return out, rows.Err()
 }
 
 // CasesWithAttemptedOverwrites returns the cases that have asset or tab
 // writes attempted but not done: a process that stopped in the middle of one
 // may have left the request running in IRIS.
 func (db *DB) CasesWithAttemptedOverwrites(ctx context.Context) ([]int64, error) {
-	rows, err := db.db.QueryContext(ctx, `SELECT DISTINCT case_id FROM outbox
+	return db.queryIDs(ctx, "attempted writes", `SELECT DISTINCT case_id FROM outbox
 		WHERE kind IN ('asset','tab') AND attempts > 0 AND done_at IS NULL AND parked = 0`)
+}
+
+// queryIDs runs a query of one integer column and returns its values.
+func (db *DB) queryIDs(ctx context.Context, what, query string, args ...any) ([]int64, error) {
+	rows, err := db.db.QueryContext(ctx, query, args...)
 	if err != nil {
-		return nil, fmt.Errorf("attempted writes: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	defer rows.Close()
 	var out []int64
 	for rows.Next() {
 		var id int64
 		if err := rows.Scan(&id); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%s: %w", what, err)
 		}
 		out = append(out, id)
 	}

@@ -143,20 +143,7 @@ func (db *DB) SetTabWritten(ctx context.Context, irisID int64, fingerprint strin
 // StaleTabs returns the IRIS IOCs with a hit whose tab was not written
 // since their newest hit, up to limit: the hits that are not on a tab yet.
 func (db *DB) StaleTabs(ctx context.Context, limit int) ([]int64, error) {
-	rows, err := db.db.QueryContext(ctx, `SELECT x.iris_id FROM (SELECT i.iris_id, MAX(h.created_at) AS last
+	return db.queryIDs(ctx, "stale tabs", `SELECT x.iris_id FROM (SELECT i.iris_id, MAX(h.created_at) AS last
 		FROM hits h JOIN iocs i ON i.id = h.ioc_id GROUP BY i.iris_id) x LEFT JOIN tabs t ON t.iris_id = x.iris_id
 		WHERE t.written_at IS NULL OR t.written_at < x.last ORDER BY x.iris_id LIMIT ?`, limit)
-	if err != nil {
-		return nil, fmt.Errorf("stale tabs: %w", err)
-	}
-	defer rows.Close()
-	var out []int64
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("stale tabs: %w", err)
-		}
-		out = append(out, id)
-	}
-	return out, rows.Err()
 }
