@@ -343,11 +343,7 @@ func printStatus(w io.Writer, st Status) {
 func notSearched(p store.Progress) []string {
 	var out []string
 	for _, g := range p.Uncovered {
-		host := g.Hostname
-		if host == "" {
-			host = g.ClientID
-		}
-		out = append(out, host+" ("+g.ClientID+"): "+strings.Join(g.Gaps, "; "))
+		out = append(out, g.Host()+" ("+g.ClientID+"): "+strings.Join(g.Gaps, "; "))
 	}
 	return out
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"strings"
 )
 
 // Coverage is what one source of an artifact searched on a host, as the
@@ -64,6 +65,17 @@ type HostGap struct {
 	// reported none.
 	Gaps []string
 }
+
+// Host names the host: its hostname, else its client id.
+func (g HostGap) Host() string {
+	if g.Hostname != "" {
+		return g.Hostname
+	}
+	return g.ClientID
+}
+
+// String is "host: source: why; ...".
+func (g HostGap) String() string { return g.Host() + ": " + strings.Join(g.Gaps, "; ") }
 
 // coverageGaps returns the hosts of a hunt whose current flow fell short:
 // a source that searched nothing or reported a problem, or, for velohunt's

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/velohunt/velohunt/internal/ioc"
@@ -46,12 +45,7 @@ func (p Progress) FirstGap() string {
 	if len(p.Uncovered) == 0 {
 		return ""
 	}
-	g := p.Uncovered[0]
-	host := g.Hostname
-	if host == "" {
-		host = g.ClientID
-	}
-	return host + ": " + strings.Join(g.Gaps, "; ")
+	return p.Uncovered[0].String()
 }
 
 // RunningHunts returns the hunts velohunt watches.

@@ -263,11 +263,7 @@ func (w *Writer) tabView(d store.TabData) (t render.Tab, statusKey, detailKey st
 				if i == maxGapsOnTab {
 					break
 				}
-				host := g.Hostname
-				if host == "" {
-					host = g.ClientID
-				}
-				th.Gaps = append(th.Gaps, host+": "+strings.Join(g.Gaps, "; "))
+				th.Gaps = append(th.Gaps, g.String())
 			}
 			if w.GUIURL != nil && h.VRHuntID != "" {
 				th.URL = w.GUIURL(h.Server, h.Org, h.VRHuntID)
