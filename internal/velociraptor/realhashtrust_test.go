@@ -296,23 +296,28 @@ func TestRealWindowsClientHashIndex(t *testing.T) {
 	// open an index outside its C: folder.
 }
 
+// indexCount counts the index's entries that match where; an index that
+// cannot be read fails the test (a count of 0 would prove nothing).
+func indexCount(tb testing.TB, index, where string, args ...any) int {
+	tb.Helper()
+	db, err := sql.Open("sqlite3", "file:"+index+"?_busy_timeout=60000")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRow(`SELECT COUNT(*) FROM velohunt_index WHERE `+where, args...).Scan(&n); err != nil {
+		tb.Fatalf("index %s: %v", index, err)
+	}
+	return n
+}
+
 // TestRealClientHashIndexKeepsAndEvicts: a hunt cut short by its
 // client_timeout keeps what it hashed, and a full index drops the entries
 // seen least recently, not the stable files hashed long ago.
 func TestRealClientHashIndexKeepsAndEvicts(t *testing.T) {
 	r := realHashEnv(t)
-	count := func(index, where string, args ...any) int {
-		db, err := sql.Open("sqlite3", "file:"+index+"?_busy_timeout=60000")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer db.Close()
-		var n int
-		if err := db.QueryRow(`SELECT COUNT(*) FROM velohunt_index WHERE `+where, args...).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
+	count := func(index, where string, args ...any) int { return indexCount(t, index, where, args...) }
 
 	t.Run("cut short", func(t *testing.T) {
 		index := filepath.Join(privateDir(t), "index.sqlite")
@@ -443,11 +448,7 @@ func TestRealClientHashIndexAttacks(t *testing.T) {
 		if got := hunt(dir, payload, map[string]string{"IndexFile": index, "IndexSettle": "0"}); len(got.rows) != 1 {
 			t.Fatalf("payload on tmpfs not found: %v", hits(got.rows))
 		}
-		db, _ := sql.Open("sqlite3", "file:"+index+"?mode=ro")
-		defer db.Close()
-		var n int
-		db.QueryRow(`SELECT COUNT(*) FROM velohunt_index WHERE path LIKE ?`, dir+"/%").Scan(&n)
-		if n != 0 {
+		if n := indexCount(t, index, "path LIKE ?", dir+"/%"); n != 0 {
 			t.Fatalf("%d entries saved for files on tmpfs, whose pages written through a mapping never move their times", n)
 		}
 	})
@@ -461,11 +462,7 @@ func TestRealClientHashIndexAttacks(t *testing.T) {
 		if got := hunt(tree, payload, map[string]string{"IndexFile": index}); len(got.rows) != 1 {
 			t.Fatalf("payload not found: %v", hits(got.rows))
 		}
-		db, _ := sql.Open("sqlite3", "file:"+index+"?mode=ro")
-		defer db.Close()
-		var n int
-		db.QueryRow(`SELECT COUNT(*) FROM velohunt_index WHERE path LIKE ?`, tree+"/%").Scan(&n)
-		if n != 0 {
+		if n := indexCount(t, index, "path LIKE ?", tree+"/%"); n != 0 {
 			t.Fatalf("a file changed a second ago was saved (IndexSettle defaults to 600 s)")
 		}
 	})
