@@ -205,6 +205,21 @@ writeback: {settle: 2s}
 		}
 		if time.Now().After(deadline) {
 			log, _ := os.ReadFile(filepath.Join(dir, "serve.log"))
+			// VELOHUNT_KILL9_KEEP names a folder that keeps the database,
+			// the log and Velociraptor's hunts of a failed run.
+			if d := os.Getenv("VELOHUNT_KILL9_KEEP"); d != "" {
+				os.MkdirAll(d, 0o700)
+				os.WriteFile(filepath.Join(d, "serve.log"), log, 0o600)
+				for _, f := range []string{"v.db", "v.db-wal", "v.db-shm"} {
+					b, _ := os.ReadFile(filepath.Join(dir, f))
+					os.WriteFile(filepath.Join(d, f), b, 0o600)
+				}
+				var hs []string
+				for _, h := range vr.Hunts() {
+					hs = append(hs, fmt.Sprintf("%s %s %v %s", h.ID, h.State, h.Tags, h.Params["IOCs"]))
+				}
+				os.WriteFile(filepath.Join(d, "hunts.txt"), []byte(strings.Join(hs, "\n")), 0o600)
+			}
 			t.Fatalf("%d of %d IOCs hunted after restarts\n%s", len(counts), n, tail(log, 3000))
 		}
 		time.Sleep(200 * time.Millisecond)

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"regexp"
 	"slices"
 	"sort"
@@ -44,7 +45,8 @@ type Store interface {
 	PlanHunt(ctx context.Context, g store.Group, max int, artifact string, expiry time.Duration) (store.Hunt, error)
 	DueLaunches(ctx context.Context, limit int) ([]store.Hunt, error)
 	HuntIOCs(ctx context.Context, huntID int64) ([]store.HuntIOC, error)
-	ClaimLaunch(ctx context.Context, id int64, lease time.Duration) (bool, error)
+	ClaimLaunch(ctx context.Context, id int64, lease time.Duration, holder string) (bool, error)
+	ReleaseClaims(ctx context.Context, gone func(holder string) bool) (int, error)
 	SetHuntCreated(ctx context.Context, id int64, vrHuntID string) error
 	SetHuntRunning(ctx context.Context, id int64) error
 	SetLaunchError(ctx context.Context, id int64, msg string, next time.Time) error
@@ -112,6 +114,11 @@ type Planner struct {
 	Recorder Recorder
 	Logger   *slog.Logger
 	Now      func() time.Time
+	// Holder names this process in its launch claims, and HolderGone tells
+	// whether the process a claim names has ended (holder.go); both default
+	// to what /proc says.
+	Holder     string
+	HolderGone func(holder string) bool
 
 	mu       sync.Mutex
 	prepared map[string]bool
@@ -142,6 +149,12 @@ func (p *Planner) init() {
 	}
 	if p.Recorder == nil {
 		p.Recorder = noRecorder{}
+	}
+	if p.HolderGone == nil {
+		p.HolderGone = holderGone
+		if p.Holder == "" {
+			p.Holder = holderOf(os.Getpid())
+		}
 	}
 }
 
@@ -254,6 +267,14 @@ func (p *Planner) allowance(ctx context.Context, server string, n int) (int, str
 // LaunchDue launches every hunt whose launch is due and returns how many
 // started.
 func (p *Planner) LaunchDue(ctx context.Context) (int, error) {
+	p.init()
+	released, err := p.Store.ReleaseClaims(ctx, p.HolderGone)
+	if err != nil {
+		return 0, err
+	}
+	if released > 0 {
+		p.Logger.Info("launch claims of a process that ended released", "hunts", released)
+	}
 	started := 0
 	for {
 		due, err := p.Store.DueLaunches(ctx, 50)
@@ -282,7 +303,7 @@ func (p *Planner) LaunchDue(ctx context.Context) (int, error) {
 // time of the next try, and only store errors are returned.
 func (p *Planner) Launch(ctx context.Context, h store.Hunt) (bool, error) {
 	p.init()
-	ok, err := p.Store.ClaimLaunch(ctx, h.ID, lease)
+	ok, err := p.Store.ClaimLaunch(ctx, h.ID, lease, p.Holder)
 	if err != nil || !ok {
 		return false, err
 	}

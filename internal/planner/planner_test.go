@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -141,7 +142,7 @@ func TestCrashDuringLaunch(t *testing.T) {
 	}
 	h := planned[0]
 	// The dead process claimed the launch and created the hunt.
-	if ok, err := e.db.ClaimLaunch(ctx, h.ID, 2*time.Minute); !ok || err != nil {
+	if ok, err := e.db.ClaimLaunch(ctx, h.ID, 2*time.Minute, ""); !ok || err != nil {
 		t.Fatalf("claim=%v err=%v", ok, err)
 	}
 	vrID := e.srv.CreateHuntDirect("", "Generic.Client.Info", []string{"velohunt", h.Marker})
@@ -160,6 +161,53 @@ func TestCrashDuringLaunch(t *testing.T) {
 	got, _ := e.db.FindHunt(ctx, h.ID)
 	if got.VRHuntID != vrID || got.State != store.HuntRunning {
 		t.Fatalf("stored hunt=%+v", got)
+	}
+}
+
+// TestClaimOfEndedLauncher: a launcher killed (kill -9) after claiming a
+// hunt and creating it leaves a claim whose process is gone; the next
+// launcher takes it over at once, not after the lease, and still finds the
+// created hunt by its marker. A claim of a living process is left alone.
+func TestClaimOfEndedLauncher(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t, 2)
+	e.queue(t, 4)
+	planned, err := e.p.Plan(ctx, true)
+	if err != nil || len(planned) != 2 {
+		t.Fatalf("planned=%v err=%v", planned, err)
+	}
+	dead := exec.Command("sleep", "60")
+	alive := exec.Command("sleep", "60")
+	for _, c := range []*exec.Cmd{dead, alive} {
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { alive.Process.Kill(); alive.Wait() })
+	if ok, err := e.db.ClaimLaunch(ctx, planned[0].ID, 2*time.Minute, planner.HolderOf(dead.Process.Pid)); !ok || err != nil {
+		t.Fatalf("claim=%v err=%v", ok, err)
+	}
+	if ok, err := e.db.ClaimLaunch(ctx, planned[1].ID, 2*time.Minute, planner.HolderOf(alive.Process.Pid)); !ok || err != nil {
+		t.Fatalf("claim=%v err=%v", ok, err)
+	}
+	vrID := e.srv.CreateHuntDirect("", "Generic.Client.Info", []string{"velohunt", planned[0].Marker})
+	if n, err := e.p.LaunchDue(ctx); n != 0 || err != nil {
+		t.Fatalf("launched %d while both launchers live (err=%v)", n, err)
+	}
+	dead.Process.Kill()
+	dead.Wait()
+	if n, err := e.p.LaunchDue(ctx); n != 1 || err != nil {
+		t.Fatalf("launched %d after the launcher died, want 1 (err=%v)", n, err)
+	}
+	got, _ := e.db.FindHunt(ctx, planned[0].ID)
+	if got.VRHuntID != vrID || got.State != store.HuntRunning {
+		t.Fatalf("taken-over hunt=%+v, want %s running", got, vrID)
+	}
+	if len(e.srv.Hunts()) != 1 {
+		t.Fatalf("%d Velociraptor hunts, want the dead launcher's only", len(e.srv.Hunts()))
+	}
+	if got, _ := e.db.FindHunt(ctx, planned[1].ID); got.State != store.HuntPlanned {
+		t.Fatalf("the living launcher's hunt was taken: %+v", got)
 	}
 }
 

@@ -240,18 +240,19 @@ func (db *DB) HuntIOCs(ctx context.Context, huntID int64) ([]HuntIOC, error) {
 }
 
 // ClaimLaunch takes a due hunt for one launch attempt: it counts the
-// attempt and pushes the next attempt lease ahead, in one statement, so two
-// processes (serve and the hunt command) never launch the same hunt at once.
-// The attempt is counted before the Velociraptor call, so that after a crash
+// attempt, pushes the next attempt lease ahead and records the holder (the
+// launching process, "" when unknown), in one statement, so two processes
+// (serve and the hunt command) never launch the same hunt at once. The
+// attempt is counted before the Velociraptor call, so that after a crash
 // during the call the hunt is looked up by its marker before it is created
 // again. It reports false when another launcher holds the hunt. The claim
 // is committed durably (synchronous=FULL), so it survives a power loss too.
-func (db *DB) ClaimLaunch(ctx context.Context, id int64, lease time.Duration) (bool, error) {
+func (db *DB) ClaimLaunch(ctx context.Context, id int64, lease time.Duration, holder string) (bool, error) {
 	var ok bool
 	err := db.durableTx(ctx, func(tx *Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE hunts SET attempts = attempts + 1, next_attempt_at = ?
+		res, err := tx.ExecContext(ctx, `UPDATE hunts SET attempts = attempts + 1, next_attempt_at = ?, launch_holder = ?
 			WHERE id = ? AND state IN ('planned','created') AND next_attempt_at <= ?`,
-			tx.now.Add(lease).UnixMilli(), id, tx.nowMS())
+			tx.now.Add(lease).UnixMilli(), holder, id, tx.nowMS())
 		if err != nil {
 			return fmt.Errorf("claim hunt %d: %w", id, err)
 		}
@@ -260,6 +261,50 @@ func (db *DB) ClaimLaunch(ctx context.Context, id int64, lease time.Duration) (b
 		return nil
 	})
 	return ok, err
+}
+
+// ReleaseClaims makes due at once the hunts whose launch claim is held by
+// a process that gone reports ended, and returns how many. Claims without
+// a holder wait their lease out.
+func (db *DB) ReleaseClaims(ctx context.Context, gone func(holder string) bool) (int, error) {
+	rows, err := db.db.QueryContext(ctx, `SELECT DISTINCT launch_holder FROM hunts
+		WHERE state IN ('planned','created') AND next_attempt_at > ? AND launch_holder <> ''`, db.Now().UnixMilli())
+	if err != nil {
+		return 0, fmt.Errorf("launch claims: %w", err)
+	}
+	var holders []string
+	for rows.Next() {
+		var h string
+		if err := rows.Scan(&h); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("launch claims: %w", err)
+		}
+		holders = append(holders, h)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("launch claims: %w", err)
+	}
+	released := 0
+	for _, h := range holders {
+		if !gone(h) {
+			continue
+		}
+		err := db.tx(ctx, func(tx *Tx) error {
+			res, err := tx.ExecContext(ctx, `UPDATE hunts SET next_attempt_at = ?, launch_holder = ''
+				WHERE launch_holder = ? AND state IN ('planned','created') AND next_attempt_at > ?`, tx.nowMS(), h, tx.nowMS())
+			if err != nil {
+				return fmt.Errorf("release launch claims: %w", err)
+			}
+			n, _ := res.RowsAffected()
+			released += int(n)
+			return nil
+		})
+		if err != nil {
+			return released, err
+		}
+	}
+	return released, nil
 }
 
 // SetHuntCreated records the Velociraptor hunt id of a created (paused) hunt.
@@ -287,7 +332,8 @@ func (db *DB) SetHuntRunning(ctx context.Context, id int64) error {
 
 // SetLaunchError records a failed launch attempt and when to try again.
 func (db *DB) SetLaunchError(ctx context.Context, id int64, msg string, next time.Time) error {
-	return db.exec(ctx, `UPDATE hunts SET last_error = ?, next_attempt_at = ? WHERE id = ?`, clipText(msg, 1000), next.UnixMilli(), id)
+	return db.exec(ctx, `UPDATE hunts SET last_error = ?, next_attempt_at = ?, launch_holder = '' WHERE id = ?`,
+		clipText(msg, 1000), next.UnixMilli(), id)
 }
 
 func (db *DB) exec(ctx context.Context, q string, args ...any) error {

@@ -1,0 +1,4 @@
+package planner
+
+// HolderOf names a process as its launch claims do.
+var HolderOf = holderOf
