@@ -464,3 +464,45 @@ func runAsNobody(t *testing.T, name string) {
 		t.Fatalf("as nobody: %v\n%s", err, out)
 	}
 }
+
+// TestSetupRepairsNullIOCs: setup finds the IOCs of open cases whose
+// custom attributes are null (created through IRIS's API without them),
+// pushes the template although the tab exists, and says how many it
+// repaired; a second run has nothing to do.
+func TestSetupRepairsNullIOCs(t *testing.T) {
+	ctx := context.Background()
+	d, err := startDemo(ctx, t.TempDir(), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	cfgPath := writeConfig(t, d.App.Config, d.App.Config.Database)
+	t.Setenv(config.EnvIRISAdminAPIKey, "admin-key")
+	open, err := d.Admin.AddCase(ctx, "null attributes", "API-made IOCs", 1, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed, err := d.Admin.AddCase(ctx, "closed", "a closed case", 1, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := d.IRIS.AddIOCDirect(open, "filename", "null-a.exe")
+	b := d.IRIS.AddIOCDirect(open, "filename", "null-b.exe")
+	d.IRIS.AddIOCDirect(closed, "filename", "null-c.exe") // not looked for
+	if err := d.Admin.CloseCase(ctx, closed); err != nil {
+		t.Fatal(err)
+	}
+	code, out := runCmd("setup", "-config", cfgPath)
+	if code != 0 || !strings.Contains(out, "repaired 2 of 2 IOC(s) of open cases whose custom attributes were null") {
+		t.Fatalf("code %d, output %q", code, out)
+	}
+	for _, id := range []int64{a, b} {
+		if null, err := d.Admin.IOCAttributesNull(ctx, open, id); err != nil || null {
+			t.Fatalf("IOC %d: null=%v err=%v after setup", id, null, err)
+		}
+	}
+	code, out = runCmd("setup", "-config", cfgPath)
+	if code != 0 || !strings.Contains(out, "nothing to push") || !strings.Contains(out, "no IOC of an open case has null custom attributes") {
+		t.Fatalf("second run: code %d, output %q", code, out)
+	}
+}

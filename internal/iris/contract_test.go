@@ -74,6 +74,12 @@ func newIRISEnv(t *testing.T, url, key, admin string, insecure, real bool) *iris
 // raw sends a request velohunt's client never sends (to show a trap).
 func (e *irisEnv) raw(t *testing.T, method, path string, body any) (int, map[string]any) {
 	t.Helper()
+	return e.rawWith(t, e.adminKey, method, path, body)
+}
+
+// rawWith is raw with another API key.
+func (e *irisEnv) rawWith(t *testing.T, key, method, path string, body any) (int, map[string]any) {
+	t.Helper()
 	var rd *bytes.Reader
 	if body != nil {
 		b, _ := json.Marshal(body)
@@ -82,7 +88,7 @@ func (e *irisEnv) raw(t *testing.T, method, path string, body any) (int, map[str
 		rd = bytes.NewReader(nil)
 	}
 	req, _ := http.NewRequest(method, e.url+path, rd)
-	req.Header.Set("Authorization", "Bearer "+e.adminKey)
+	req.Header.Set("Authorization", "Bearer "+key)
 	req.Header.Set("Content-Type", "application/json")
 	cl := http.DefaultClient
 	if e.insecure {
@@ -220,6 +226,34 @@ func TestIRISContract(t *testing.T) {
 				if err != nil {
 					t.Fatalf("err=%v, want ErrNullAttributes", err)
 				}
+			}
+		})
+		// No write of the service user gives a null IOC its attributes
+		// (IRIS 2.4's merge_custom_attributes reads the stored object's
+		// tabs: a tab named crashes on null, an empty object changes
+		// nothing), so only an administrator's template push repairs it:
+		// velohunt setup does that push.
+		t.Run("NullAttributesOnlyTemplatePushRepairs", func(t *testing.T) {
+			code, body := e.raw(t, "POST", fmt.Sprintf("/case/ioc/add?cid=%d", cid),
+				map[string]any{"ioc_value": value + "-null", "ioc_type_id": typeID(t, e.svc, "filename"), "ioc_tlp_id": 2})
+			if code != 200 {
+				t.Fatalf("add without custom_attributes: %d %v", code, body)
+			}
+			id := int64(body["data"].(map[string]any)["ioc_id"].(float64))
+			null, err := e.svc.IOCAttributesNull(ctx, cid, id)
+			if err != nil || !null {
+				t.Fatalf("null=%v err=%v, want null attributes", null, err)
+			}
+			code, body = e.rawWith(t, e.key, "POST", fmt.Sprintf("/case/ioc/update/%d?cid=%d", id, cid),
+				map[string]any{"custom_attributes": map[string]any{}})
+			if code != 200 {
+				t.Fatalf("update with an empty custom_attributes: %d %v", code, body)
+			}
+			if null, err := e.svc.IOCAttributesNull(ctx, cid, id); err != nil || !null {
+				t.Fatalf("after an empty update: null=%v err=%v, want still null", null, err)
+			}
+			if err := e.svc.UpdateIOCAttributes(ctx, cid, id, "velohunt-conformance", map[string]string{"Status": "x"}); !errors.Is(err, iris.ErrNullAttributes) {
+				t.Fatalf("tab write of a null IOC: err=%v, want ErrNullAttributes", err)
 			}
 		})
 		t.Run("UpdateOfIOCNoLongerInCaseIsHTML500", func(t *testing.T) {

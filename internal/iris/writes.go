@@ -292,6 +292,20 @@ func (c *Client) UpdateIOCAttributes(ctx context.Context, cid, iocID int64, tab 
 	return err
 }
 
+// IOCAttributesNull reports whether an IOC's custom_attributes is null in
+// IRIS: every tab write then fails until an administrator's template push
+// gives the IOC the template. The IOC list does not carry the attributes,
+// so this reads the IOC.
+func (c *Client) IOCAttributesNull(ctx context.Context, cid, iocID int64) (bool, error) {
+	var r struct {
+		Custom json.RawMessage `json:"custom_attributes"`
+	}
+	if err := c.do(ctx, "GET", "/case/ioc/"+strconv.FormatInt(iocID, 10), cid, nil, &r); err != nil {
+		return false, err
+	}
+	return len(r.Custom) == 0 || string(r.Custom) == "null", nil
+}
+
 // IOCAttributes returns the values of one tab of an IOC (field → value).
 func (c *Client) IOCAttributes(ctx context.Context, cid, iocID int64, tab string) (map[string]string, error) {
 	var r struct {

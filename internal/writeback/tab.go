@@ -173,7 +173,7 @@ func (w *Writer) repair(ctx context.Context, cid, irisID int64, fields map[strin
 		w.mu.Unlock()
 		switch {
 		case w.Repair == nil || tried:
-			return fmt.Errorf("IOC %d has null custom attributes in IRIS, so its tab cannot be written; run `velohunt setup` with an administrator key: %w",
+			return fmt.Errorf("IOC %d has null custom attributes in IRIS, so its tab cannot be written; `velohunt setup` with an administrator key repairs it, then `velohunt retry-parked` writes the tab: %w",
 				irisID, err)
 		case !push:
 			return &heldError{until: next}

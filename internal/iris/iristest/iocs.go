@@ -177,12 +177,16 @@ func (s *Server) updateIOC(q *request) {
 	}
 	i := s.caseIOC(q)
 	if ca, ok := q.body["custom_attributes"]; ok {
-		if i.Custom == nil {
+		if tabs, _ := ca.(map[string]any); i.Custom == nil && len(tabs) > 0 {
 			// IRIS crashes on None.get and answers with an HTML 500.
 			htmlError(q.w, http.StatusInternalServerError)
 			return
 		}
-		mergeValues(i.Custom, ca, false)
+		// An empty object names no tab: IRIS's merge loops over
+		// nothing, and null attributes stay null.
+		if i.Custom != nil {
+			mergeValues(i.Custom, ca, false)
+		}
 	}
 	if v, ok := q.body["ioc_value"]; ok {
 		i.Value = str(v)
