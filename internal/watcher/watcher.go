@@ -83,7 +83,17 @@ type Watcher struct {
 	// resume is, per hunt, the row of its flow list the next pass lists
 	// from when the last one stopped before the end.
 	resume map[int64]int64
+	// listed is, per hunt, when its flows were last listed.
+	listed map[int64]time.Time
 }
+
+// pendingEvery is how often the flows of a hunt with hosts not done are
+// listed although its stats did not move. A relaunched flow (hunt_add
+// relaunch=TRUE, a new flow id not named after the hunt) moves the stats
+// of 0.77.2 only when it is added, counted as scheduled and finished with
+// no rows; its end moves none (hunt_manager counts only the completions of
+// flows named after a hunt).
+const pendingEvery = 30 * time.Second
 
 // Report counts what a pass did.
 type Report struct {
@@ -249,6 +259,7 @@ func (w *Watcher) watch(ctx context.Context, h store.Hunt, touched map[int64]boo
 		}
 		w.Logger.Info("hunt stopped: nothing left to hunt", "hunt_id", h.VRHuntID, "server", h.Server)
 		rep.Ended++
+		w.forget(h.ID)
 		touch()
 		return nil
 	}
@@ -259,6 +270,7 @@ func (w *Watcher) watch(ctx context.Context, h store.Hunt, touched map[int64]boo
 			return err
 		}
 		rep.Ended++
+		w.forget(h.ID)
 		touch()
 		return nil
 	} else if err != nil {
@@ -272,8 +284,15 @@ func (w *Watcher) watch(ctx context.Context, h store.Hunt, touched map[int64]boo
 		TotalRows: info.Rows, Stats: statsKey(info)}
 	w.mu.Lock()
 	_, unfinished := w.resume[h.ID] // the last listing stopped before the end
+	pending := prog.Finished < prog.Scheduled && w.Now().Sub(w.listed[h.ID]) >= pendingEvery
 	w.mu.Unlock()
-	if next.Stats != prog.Stats || info.Rows > prog.RowsRead || unfinished {
+	if next.Stats != prog.Stats || info.Rows > prog.RowsRead || unfinished || pending {
+		w.mu.Lock()
+		if w.listed == nil {
+			w.listed = map[int64]time.Time{}
+		}
+		w.listed[h.ID] = w.Now()
+		w.mu.Unlock()
 		gaps := rep.Gaps
 		hosts, fresh, err := w.readFlows(ctx, vr, h, info, covered, rep)
 		if err != nil {
@@ -308,9 +327,18 @@ func (w *Watcher) watch(ctx context.Context, h store.Hunt, touched map[int64]boo
 			return err
 		}
 		rep.Ended++
+		w.forget(h.ID)
 		touch()
 	}
 	return nil
+}
+
+// forget drops what the watcher keeps in memory of an ended hunt.
+func (w *Watcher) forget(huntID int64) {
+	w.mu.Lock()
+	delete(w.resume, huntID)
+	delete(w.listed, huntID)
+	w.mu.Unlock()
 }
 
 // statsKey is what of a hunt's stats, when it moves, asks for its flows to

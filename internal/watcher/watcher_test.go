@@ -482,6 +482,19 @@ func TestRelaunchedFlow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Added to the hunt, the new flow waits for the client; 0.77.2's
+	// stats count it scheduled and finished already.
+	if rep, err := e.w.Pass(ctx); err != nil || rep.Rows != 0 {
+		t.Fatalf("rep=%+v err=%v, want the waiting flow listed, nothing read", rep, err)
+	}
+	if th := tab(); th.Finished != th.Scheduled-1 {
+		t.Fatalf("while the relaunched flow waits: %+v, want its host not done", th.Progress)
+	}
+	// It ends; the hunt's stats do not move.
+	if err := e.srv.CompleteFlow(flow); err != nil {
+		t.Fatal(err)
+	}
+	e.clk.Add(watcher.PendingEvery)
 	rep, err = e.w.Pass(ctx)
 	if err != nil || rep.Rows != 1+1 || rep.Hits != 1 {
 		t.Fatalf("rep=%+v err=%v, want the relaunched flow's one row and its coverage row read, and its hit", rep, err)

@@ -51,9 +51,15 @@ type Flow struct {
 	ClientID string
 	FlowID   string
 	Rows     []json.RawMessage
-	State    string // FINISHED or ERROR
+	State    string // FINISHED or ERROR; WAITING for a relaunch not completed
 	Status   string // the error, for ERROR
 	Created  time.Time
+	// Relaunched flows (hunt_add(relaunch=TRUE)) count in the hunt's
+	// stats as 0.77.2 counts them: scheduled and finished when added,
+	// with the rows they had then (none), and never again.
+	relaunched bool
+	// done is the relaunched flow's end, applied by CompleteFlow.
+	done *Flow
 }
 
 // RowSource generates a hunt's results instead of running the artifact on
@@ -96,6 +102,11 @@ func (s *Server) SetRowSource(artifact string, src RowSource) {
 // counters; a relaunch's effect on them was not measured on a real server.)
 func (h *Hunt) counts() (scheduled, finished, rows int) {
 	scheduled, finished, rows = len(h.flows), len(h.flows), len(h.Rows)
+	for _, f := range h.flows {
+		if f.relaunched {
+			rows -= len(f.Rows)
+		}
+	}
 	if h.source != nil {
 		scheduled += h.source.Clients
 		finished += h.source.Clients
@@ -111,11 +122,13 @@ func (h *Hunt) TotalRows() int {
 	return rows
 }
 
-// errored counts the flows that ended in error, relaunched or not.
+// errored counts the hunt's own flows that ended in error: a relaunched
+// flow's end is not counted (0.77.2 counts only the completions of flows
+// named after the hunt).
 func (h *Hunt) errored() int {
 	n := 0
 	for _, f := range h.flows {
-		if f.State == "ERROR" {
+		if f.State == "ERROR" && !f.relaunched {
 			n++
 		}
 	}
@@ -324,21 +337,57 @@ func (s *Server) runFlow(h *Hunt, ep *Endpoint, flowID string) flowDone {
 
 // Relaunch relaunches a client in a hunt as an analyst does from the GUI,
 // or hunt_add(client_id=, hunt_id=, relaunch=TRUE) in 0.77.2: a new flow
-// with a new id (F.X, not F.X.H), run on the endpoint as it is now; the
-// hunt's earlier flows of the client stay listed by hunt_flows(). It
-// returns the new flow's id.
+// with a new id (F.X, not F.X.H), WAITING until CompleteFlow ends it as
+// the endpoint is then; the hunt's earlier flows of the client stay listed
+// by hunt_flows(). As on 0.77.2 the hunt's stats count the new flow as
+// scheduled and finished at once, with no rows, and its end moves no
+// stat. It returns the new flow's id.
 func (s *Server) Relaunch(huntID, clientID string) (string, error) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	h, ok := s.hunts[huntID]
 	ep, known := s.endpoints[clientID]
 	if !ok || !known || h.Org != ep.Org {
-		s.mu.Unlock()
 		return "", fmt.Errorf("velotest: no hunt %s or client %s in its org", huntID, clientID)
 	}
-	done := s.runFlow(h, ep, newFlowID())
+	f := &Flow{ClientID: clientID, FlowID: newFlowID(), State: "WAITING", Created: time.Now(), relaunched: true}
+	if n := len(h.flows); n > 0 && !f.Created.After(h.flows[n-1].Created) {
+		f.Created = h.flows[n-1].Created.Add(time.Microsecond)
+	}
+	h.flows = append(h.flows, f)
+	h.Flows[clientID] = f
+	s.flowHunts[f.FlowID] = h.ID
+	return f.FlowID, nil
+}
+
+// CompleteFlow ends a relaunched flow: the artifact runs on the endpoint
+// as it is now and the flow's rows appear.
+func (s *Server) CompleteFlow(flowID string) error {
+	s.mu.Lock()
+	h, ok := s.hunts[s.flowHunts[flowID]]
+	var f *Flow
+	if ok {
+		for _, x := range h.flows {
+			if x.FlowID == flowID && x.relaunched && x.State == "WAITING" {
+				f = x
+			}
+		}
+	}
+	if f == nil {
+		s.mu.Unlock()
+		return fmt.Errorf("velotest: no waiting relaunched flow %s", flowID)
+	}
+	ep := s.endpoints[f.ClientID]
+	n := len(h.flows)
+	done := s.runFlow(h, ep, flowID)
+	// runFlow appended a flow: take its rows and state into the waiting one.
+	ran := h.flows[n]
+	h.flows = h.flows[:n]
+	f.Rows, f.State, f.Status = ran.Rows, ran.State, ran.Status
+	h.Flows[f.ClientID] = f
 	s.mu.Unlock()
 	s.notify([]flowDone{done})
-	return done.flowID, nil
+	return nil
 }
 
 func newFlowID() string {
