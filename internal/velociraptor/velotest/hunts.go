@@ -391,6 +391,7 @@ func (s *Server) huntInfo(user string, env map[string]string, org string, out *r
 				"total_clients_with_results": fin, "total_clients_with_errors": h.errored(), "total_collected_rows": n,
 				"stopped": h.State == "STOPPED"},
 			"artifact_sources": []string{h.Artifact},
+			"tags":             append([]string{}, h.Tags...),
 		}))
 	}
 	s.mu.Unlock()
