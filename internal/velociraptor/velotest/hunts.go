@@ -754,7 +754,8 @@ func (s *Server) CreateHuntDirect(org, artifact string, tags []string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	h := &Hunt{ID: newHuntID(), Org: orgOf(org), Artifact: artifact, Tags: tags, State: "PAUSED", Created: time.Now(),
-		Expires: time.Now().Add(time.Hour), Params: map[string]string{}, Scheduled: map[string]bool{}, Finished: map[string]bool{}}
+		Expires: time.Now().Add(time.Hour), Params: map[string]string{}, Scheduled: map[string]bool{}, Finished: map[string]bool{},
+		Flows: map[string]*Flow{}}
 	s.hunts[h.ID] = h
 	s.order = append(s.order, h.ID)
 	return h.ID
