@@ -81,6 +81,9 @@ type Item struct {
 	// Result says what Stop did ("" before Stop).
 	Result string
 	Done   bool // stopped, or recorded stopped
+	// Ended is set when the hunt had ended otherwise before Stop reached
+	// it (finished, expired, stopped for another reason).
+	Ended bool
 }
 
 // Stopper stops velohunt's hunts.
@@ -222,7 +225,7 @@ func (s *Stopper) Stop(ctx context.Context, items []Item) ([]Item, error) {
 		switch cur.State {
 		case store.HuntPlanned, store.HuntCreated, store.HuntRunning:
 		default:
-			it.Result = "already ended (" + cur.State + ")"
+			it.Result, it.Ended = "already ended ("+cur.State+")", true
 			continue
 		}
 		it.Hunt = cur
@@ -244,7 +247,7 @@ func (s *Stopper) Stop(ctx context.Context, items []Item) ([]Item, error) {
 		}
 		if !ok {
 			after, _ := s.Store.FindHunt(ctx, cur.ID)
-			it.Result = "already ended (" + after.State + ")"
+			it.Result, it.Ended = "already ended ("+after.State+")", true
 			continue
 		}
 		it.Done = true
