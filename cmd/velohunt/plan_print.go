@@ -7,6 +7,84 @@ import (
 	"text/tabwriter"
 )
 
+// Plan is what `velohunt plan` prints.
+type Plan struct {
+	IRIS      string       `json:"iris"`
+	OpenCases int          `json:"open_cases"`
+	Database  PlanDatabase `json:"database"`
+	Targets   []PlanTarget `json:"targets"`
+	// NewHunts and NewIOCs total the hunts that would start now and the
+	// (case, IOC) rows they would hunt.
+	NewHunts int           `json:"new_hunts"`
+	NewIOCs  int           `json:"new_iocs"`
+	Refused  []RefusedLine `json:"refused_iocs"`
+	Rules    []PlanRule    `json:"rehunt_rules,omitempty"`
+	// Problems are what could not be read; the plan covers the rest.
+	Problems []string `json:"problems,omitempty"`
+}
+
+// PlanDatabase is what the plan knew from velohunt's database.
+type PlanDatabase struct {
+	Path   string `json:"path"`
+	Exists bool   `json:"exists"`
+	// OpenHunts counts velohunt's hunts not ended in it.
+	OpenHunts int        `json:"open_hunts"`
+	Serve     *ServeLine `json:"serve,omitempty"`
+}
+
+// PlanTarget is one Velociraptor server and org and what it would get.
+type PlanTarget struct {
+	Server string  `json:"server"`
+	Org    string  `json:"org"`
+	Cases  []int64 `json:"cases"`
+	// Velociraptor says whether the server answered (read-only: its
+	// version), or why not.
+	Velociraptor string     `json:"velociraptor"`
+	Limits       PlanLimits `json:"limits"`
+	Kinds        []PlanKind `json:"kinds"`
+	Hunts        int        `json:"new_hunts"`
+	IOCs         int        `json:"new_iocs"`
+	// HeldBack is the server limit that holds queued IOCs back ("" none).
+	HeldBack string `json:"held_back,omitempty"`
+}
+
+// PlanLimits are a server's limits as the planner applies them.
+type PlanLimits struct {
+	MaxIOCsPerHunt  int `json:"max_iocs_per_hunt"`
+	MaxActiveHunts  int `json:"max_active_hunts,omitempty"`
+	MaxHuntsPerHour int `json:"max_hunts_per_hour,omitempty"`
+	// ActiveNow counts the server's active hunts in the database.
+	ActiveNow int `json:"active_hunts_now"`
+}
+
+// PlanKind is one kind of IOC on a target. IOCs are (case, IOC) rows; an
+// IOC linked to two cases routed alike is one value in the hunt's list.
+type PlanKind struct {
+	Kind     string `json:"kind"`
+	Artifact string `json:"artifact"`
+	IOCs     int    `json:"to_hunt"`
+	Values   int    `json:"to_hunt_values"`
+	// HuntSizes are the new hunts' sizes, in IOC rows.
+	HuntSizes []int `json:"new_hunts"`
+	// Held are the IOCs a limit holds back (they stay queued).
+	Held int `json:"held_back"`
+	// Hunting are covered by an unexpired hunt: not hunted again now.
+	Hunting int `json:"already_hunting"`
+	// Hunted were hunted before; only a re-hunt rule, a manual trigger or
+	// `velohunt hunt` hunts them again.
+	Hunted int `json:"hunted_before"`
+}
+
+// PlanRule is what a re-hunt rule would do at its next run.
+type PlanRule struct {
+	Name         string `json:"name"`
+	Schedule     string `json:"schedule"`
+	Next         string `json:"next_run"`
+	Queue        int    `json:"would_queue"`
+	StillHunting int    `json:"skipped_still_hunting"`
+	TooRecent    int    `json:"skipped_too_recent"`
+}
+
 // printPlan prints a plan for an operator about to start serve.
 func printPlan(w io.Writer, p Plan) {
 	fmt.Fprintln(w, "velohunt plan: what `velohunt serve` would hunt if it started now.")
