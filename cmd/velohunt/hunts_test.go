@@ -104,6 +104,9 @@ func TestHuntsStop(t *testing.T) {
 		if h.State != store.HuntStopped || h.EndReason != store.ReasonStoppedByOperator {
 			t.Fatalf("row %+v", h)
 		}
+		if code, out := runCmd("status", "-config", cfgPath); code != 0 || !strings.Contains(out, "stopped (stopped by operator)") {
+			t.Fatalf("status: code %d\n%s", code, out)
+		}
 		// The tab says so; serve launches nothing again.
 		deadline := time.Now().Add(20 * time.Second)
 		for {
