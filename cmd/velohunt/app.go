@@ -80,8 +80,9 @@ func (a *App) Build(ctx context.Context) error {
 		return err
 	}
 	var err error
-	a.IRIS, err = iris.New(iris.Options{URL: c.IRIS.URL, APIKey: c.IRIS.APIKey.Reveal(), CAFile: c.IRIS.CAFile,
-		InsecureSkipVerify: c.IRIS.InsecureSkipVerify, Timeout: c.IRIS.Timeout.D(), Observe: a.Metrics.ObserveIRIS})
+	opts := irisOptions(c)
+	opts.Observe = a.Metrics.ObserveIRIS
+	a.IRIS, err = iris.New(opts)
 	if err != nil {
 		return err
 	}
@@ -98,23 +99,10 @@ func (a *App) Build(ctx context.Context) error {
 		}
 		a.VR[s.Name], servers[s.Name] = cl, cl
 	}
-	a.Syncer = &intake.Syncer{IRIS: a.IRIS, Store: syncStore{a.Store}, Route: c.Route, NeedDetails: c.NeedCaseDetails(), Override: c.CaseOverride, Recorder: a.Metrics,
-		Logger: a.Logger.With("component", "intake")}
-	kinds := map[ioc.Kind]planner.Artifact{}
-	for name, k := range c.Hunting.Kinds {
-		kinds[ioc.Kind(name)] = planner.Artifact{Name: k.Artifact, Parameter: k.Parameter, Format: k.Format, Params: k.Parameters}
-	}
-	limits := map[string]planner.Limits{}
-	for _, s := range c.Velociraptor.Servers {
-		l := s.Limits
-		limits[s.Name] = planner.Limits{MaxActiveHunts: l.MaxActiveHunts, MaxHuntsPerHour: l.MaxHuntsPerHour,
-			MaxIOCsPerHunt: l.MaxIOCsPerHunt, CPULimit: l.CPULimit, OpsPerSecond: l.OpsPerSecond, ClientTimeout: l.ClientTimeout.D(),
-			Parameters: s.Parameters}
-	}
-	a.Planner = &planner.Planner{Store: a.Store, Servers: servers, Kinds: kinds, Limits: limits, Window: c.Hunting.BatchWindow.D(), MaxWait: c.Hunting.BatchMaxWait.D(),
-		MaxPerHunt: c.Hunting.MaxIOCsPerHunt, Expiry: c.Hunting.Expiry.D(), ClientTimeout: c.Hunting.ClientTimeout.D(),
-		CPULimit: c.Hunting.CPULimit, OpsPerSecond: c.Hunting.OpsPerSecond, Prepare: a.uploadArtifacts, Recorder: a.Metrics,
-		Logger: a.Logger.With("component", "planner")}
+	a.Syncer = newSyncer(c, a.IRIS, a.Store, a.Logger)
+	a.Syncer.Recorder = a.Metrics
+	a.Planner = newPlanner(c, a.Store, servers, a.Logger)
+	a.Planner.Prepare, a.Planner.Recorder = a.uploadArtifacts, a.Metrics
 	watchServers := map[string]watcher.Velociraptor{}
 	for name, cl := range a.VR {
 		watchServers[name] = cl
@@ -145,6 +133,40 @@ func (a *App) Build(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// irisOptions is the IRIS client of the configuration, with the service
+// user's key.
+func irisOptions(c config.Config) iris.Options {
+	return iris.Options{URL: c.IRIS.URL, APIKey: c.IRIS.APIKey.Reveal(), CAFile: c.IRIS.CAFile,
+		InsecureSkipVerify: c.IRIS.InsecureSkipVerify, Timeout: c.IRIS.Timeout.D()}
+}
+
+// newSyncer is the intake syncer of a configuration over a store: serve,
+// hunt and plan read IRIS, parse and route its IOCs through the same one.
+func newSyncer(c config.Config, cl intake.IRIS, db *store.DB, log *slog.Logger) *intake.Syncer {
+	return &intake.Syncer{IRIS: cl, Store: syncStore{db}, Route: c.Route, NeedDetails: c.NeedCaseDetails(), Override: c.CaseOverride,
+		Logger: log.With("component", "intake")}
+}
+
+// newPlanner is the planner of a configuration (kinds, batching, limits)
+// over a store and servers: serve, hunt and plan batch hunts with the same
+// one.
+func newPlanner(c config.Config, db planner.Store, servers map[string]planner.Velociraptor, log *slog.Logger) *planner.Planner {
+	kinds := map[ioc.Kind]planner.Artifact{}
+	for name, k := range c.Hunting.Kinds {
+		kinds[ioc.Kind(name)] = planner.Artifact{Name: k.Artifact, Parameter: k.Parameter, Format: k.Format, Params: k.Parameters}
+	}
+	limits := map[string]planner.Limits{}
+	for _, s := range c.Velociraptor.Servers {
+		l := s.Limits
+		limits[s.Name] = planner.Limits{MaxActiveHunts: l.MaxActiveHunts, MaxHuntsPerHour: l.MaxHuntsPerHour,
+			MaxIOCsPerHunt: l.MaxIOCsPerHunt, CPULimit: l.CPULimit, OpsPerSecond: l.OpsPerSecond, ClientTimeout: l.ClientTimeout.D(),
+			Parameters: s.Parameters}
+	}
+	return &planner.Planner{Store: db, Servers: servers, Kinds: kinds, Limits: limits, Window: c.Hunting.BatchWindow.D(), MaxWait: c.Hunting.BatchMaxWait.D(),
+		MaxPerHunt: c.Hunting.MaxIOCsPerHunt, Expiry: c.Hunting.Expiry.D(), ClientTimeout: c.Hunting.ClientTimeout.D(),
+		CPULimit: c.Hunting.CPULimit, OpsPerSecond: c.Hunting.OpsPerSecond, Logger: log.With("component", "planner")}
 }
 
 // huntURL links to a hunt in the Velociraptor GUI of its server.
@@ -404,14 +426,20 @@ func (a *App) closeClients() {
 // tlpIDs maps TLP names to IRIS ids; nil (the seeded ids) when IRIS
 // cannot be asked.
 func (a *App) tlpIDs(ctx context.Context) map[string]int64 {
-	if len(a.Config.Rehunt.Rules) == 0 {
+	return tlpIDs(ctx, a.Config, a.IRIS, a.Logger)
+}
+
+// tlpIDs reads IRIS's TLP ids by name when re-hunt rules need them (nil,
+// the seeded ids, when there are none or IRIS cannot be asked).
+func tlpIDs(ctx context.Context, c config.Config, cl *iris.Client, log *slog.Logger) map[string]int64 {
+	if len(c.Rehunt.Rules) == 0 {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	list, err := a.IRIS.TLPs(ctx)
+	list, err := cl.TLPs(ctx)
 	if err != nil {
-		a.Logger.Warn("cannot read IRIS TLPs; using the seeded ids", "error", err)
+		log.Warn("cannot read IRIS TLPs; using the seeded ids", "error", err)
 		return nil
 	}
 	m := map[string]int64{}

@@ -72,6 +72,15 @@ func TestRunUsage(t *testing.T) {
 	if code := run(context.Background(), []string{"serve"}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "-config is required") {
 		t.Fatalf("serve without config: code=%d err=%q", code, errOut.String())
 	}
+	out.Reset()
+	if code := run(context.Background(), []string{"help"}, &out, &errOut); code != 0 {
+		t.Fatalf("help: code=%d", code)
+	}
+	for _, cmd := range []string{"velohunt plan ", "velohunt hunts list ", "velohunt hunts stop "} {
+		if !strings.Contains(out.String(), cmd) {
+			t.Errorf("usage lacks %q", cmd)
+		}
+	}
 }
 
 // buildVelohunt builds the velohunt binary into dir.

@@ -57,7 +57,10 @@ const usage = `velohunt hunts the IOCs of DFIR-IRIS cases across Velociraptor en
 Usage:
   velohunt serve   -config FILE            run the service
   velohunt demo                            run the whole pipeline against simulated IRIS and Velociraptor
+  velohunt plan    -config FILE [-json]    show what serve would hunt now (per server and org, kind, limits), touching nothing
   velohunt hunt    -config FILE -case N [-ioc ID]   hunt a case's IOCs (or one IOC) now
+  velohunt hunts list -config FILE [-case N] [-ended]   list velohunt's hunts
+  velohunt hunts stop -config FILE (-all | -case N) [-force] [-yes]   stop velohunt's own hunts (without -yes: show what would stop)
   velohunt status  -config FILE [-json]    show IOCs, hunts, refusals, parked writes and the backlog
   velohunt setup   -config FILE            add the "Velociraptor hunt" tab to IRIS, repair IOCs with null attributes (administrator key)
   velohunt retry-parked -config FILE       queue IRIS writes that IRIS refused again
@@ -81,6 +84,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		cmd = &DemoCommand{Stdout: stdout, Stderr: stderr}
 	case "hunt":
 		cmd = &HuntCommand{Stdout: stdout, Stderr: stderr}
+	case "plan":
+		cmd = &PlanCommand{Stdout: stdout, Stderr: stderr}
+	case "hunts":
+		cmd = &HuntsCommand{Stdout: stdout, Stderr: stderr}
 	case "status":
 		cmd = &StatusCommand{Stdout: stdout}
 	case "check":

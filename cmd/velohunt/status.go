@@ -112,6 +112,9 @@ type HuntLine struct {
 	IOCs      int    `json:"iocs"`
 	Attempts  int    `json:"attempts"`
 	LastError string `json:"last_error,omitempty"`
+	// EndReason says why the hunt ended early (an operator stopped it,
+	// nothing was left to hunt).
+	EndReason string `json:"end_reason,omitempty"`
 	Created   string `json:"created"`
 	// Hosts done of scheduled, and how many of them errored or timed out
 	// (Velociraptor counts those as done); FirstError is the first one.
@@ -182,7 +185,7 @@ func collectStatus(ctx context.Context, db *store.DB) (Status, error) {
 				return out, err
 			}
 			*list.out = append(*list.out, HuntLine{ID: h.ID, HuntID: h.VRHuntID, Server: h.Server, Org: h.Org, Kind: string(h.Kind),
-				State: h.State, IOCs: len(n), Attempts: h.Attempts, LastError: h.LastError, Created: h.CreatedAt.Format(time.RFC3339),
+				State: h.State, IOCs: len(n), Attempts: h.Attempts, LastError: h.LastError, EndReason: h.EndReason, Created: h.CreatedAt.Format(time.RFC3339),
 				Finished: p.Finished, Scheduled: p.Scheduled, Errored: p.Errored, FirstError: p.FirstError, NotSearched: notSearched(p)})
 		}
 	}
@@ -322,8 +325,12 @@ func printStatus(w io.Writer, st Status) {
 			if h.FirstError != "" {
 				errs += " (first: " + render.Clip(h.FirstError, 80) + ")"
 			}
+			state := h.State
+			if h.EndReason != "" {
+				state += " (" + h.EndReason + ")"
+			}
 			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%d\t%s\t%d/%d\t%s\t%s\n", h.ID, dash(h.HuntID), h.Server, orgName(h.Org), h.Kind, h.IOCs,
-				h.State, h.Finished, h.Scheduled, errs, h.Created)
+				state, h.Finished, h.Scheduled, errs, h.Created)
 		}
 		for _, h := range st.Recent {
 			if len(h.NotSearched) == 0 {

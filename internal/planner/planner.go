@@ -44,6 +44,7 @@ type Store interface {
 	QueuedGroups(ctx context.Context) ([]store.Group, error)
 	PlanHunt(ctx context.Context, g store.Group, max int, artifact string, expiry time.Duration) (store.Hunt, error)
 	DueLaunches(ctx context.Context, limit int) ([]store.Hunt, error)
+	FindHunt(ctx context.Context, id int64) (store.Hunt, error)
 	HuntIOCs(ctx context.Context, huntID int64) ([]store.HuntIOC, error)
 	ClaimLaunch(ctx context.Context, id int64, lease time.Duration, holder string) (bool, error)
 	ReleaseClaims(ctx context.Context, gone func(holder string) bool) (int, error)
@@ -366,15 +367,48 @@ func (p *Planner) launch(ctx context.Context, h store.Hunt) error {
 			return err
 		}
 	}
+	// The hunt may have ended while it was created (`velohunt hunts stop`
+	// from another process): the paused hunt is stopped, never started.
+	if ended, err := p.endedMeanwhile(ctx, vr, h, id); ended || err != nil {
+		return err
+	}
 	if err := vr.StartHunt(ctx, h.Org, id); err != nil {
 		return err
 	}
 	if err := p.Store.SetHuntRunning(ctx, h.ID); err != nil {
 		return err
 	}
+	// Or while it was started: it is stopped at once.
+	if ended, err := p.endedMeanwhile(ctx, vr, h, id); ended || err != nil {
+		return err
+	}
 	p.Recorder.HuntStarted(h.Server)
 	p.Logger.Info("hunt started", "hunt", h.ID, "hunt_id", id, "server", h.Server, "org", h.Org, "kind", h.Kind, "artifact", h.Artifact)
 	return nil
+}
+
+// endedMeanwhile reports whether a hunt being launched was ended in the
+// store by someone else (an operator's `velohunt hunts stop`, which ends
+// planned hunts without waiting for a launch in flight), and if so stops
+// the Velociraptor hunt id this launch made or found: velohunt leaves none
+// of its hunts running that its store says ended.
+func (p *Planner) endedMeanwhile(ctx context.Context, vr Velociraptor, h store.Hunt, id string) (bool, error) {
+	cur, err := p.Store.FindHunt(ctx, h.ID)
+	if err != nil {
+		return false, err
+	}
+	switch cur.State {
+	case store.HuntPlanned, store.HuntCreated, store.HuntRunning:
+		return false, nil
+	}
+	if err := vr.StopHunt(ctx, h.Org, id); err != nil && ioc.ErrorCode(err) != ioc.ENOTFOUND {
+		p.Logger.Error("a hunt ended while it was launched and could not be stopped in Velociraptor; stop it there",
+			"hunt", h.ID, "hunt_id", id, "server", h.Server, "org", h.Org, "error", err)
+		return true, fmt.Errorf("stop hunt %s, ended while it was launched: %w", id, err)
+	}
+	p.Logger.Info("hunt ended while it was launched; stopped in Velociraptor", "hunt", h.ID, "hunt_id", id,
+		"server", h.Server, "org", h.Org, "state", cur.State, "reason", cur.EndReason)
+	return true, nil
 }
 
 // PrepareAll prepares every given server and org now (at start-up) and

@@ -368,3 +368,81 @@ func TestHashHuntFileNames(t *testing.T) {
 		})
 	}
 }
+
+// hookVR runs a hook after a Velociraptor call succeeds: another process
+// acting on the store while a launch is in flight.
+type hookVR struct {
+	planner.Velociraptor
+	afterCreate, afterStart func()
+}
+
+func (v hookVR) CreateHunt(ctx context.Context, r velociraptor.HuntRequest) (string, error) {
+	id, err := v.Velociraptor.CreateHunt(ctx, r)
+	if err == nil && v.afterCreate != nil {
+		v.afterCreate()
+	}
+	return id, err
+}
+
+func (v hookVR) StartHunt(ctx context.Context, org, id string) error {
+	err := v.Velociraptor.StartHunt(ctx, org, id)
+	if err == nil && v.afterStart != nil {
+		v.afterStart()
+	}
+	return err
+}
+
+// TestStoppedWhileLaunching: an operator's `hunts stop` ends a planned hunt
+// while a launch of it is in flight; the launcher stops what it made in
+// Velociraptor: a hunt created but not started is never started, and one
+// started is stopped at once. The row stays stopped, with the hunt's id.
+func TestStoppedWhileLaunching(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		duringStop func(v *hookVR, stop func())
+		everRan    bool
+	}{
+		{"DuringCreate", func(v *hookVR, stop func()) { v.afterCreate = stop }, false},
+		{"DuringStart", func(v *hookVR, stop func()) { v.afterStart = stop }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			e := setup(t, 10)
+			e.srv.AddEndpoint(velotest.Endpoint{ClientID: "C.1", Hostname: "h1", OS: "linux", Online: true})
+			e.queue(t, 2)
+			planned, err := e.p.Plan(ctx, true)
+			if err != nil || len(planned) != 1 {
+				t.Fatalf("plan: %v %v", planned, err)
+			}
+			h := planned[0]
+			vr := &hookVR{Velociraptor: e.vr}
+			tc.duringStop(vr, func() {
+				if ok, err := e.db.StopByOperator(ctx, h.ID); err != nil || !ok {
+					t.Errorf("stop: %v %v", ok, err)
+				}
+			})
+			e.p.Servers["main"] = vr
+			if _, err := e.p.Launch(ctx, h); err != nil {
+				t.Fatal(err)
+			}
+			hunts := e.srv.Hunts()
+			if len(hunts) != 1 {
+				t.Fatalf("%d hunts in Velociraptor, want 1", len(hunts))
+			}
+			if hunts[0].State != "STOPPED" {
+				t.Fatalf("the hunt is %s in Velociraptor, want STOPPED", hunts[0].State)
+			}
+			if ran := len(hunts[0].Scheduled) > 0; ran != tc.everRan {
+				t.Fatalf("clients scheduled: %v, want %v", hunts[0].Scheduled, tc.everRan)
+			}
+			got, _ := e.db.FindHunt(ctx, h.ID)
+			if got.State != store.HuntStopped || got.EndReason != store.ReasonStoppedByOperator || got.VRHuntID != hunts[0].ID {
+				t.Fatalf("hunt row %+v", got)
+			}
+			e.clk.Add(time.Hour)
+			if n, err := e.p.LaunchDue(ctx); err != nil || n != 0 || len(e.srv.Hunts()) != 1 {
+				t.Fatalf("launched again: %d %v, %d hunts", n, err, len(e.srv.Hunts()))
+			}
+		})
+	}
+}

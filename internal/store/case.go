@@ -36,18 +36,11 @@ func (db *DB) UpsertCase(ctx context.Context, c ioc.Case, r ioc.Route) error {
 
 // FindCase returns a stored case. Returns ENOTFOUND if velohunt never saw it.
 func (db *DB) FindCase(ctx context.Context, id int64) (Case, error) {
-	var c Case
-	var tags string
-	err := db.db.QueryRowContext(ctx, `
-		SELECT case_id, name, customer, tags, is_open, server, org, ioc_state, state_name FROM cases WHERE case_id = ?`, id).
-		Scan(&c.ID, &c.Name, &c.Customer, &tags, &c.Open, &c.Route.Server, &c.Route.Org, &c.IOCState, &c.State)
+	c, err := scanCase(db.db.QueryRowContext(ctx, `SELECT `+caseColumns+` FROM cases WHERE case_id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Case{}, ioc.Errorf(ioc.ENOTFOUND, "case %d is unknown to velohunt", id)
 	} else if err != nil {
 		return Case{}, fmt.Errorf("find case %d: %w", id, err)
-	}
-	if tags != "" {
-		c.Tags = strings.Split(tags, ",")
 	}
 	return c, nil
 }

@@ -50,6 +50,9 @@ type Hunt struct {
 	CreatedAt     time.Time
 	StartedAt     time.Time
 	EndedAt       time.Time
+	// EndReason says why a hunt ended early ("" when it ran its course,
+	// or ended as Velociraptor said).
+	EndReason string
 }
 
 // HuntIOC is one IOC row a hunt covers.
@@ -163,7 +166,7 @@ func newMarker() (string, error) {
 }
 
 const huntColumns = `id, marker, server, org, kind, artifact, COALESCE(vr_hunt_id, ''), state, attempts, last_error,
-	next_attempt_at, expires_at, created_at, started_at, ended_at`
+	next_attempt_at, expires_at, created_at, started_at, ended_at, end_reason`
 
 func scanHunt(s interface{ Scan(...any) error }) (Hunt, error) {
 	var h Hunt
@@ -171,7 +174,7 @@ func scanHunt(s interface{ Scan(...any) error }) (Hunt, error) {
 	var next, expires, created int64
 	var started, ended sql.NullInt64
 	err := s.Scan(&h.ID, &h.Marker, &h.Server, &h.Org, &kind, &h.Artifact, &h.VRHuntID, &h.State, &h.Attempts,
-		&h.LastError, &next, &expires, &created, &started, &ended)
+		&h.LastError, &next, &expires, &created, &started, &ended, &h.EndReason)
 	h.Kind = ioc.Kind(kind)
 	h.NextAttemptAt = time.UnixMilli(next).UTC()
 	h.ExpiresAt = time.UnixMilli(expires).UTC()
@@ -307,9 +310,15 @@ func (db *DB) ReleaseClaims(ctx context.Context, gone func(holder string) bool) 
 	return released, nil
 }
 
-// SetHuntCreated records the Velociraptor hunt id of a created (paused) hunt.
+// SetHuntCreated records the Velociraptor hunt id of a created (paused)
+// hunt. A hunt that ended while its launch created it (an operator stopped
+// it, or nothing was left to hunt) keeps its state and gets the id too: the
+// launcher then stops the hunt it made, and the id stays on record.
 func (db *DB) SetHuntCreated(ctx context.Context, id int64, vrHuntID string) error {
-	return db.exec(ctx, `UPDATE hunts SET vr_hunt_id = ?, state = 'created', last_error = '' WHERE id = ? AND state = 'planned'`, vrHuntID, id)
+	return db.exec(ctx, `UPDATE hunts SET vr_hunt_id = ?,
+			last_error = CASE WHEN state = 'planned' THEN '' ELSE last_error END,
+			state = CASE WHEN state = 'planned' THEN 'created' ELSE state END
+		WHERE id = ? AND (state = 'planned' OR (state IN ('finished','stopped','expired') AND vr_hunt_id IS NULL))`, vrHuntID, id)
 }
 
 // SetHuntRunning records that a hunt was started and queues the tab

@@ -110,34 +110,45 @@ func (db *DB) EndHunt(ctx context.Context, id int64, state string) ([]int64, err
 func (db *DB) EndHuntWithReason(ctx context.Context, id int64, state, reason string) ([]int64, error) {
 	var iocs []int64
 	err := db.tx(ctx, func(tx *Tx) error {
-		iocs = iocs[:0]
-		if _, err := tx.ExecContext(ctx, `UPDATE hunts SET state = ?, ended_at = ?, end_reason = ?
-			WHERE id = ? AND state IN ('planned','created','running')`, state, tx.nowMS(), reason, id); err != nil {
-			return fmt.Errorf("end hunt %d: %w", id, err)
-		}
-		_, err := tx.ExecContext(ctx, `
-			UPDATE iocs SET state = 'hunted', updated_at = ?
-			WHERE state = 'hunting' AND id IN (SELECT ioc_id FROM hunt_iocs WHERE hunt_id = ?)
-			AND NOT EXISTS (SELECT 1 FROM hunt_iocs hi JOIN hunts h ON h.id = hi.hunt_id
-				WHERE hi.ioc_id = iocs.id AND h.state IN ('planned','created','running'))`, tx.nowMS(), id)
-		if err != nil {
-			return fmt.Errorf("end hunt %d: %w", id, err)
-		}
-		rows, err := tx.QueryContext(ctx, `SELECT ioc_id FROM hunt_iocs WHERE hunt_id = ?`, id)
-		if err != nil {
-			return fmt.Errorf("end hunt %d: %w", id, err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var i int64
-			if err := rows.Scan(&i); err != nil {
-				return err
-			}
-			iocs = append(iocs, i)
-		}
-		return rows.Err()
+		var err error
+		_, iocs, err = tx.endHunt(ctx, id, state, reason)
+		return err
 	})
 	return iocs, err
+}
+
+// endHunt ends a planned, created or running hunt and moves the IOCs it
+// covered, and no other active hunt covers, to "hunted". It reports
+// whether the hunt was active, and returns the ids of its IOC rows.
+func (tx *Tx) endHunt(ctx context.Context, id int64, state, reason string) (bool, []int64, error) {
+	res, err := tx.ExecContext(ctx, `UPDATE hunts SET state = ?, ended_at = ?, end_reason = ?
+		WHERE id = ? AND state IN ('planned','created','running')`, state, tx.nowMS(), reason, id)
+	if err != nil {
+		return false, nil, fmt.Errorf("end hunt %d: %w", id, err)
+	}
+	n, _ := res.RowsAffected()
+	_, err = tx.ExecContext(ctx, `
+		UPDATE iocs SET state = 'hunted', updated_at = ?
+		WHERE state = 'hunting' AND id IN (SELECT ioc_id FROM hunt_iocs WHERE hunt_id = ?)
+		AND NOT EXISTS (SELECT 1 FROM hunt_iocs hi JOIN hunts h ON h.id = hi.hunt_id
+			WHERE hi.ioc_id = iocs.id AND h.state IN ('planned','created','running'))`, tx.nowMS(), id)
+	if err != nil {
+		return false, nil, fmt.Errorf("end hunt %d: %w", id, err)
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT ioc_id FROM hunt_iocs WHERE hunt_id = ?`, id)
+	if err != nil {
+		return false, nil, fmt.Errorf("end hunt %d: %w", id, err)
+	}
+	defer rows.Close()
+	var iocs []int64
+	for rows.Next() {
+		var i int64
+		if err := rows.Scan(&i); err != nil {
+			return false, nil, fmt.Errorf("end hunt %d: %w", id, err)
+		}
+		iocs = append(iocs, i)
+	}
+	return n == 1, iocs, rows.Err()
 }
 
 // Client is a Velociraptor client as cached.

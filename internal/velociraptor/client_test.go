@@ -110,6 +110,9 @@ func TestHuntLifecycle(t *testing.T) {
 	if info.State != "RUNNING" || info.Scheduled != 2 || info.Finished != 2 || info.Rows != 1+4 {
 		t.Fatalf("info=%+v", info)
 	}
+	if !slices.Equal(info.Tags, []string{"velohunt", "velohunt-m1"}) {
+		t.Fatalf("tags %v", info.Tags)
+	}
 	flows, err := c.HuntFlows(ctx, "", id)
 	if err != nil || len(flows) != 2 {
 		t.Fatalf("flows=%+v err=%v", flows, err)

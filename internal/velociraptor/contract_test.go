@@ -114,6 +114,10 @@ func TestVelociraptorContract(t *testing.T) {
 			if !slices.Contains(info.ArtifactSources, "Custom.Velohunt.Conformance") {
 				t.Fatalf("sources %v", info.ArtifactSources)
 			}
+			// `hunts stop` trusts a hunt as velohunt's by these tags only.
+			if !slices.Contains(info.Tags, "velohunt") || !slices.Contains(info.Tags, marker) {
+				t.Fatalf("tags %v, want velohunt and %s", info.Tags, marker)
+			}
 		})
 		t.Run("FoundByTag", func(t *testing.T) {
 			got, _, err := c.FindHuntByTag(ctx, org, marker)

@@ -21,6 +21,9 @@ type HuntInfo struct {
 	WithErrors      int64
 	Rows            int64
 	ArtifactSources []string
+	// Tags are the hunt's tags: velohunt's hunts carry "velohunt" and
+	// their marker.
+	Tags []string
 }
 
 // HuntInfo reads a hunt's state and stats. Returns ENOTFOUND when the server
@@ -44,13 +47,14 @@ func (c *Client) HuntInfo(ctx context.Context, org, huntID string) (HuntInfo, er
 			Rows       jsonInt `json:"total_collected_rows"`
 		} `json:"stats"`
 		Sources []string `json:"artifact_sources"`
+		Tags    []string `json:"tags"`
 	}
 	if err := json.Unmarshal(rows[0], &v); err != nil {
 		return HuntInfo{}, fmt.Errorf("hunt info %s: %w", huntID, err)
 	}
 	return HuntInfo{ID: v.HuntID, State: v.State, Expires: time.UnixMicro(int64(v.Expires)).UTC(),
 		Scheduled: int64(v.Stats.Scheduled), Finished: int64(v.Stats.Finished), WithErrors: int64(v.Stats.WithErrors),
-		Rows: int64(v.Stats.Rows), ArtifactSources: v.Sources}, nil
+		Rows: int64(v.Stats.Rows), ArtifactSources: v.Sources, Tags: v.Tags}, nil
 }
 
 // Flow is one client's collection of a hunt, from hunt_flows().

@@ -24,8 +24,9 @@ SELECT VhHunt.HuntId AS HuntId FROM scope()`
 	// Env: VhMarker. Used only to recover from a crash during a launch.
 	vqlFindHuntByTag vql = `SELECT hunt_id, state FROM hunts(summary=TRUE) WHERE VhMarker in tags`
 
-	// Env: VhHuntId.
-	vqlHuntInfo vql = `SELECT hunt_id, state, create_time, start_time, expires, stats, artifact_sources FROM hunts(hunt_id=VhHuntId, summary=TRUE)`
+	// Env: VhHuntId. tags carries velohunt's marker: `hunts stop` stops
+	// only a hunt that carries the marker velohunt stored for it.
+	vqlHuntInfo vql = `SELECT hunt_id, state, create_time, start_time, expires, stats, artifact_sources, tags FROM hunts(hunt_id=VhHuntId, summary=TRUE)`
 
 	// Env: VhHuntId. One row per client flow of the hunt, with its
 	// FlowContext (state, status, total_collected_rows).

@@ -344,6 +344,12 @@ func status(c store.TabCase) (text, key string) {
 	}
 	gapKey := func(h *store.TabHunt) string { return h.FirstError + "|" + h.FirstGap() }
 	switch {
+	case running == nil && len(c.Hunts) > 0 && c.Hunts[0].EndReason == store.ReasonStoppedByOperator:
+		// Stopped before it expired: hosts that had not run it, or would
+		// have joined later, were never searched. Not clean.
+		last := &c.Hunts[0]
+		return fmt.Sprintf("stopped by an operator on %s: no hit on the %d of %d host(s) done; hosts that had not run it were not searched",
+			render.Date(last.EndedAt), last.Finished, last.Scheduled), "stopped-by-operator"
 	case running == nil && len(c.Hunts) > 0 && c.Hunts[0].Incomplete():
 		last := &c.Hunts[0]
 		return incomplete(last, fmt.Sprintf("no hit on the others; last hunt ended %s", render.Date(last.EndedAt))), "incomplete:" + gapKey(last)

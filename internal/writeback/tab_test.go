@@ -532,3 +532,24 @@ func TestRestartHoldsIRISIOC(t *testing.T) {
 		t.Fatal("no tab written after the hold")
 	}
 }
+
+// TestTabStoppedByOperator: a hunt an operator stopped (`velohunt hunts
+// stop`) reads stopped, with the hosts it searched, never clean: hosts that
+// had not run it were not searched.
+func TestTabStoppedByOperator(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t, 1)
+	row := e.rows[0]
+	e.flush(t)
+	if _, err := e.db.SetHuntProgress(ctx, e.hunt.ID, store.Progress{VRState: "RUNNING", Scheduled: 3, Finished: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := e.db.StopByOperator(ctx, e.hunt.ID); err != nil || !ok {
+		t.Fatalf("stop: %v %v", ok, err)
+	}
+	e.flush(t)
+	s := e.tabField(t, row.IRISID, render.FieldStatus)
+	if !strings.HasPrefix(s, "stopped by an operator on ") || !strings.Contains(s, "no hit on the 1 of 3 host(s) done") || strings.Contains(s, "clean") {
+		t.Fatalf("status %q", s)
+	}
+}

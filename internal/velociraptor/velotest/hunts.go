@@ -440,6 +440,7 @@ func (s *Server) huntInfo(user string, env map[string]string, org string, out *r
 				"total_clients_with_results": fin, "total_clients_with_errors": h.errored(), "total_collected_rows": n,
 				"stopped": h.State == "STOPPED"},
 			"artifact_sources": []string{h.Artifact},
+			"tags":             append([]string{}, h.Tags...),
 		}))
 	}
 	s.mu.Unlock()
@@ -802,7 +803,8 @@ func (s *Server) CreateHuntDirect(org, artifact string, tags []string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	h := &Hunt{ID: newHuntID(), Org: orgOf(org), Artifact: artifact, Tags: tags, State: "PAUSED", Created: time.Now(),
-		Expires: time.Now().Add(time.Hour), Params: map[string]string{}, Scheduled: map[string]bool{}, Finished: map[string]bool{}}
+		Expires: time.Now().Add(time.Hour), Params: map[string]string{}, Scheduled: map[string]bool{}, Finished: map[string]bool{},
+		Flows: map[string]*Flow{}}
 	s.hunts[h.ID] = h
 	s.order = append(s.order, h.ID)
 	return h.ID
