@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"regexp"
 	"slices"
 	"sort"
@@ -46,8 +45,8 @@ type Store interface {
 	DueLaunches(ctx context.Context, limit int) ([]store.Hunt, error)
 	FindHunt(ctx context.Context, id int64) (store.Hunt, error)
 	HuntIOCs(ctx context.Context, huntID int64) ([]store.HuntIOC, error)
-	ClaimLaunch(ctx context.Context, id int64, lease time.Duration, holder string) (bool, error)
-	ReleaseClaims(ctx context.Context, gone func(holder string) bool) (int, error)
+	ClaimLaunch(ctx context.Context, id int64, lease time.Duration) (bool, error)
+	ReleaseClaims(ctx context.Context, grace time.Duration) (int, error)
 	SetHuntCreated(ctx context.Context, id int64, vrHuntID string) error
 	SetHuntRunning(ctx context.Context, id int64) error
 	SetLaunchError(ctx context.Context, id int64, msg string, next time.Time) error
@@ -115,19 +114,21 @@ type Planner struct {
 	Recorder Recorder
 	Logger   *slog.Logger
 	Now      func() time.Time
-	// Holder names this process in its launch claims, and HolderGone tells
-	// whether the process a claim names has ended (holder.go); both default
-	// to what /proc says.
-	Holder     string
-	HolderGone func(holder string) bool
 
 	mu       sync.Mutex
 	prepared map[string]bool
 	wake     chan struct{}
 }
 
-// lease is how long a launch attempt holds a hunt.
-const lease = 2 * time.Minute
+// lease is how long a launch attempt holds a hunt; an attempt gives up
+// attemptLimit after it began, well before its lease ends, so that a live
+// launcher's claim never runs out under it. A claim of a launcher that
+// ended is taken over claimGrace after it was made (store.ReleaseClaims).
+const (
+	lease        = 2 * time.Minute
+	attemptLimit = 90 * time.Second
+	claimGrace   = 15 * time.Second
+)
 
 // Wake asks the loop to plan soon.
 func (p *Planner) Wake() {
@@ -151,12 +152,7 @@ func (p *Planner) init() {
 	if p.Recorder == nil {
 		p.Recorder = noRecorder{}
 	}
-	if p.HolderGone == nil {
-		p.HolderGone = holderGone
-		if p.Holder == "" {
-			p.Holder = holderOf(os.Getpid())
-		}
-	}
+
 }
 
 // Run plans and launches until ctx ends. It ticks often enough to honour
@@ -269,7 +265,7 @@ func (p *Planner) allowance(ctx context.Context, server string, n int) (int, str
 // started.
 func (p *Planner) LaunchDue(ctx context.Context) (int, error) {
 	p.init()
-	released, err := p.Store.ReleaseClaims(ctx, p.HolderGone)
+	released, err := p.Store.ReleaseClaims(ctx, claimGrace)
 	if err != nil {
 		return 0, err
 	}
@@ -304,12 +300,18 @@ func (p *Planner) LaunchDue(ctx context.Context) (int, error) {
 // time of the next try, and only store errors are returned.
 func (p *Planner) Launch(ctx context.Context, h store.Hunt) (bool, error) {
 	p.init()
-	ok, err := p.Store.ClaimLaunch(ctx, h.ID, lease, p.Holder)
+	ok, err := p.Store.ClaimLaunch(ctx, h.ID, lease)
 	if err != nil || !ok {
 		return false, err
 	}
 	h.Attempts++
-	if err := p.launch(ctx, h); err != nil {
+	actx, cancel := context.WithTimeout(ctx, attemptLimit)
+	err = p.launch(actx, h)
+	cancel()
+	if errors.Is(err, errLostClaim) {
+		return false, nil
+	}
+	if err != nil {
 		if ctx.Err() != nil {
 			return false, ctx.Err()
 		}
@@ -353,6 +355,7 @@ func (p *Planner) launch(ctx context.Context, h store.Hunt) error {
 		}
 		id = found
 	}
+	created := false
 	if id == "" {
 		req, err := p.request(h, rows)
 		if err != nil {
@@ -361,10 +364,16 @@ func (p *Planner) launch(ctx context.Context, h store.Hunt) error {
 		if id, err = vr.CreateHunt(ctx, req); err != nil {
 			return err
 		}
+		created = true
 	}
 	if h.VRHuntID == "" {
 		if err := p.Store.SetHuntCreated(ctx, h.ID, id); err != nil {
 			return err
+		}
+		if lost, err := p.lostTo(ctx, vr, h, id, created); err != nil {
+			return err
+		} else if lost {
+			return errLostClaim
 		}
 	}
 	// The hunt may have ended while it was created (`velohunt hunts stop`
@@ -392,6 +401,33 @@ func (p *Planner) launch(ctx context.Context, h store.Hunt) error {
 // planned hunts without waiting for a launch in flight), and if so stops
 // the Velociraptor hunt id this launch made or found: velohunt leaves none
 // of its hunts running that its store says ended.
+// errLostClaim ends an attempt whose hunt another launcher recorded.
+var errLostClaim = errors.New("another launcher recorded the hunt")
+
+// lostTo reports whether another launcher recorded another Velociraptor
+// hunt for h while this attempt created or found id (this attempt's claim
+// ran out under it, a pause of the process for instance): the twin this
+// attempt created is stopped, paused as it is, and never started.
+func (p *Planner) lostTo(ctx context.Context, vr Velociraptor, h store.Hunt, id string, created bool) (bool, error) {
+	cur, err := p.Store.FindHunt(ctx, h.ID)
+	if err != nil {
+		return false, err
+	}
+	if cur.VRHuntID == id {
+		return false, nil
+	}
+	if created {
+		if err := vr.StopHunt(ctx, h.Org, id); err != nil && ioc.ErrorCode(err) != ioc.ENOTFOUND {
+			p.Logger.Error("another launcher recorded this hunt first; the twin this attempt created could not be stopped: stop it in Velociraptor",
+				"hunt", h.ID, "hunt_id", id, "recorded", cur.VRHuntID, "server", h.Server, "org", h.Org, "error", err)
+			return true, fmt.Errorf("stop twin hunt %s: %w", id, err)
+		}
+	}
+	p.Logger.Warn("another launcher recorded this hunt first; this attempt's hunt was stopped, never started",
+		"hunt", h.ID, "hunt_id", id, "recorded", cur.VRHuntID, "server", h.Server, "org", h.Org)
+	return true, nil
+}
+
 func (p *Planner) endedMeanwhile(ctx context.Context, vr Velociraptor, h store.Hunt, id string) (bool, error) {
 	cur, err := p.Store.FindHunt(ctx, h.ID)
 	if err != nil {

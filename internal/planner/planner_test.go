@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -27,13 +26,16 @@ type env struct {
 	srv *velotest.Server
 	vr  *velociraptor.Client
 	p   *planner.Planner
+	// path is the database file, for more launchers (one handle each).
+	path string
 }
 
 func setup(t testing.TB, max int) *env {
 	t.Helper()
 	e := &env{clk: testclock.New(time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC))}
 	var err error
-	e.db, err = store.Open(context.Background(), filepath.Join(t.TempDir(), "v.db"))
+	e.path = filepath.Join(t.TempDir(), "v.db")
+	e.db, err = store.Open(context.Background(), e.path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,11 +57,16 @@ func setup(t testing.TB, max int) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.vr.Close() })
-	e.p = &planner.Planner{Store: e.db, Servers: map[string]planner.Velociraptor{"main": e.vr},
+	e.p = e.planner(e.db, e.vr, max)
+	return e
+}
+
+// planner is a launcher on db (a process of its own) calling vr.
+func (e *env) planner(db *store.DB, vr planner.Velociraptor, max int) *planner.Planner {
+	return &planner.Planner{Store: db, Servers: map[string]planner.Velociraptor{"main": vr},
 		Kinds:  map[ioc.Kind]planner.Artifact{ioc.KindIP: {Name: "Generic.Client.Info", Parameter: "IOCs", Format: "json"}},
 		Window: 5 * time.Second, MaxPerHunt: max, Expiry: 7 * 24 * time.Hour, ClientTimeout: time.Minute,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: e.clk.Now}
-	return e
 }
 
 // queue adds n IP IOCs to case 1.
@@ -142,7 +149,7 @@ func TestCrashDuringLaunch(t *testing.T) {
 	}
 	h := planned[0]
 	// The dead process claimed the launch and created the hunt.
-	if ok, err := e.db.ClaimLaunch(ctx, h.ID, 2*time.Minute, ""); !ok || err != nil {
+	if ok, err := e.db.ClaimLaunch(ctx, h.ID, 2*time.Minute); !ok || err != nil {
 		t.Fatalf("claim=%v err=%v", ok, err)
 	}
 	vrID := e.srv.CreateHuntDirect("", "Generic.Client.Info", []string{"velohunt", h.Marker})
@@ -165,9 +172,11 @@ func TestCrashDuringLaunch(t *testing.T) {
 }
 
 // TestClaimOfEndedLauncher: a launcher killed (kill -9) after claiming a
-// hunt and creating it leaves a claim whose process is gone; the next
-// launcher takes it over at once, not after the lease, and still finds the
-// created hunt by its marker. A claim of a living process is left alone.
+// hunt and creating it leaves a claim whose lock is free; the next launcher
+// takes it over once the claim's grace is over, not after the lease, and
+// finds the created hunt by its marker. A claim of a living launcher is
+// left alone. Each launcher is a handle on the database, as each process
+// is.
 func TestClaimOfEndedLauncher(t *testing.T) {
 	ctx := context.Background()
 	e := setup(t, 2)
@@ -176,26 +185,31 @@ func TestClaimOfEndedLauncher(t *testing.T) {
 	if err != nil || len(planned) != 2 {
 		t.Fatalf("planned=%v err=%v", planned, err)
 	}
-	dead := exec.Command("sleep", "60")
-	alive := exec.Command("sleep", "60")
-	for _, c := range []*exec.Cmd{dead, alive} {
-		if err := c.Start(); err != nil {
+	other := func() *store.DB {
+		db, err := store.Open(ctx, e.path)
+		if err != nil {
 			t.Fatal(err)
 		}
+		db.Now = e.clk.Now
+		return db
 	}
-	t.Cleanup(func() { alive.Process.Kill(); alive.Wait() })
-	if ok, err := e.db.ClaimLaunch(ctx, planned[0].ID, 2*time.Minute, planner.HolderOf(dead.Process.Pid)); !ok || err != nil {
+	dead, alive := other(), other()
+	defer alive.Close()
+	if ok, err := dead.ClaimLaunch(ctx, planned[0].ID, 2*time.Minute); !ok || err != nil {
 		t.Fatalf("claim=%v err=%v", ok, err)
 	}
-	if ok, err := e.db.ClaimLaunch(ctx, planned[1].ID, 2*time.Minute, planner.HolderOf(alive.Process.Pid)); !ok || err != nil {
+	if ok, err := alive.ClaimLaunch(ctx, planned[1].ID, 2*time.Minute); !ok || err != nil {
 		t.Fatalf("claim=%v err=%v", ok, err)
 	}
 	vrID := e.srv.CreateHuntDirect("", "Generic.Client.Info", []string{"velohunt", planned[0].Marker})
 	if n, err := e.p.LaunchDue(ctx); n != 0 || err != nil {
 		t.Fatalf("launched %d while both launchers live (err=%v)", n, err)
 	}
-	dead.Process.Kill()
-	dead.Wait()
+	dead.Close() // its process ends: the kernel drops its lock
+	if n, err := e.p.LaunchDue(ctx); n != 0 || err != nil {
+		t.Fatalf("launched %d within the claim's grace (err=%v)", n, err)
+	}
+	e.clk.Add(20 * time.Second)
 	if n, err := e.p.LaunchDue(ctx); n != 1 || err != nil {
 		t.Fatalf("launched %d after the launcher died, want 1 (err=%v)", n, err)
 	}
@@ -208,6 +222,71 @@ func TestClaimOfEndedLauncher(t *testing.T) {
 	}
 	if got, _ := e.db.FindHunt(ctx, planned[1].ID); got.State != store.HuntPlanned {
 		t.Fatalf("the living launcher's hunt was taken: %+v", got)
+	}
+}
+
+// pausingVR holds CreateHunt until released: a launcher paused in the
+// middle of its call.
+type pausingVR struct {
+	planner.Velociraptor
+	entered, release chan struct{}
+}
+
+func (v *pausingVR) CreateHunt(ctx context.Context, r velociraptor.HuntRequest) (string, error) {
+	close(v.entered)
+	<-v.release // the request reaches the server only now
+	return v.Velociraptor.CreateHunt(ctx, r)
+}
+
+// TestTwinOfLostClaimStopped: a launcher whose claim ran out while it was
+// paused in CreateHunt comes back after another launcher created, recorded
+// and started the hunt: the twin it created is stopped, never started, and
+// the store keeps the other's hunt.
+func TestTwinOfLostClaimStopped(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t, 10)
+	e.queue(t, 2)
+	planned, err := e.p.Plan(ctx, true)
+	if err != nil || len(planned) != 1 {
+		t.Fatalf("planned=%v err=%v", planned, err)
+	}
+	slow := &pausingVR{Velociraptor: e.vr, entered: make(chan struct{}), release: make(chan struct{})}
+	paused := e.planner(e.db, slow, 10)
+	done := make(chan error, 1)
+	go func() {
+		_, err := paused.Launch(ctx, planned[0])
+		done <- err
+	}()
+	<-slow.entered
+	// Its lease runs out under it; the other launcher (another process)
+	// takes the hunt.
+	e.clk.Add(3 * time.Minute)
+	db2, err := store.Open(ctx, e.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db2.Close()
+	db2.Now = e.clk.Now
+	p2 := e.planner(db2, e.vr, 10)
+	if n, err := p2.LaunchDue(ctx); n != 1 || err != nil {
+		t.Fatalf("the other launcher started %d (err=%v)", n, err)
+	}
+	close(slow.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	got, _ := e.db.FindHunt(ctx, planned[0].ID)
+	states := map[string]string{}
+	for _, h := range e.srv.Hunts() {
+		states[h.ID] = h.State
+	}
+	if len(states) != 2 || states[got.VRHuntID] != "RUNNING" {
+		t.Fatalf("hunts %v, recorded %s: want the recorded one running and a twin", states, got.VRHuntID)
+	}
+	for id, st := range states {
+		if id != got.VRHuntID && st != "STOPPED" {
+			t.Fatalf("the twin %s is %s, want STOPPED", id, st)
+		}
 	}
 }
 

@@ -243,19 +243,22 @@ func (db *DB) HuntIOCs(ctx context.Context, huntID int64) ([]HuntIOC, error) {
 }
 
 // ClaimLaunch takes a due hunt for one launch attempt: it counts the
-// attempt, pushes the next attempt lease ahead and records the holder (the
-// launching process, "" when unknown), in one statement, so two processes
-// (serve and the hunt command) never launch the same hunt at once. The
-// attempt is counted before the Velociraptor call, so that after a crash
-// during the call the hunt is looked up by its marker before it is created
-// again. It reports false when another launcher holds the hunt. The claim
-// is committed durably (synchronous=FULL), so it survives a power loss too.
-func (db *DB) ClaimLaunch(ctx context.Context, id int64, lease time.Duration, holder string) (bool, error) {
+// attempt, pushes the next attempt lease ahead and names this handle's
+// launcher as the claim's holder (launchers.go), in one statement, so two
+// processes (serve and the hunt command) never launch the same hunt at
+// once. The attempt is counted before the Velociraptor call, so that after
+// a crash during the call the hunt is looked up by its marker before it is
+// created again. It reports false when another launcher holds the hunt.
+// The claim is committed durably (synchronous=FULL), so it survives a
+// power loss too.
+func (db *DB) ClaimLaunch(ctx context.Context, id int64, lease time.Duration) (bool, error) {
+	holder := db.holder()
 	var ok bool
 	err := db.durableTx(ctx, func(tx *Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE hunts SET attempts = attempts + 1, next_attempt_at = ?, launch_holder = ?
+		res, err := tx.ExecContext(ctx, `UPDATE hunts SET attempts = attempts + 1, next_attempt_at = ?,
+			launch_holder = ?, launch_claimed_at = ?
 			WHERE id = ? AND state IN ('planned','created') AND next_attempt_at <= ?`,
-			tx.now.Add(lease).UnixMilli(), holder, id, tx.nowMS())
+			tx.now.Add(lease).UnixMilli(), holder, tx.nowMS(), id, tx.nowMS())
 		if err != nil {
 			return fmt.Errorf("claim hunt %d: %w", id, err)
 		}
@@ -266,10 +269,12 @@ func (db *DB) ClaimLaunch(ctx context.Context, id int64, lease time.Duration, ho
 	return ok, err
 }
 
-// ReleaseClaims makes due at once the hunts whose launch claim is held by
-// a process that gone reports ended, and returns how many. Claims without
-// a holder wait their lease out.
-func (db *DB) ReleaseClaims(ctx context.Context, gone func(holder string) bool) (int, error) {
+// ReleaseClaims makes due the hunts whose launch claim is held by a
+// launcher that ended, and returns how many. A claim is released no
+// sooner than grace after it was made: a create that the dead launcher
+// sent can still be finishing in Velociraptor, and the next attempt looks
+// for it by its marker. Claims without a holder wait their lease out.
+func (db *DB) ReleaseClaims(ctx context.Context, grace time.Duration) (int, error) {
 	rows, err := db.db.QueryContext(ctx, `SELECT DISTINCT launch_holder FROM hunts
 		WHERE state IN ('planned','created') AND next_attempt_at > ? AND launch_holder <> ''`, db.Now().UnixMilli())
 	if err != nil {
@@ -290,12 +295,13 @@ func (db *DB) ReleaseClaims(ctx context.Context, gone func(holder string) bool) 
 	}
 	released := 0
 	for _, h := range holders {
-		if !gone(h) {
+		if !db.holderGone(h) {
 			continue
 		}
 		err := db.tx(ctx, func(tx *Tx) error {
-			res, err := tx.ExecContext(ctx, `UPDATE hunts SET next_attempt_at = ?, launch_holder = ''
-				WHERE launch_holder = ? AND state IN ('planned','created') AND next_attempt_at > ?`, tx.nowMS(), h, tx.nowMS())
+			res, err := tx.ExecContext(ctx, `UPDATE hunts SET next_attempt_at = MAX(?, launch_claimed_at + ?), launch_holder = ''
+				WHERE launch_holder = ? AND state IN ('planned','created') AND next_attempt_at > ?`,
+				tx.nowMS(), grace.Milliseconds(), h, tx.nowMS())
 			if err != nil {
 				return fmt.Errorf("release launch claims: %w", err)
 			}

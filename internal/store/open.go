@@ -134,7 +134,7 @@ func open(ctx context.Context, path string, opts Options) (*DB, error) {
 	// One connection: SQLite has one writer anyway, and a single connection
 	// means no SQLITE_BUSY between our own goroutines.
 	sdb.SetMaxOpenConns(1)
-	db := &DB{db: sdb, Now: time.Now}
+	db := &DB{db: sdb, Now: time.Now, path: path}
 	fail := func(err error) (*DB, error) {
 		sdb.Close()
 		return nil, describeOpenError(path, err)

@@ -28,10 +28,17 @@ type DB struct {
 	db *sql.DB
 	// Now returns the current time; tests replace it.
 	Now func() time.Time
+	// path is the database file ("" for a scratch copy in memory).
+	path   string
+	launch launchers
 }
 
-// Close closes the database.
-func (db *DB) Close() error { return db.db.Close() }
+// Close closes the database and ends this handle's launcher (its launch
+// claims are then taken over at once).
+func (db *DB) Close() error {
+	db.releaseHolder()
+	return db.db.Close()
+}
 
 // Ping checks that the database answers.
 func (db *DB) Ping(ctx context.Context) error { return db.db.PingContext(ctx) }

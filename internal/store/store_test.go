@@ -138,10 +138,10 @@ func TestSyncAndPlan(t *testing.T) {
 			t.Fatalf("due=%v err=%v", due, err)
 		}
 		h := due[0]
-		if ok, err := db.ClaimLaunch(ctx, h.ID, time.Minute, ""); err != nil || !ok {
+		if ok, err := db.ClaimLaunch(ctx, h.ID, time.Minute); err != nil || !ok {
 			t.Fatalf("claim=%v err=%v", ok, err)
 		}
-		if ok, _ := db.ClaimLaunch(ctx, h.ID, time.Minute, ""); ok {
+		if ok, _ := db.ClaimLaunch(ctx, h.ID, time.Minute); ok {
 			t.Fatal("a claimed hunt was claimed twice")
 		}
 		if err := db.SetLaunchError(ctx, h.ID, "unavailable", clk.Now().Add(time.Minute)); err != nil {

@@ -1,4 +1,0 @@
-package planner
-
-// HolderOf names a process as its launch claims do.
-var HolderOf = holderOf
