@@ -47,6 +47,19 @@ func (db *DB) FlowCursors(ctx context.Context, huntID int64) (map[string]FlowCur
 	return out, rows.Err()
 }
 
+// RelaunchPending reports whether a hunt has a flow not done that was
+// relaunched: its id is not named after the hunt (F.<hunt>.H), and its end
+// moves none of the hunt's stats in Velociraptor 0.77.2.
+func (db *DB) RelaunchPending(ctx context.Context, huntID int64) (bool, error) {
+	var n int
+	err := db.db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM hunt_flows WHERE hunt_id = ?
+		AND state NOT IN ('FINISHED', 'ERROR') AND flow_id NOT LIKE '%.H')`, huntID).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("relaunched flows: %w", err)
+	}
+	return n == 1, nil
+}
+
 // SetFlowStates records the state, error and row count of flows, keeping
 // their cursors.
 func (db *DB) SetFlowStates(ctx context.Context, huntID int64, flows []FlowCursor) error {

@@ -12,8 +12,9 @@ type Stats struct {
 	Hunts      map[string]int // by state
 	InboxDepth int
 	// IncompleteHunts counts hunts in which at least one host's collection
-	// ended in error or timed out, or could not search everything its
-	// artifact applies to it: none of them reads as clean.
+	// ended in error or timed out, could not search everything its
+	// artifact applies to it, or never reported before the hunt ended:
+	// none of them reads as clean.
 	IncompleteHunts int
 	// Gaps counts, by source, the hosts of running hunts where that source
 	// searched nothing or reported a problem.
@@ -29,7 +30,8 @@ func (db *DB) Stats(ctx context.Context) (Stats, error) {
 	if err := db.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM hunts h WHERE errored > 0 OR EXISTS (
 		SELECT 1 FROM flow_coverage c JOIN hunt_flows f ON f.hunt_id = c.hunt_id AND f.client_id = c.client_id AND f.flow_id = c.flow_id
 		WHERE c.hunt_id = h.id AND `+gapFlow+`) OR EXISTS (
-		SELECT 1 FROM hunt_flows f WHERE f.hunt_id = h.id AND `+unreportedFlow+` AND `+isNewestFlow+`)`).Scan(&s.IncompleteHunts); err != nil {
+		SELECT 1 FROM hunt_flows f WHERE f.hunt_id = h.id AND `+unreportedFlow+` AND `+isNewestFlow+`)
+		OR (h.state IN ('finished','stopped','expired') AND h.finished < h.scheduled)`).Scan(&s.IncompleteHunts); err != nil {
 		return s, fmt.Errorf("stats: %w", err)
 	}
 	if err := db.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM inbox`).Scan(&s.InboxDepth); err != nil {

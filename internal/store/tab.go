@@ -14,6 +14,22 @@ type TabHunt struct {
 	Progress
 }
 
+// Unreported counts the hosts of an ended hunt that never reported: their
+// flows were scheduled and had not finished when the hunt expired or was
+// stopped. They were not searched.
+func (h TabHunt) Unreported() int64 {
+	switch h.Hunt.State {
+	case HuntFinished, HuntStopped, HuntExpired:
+		return max(h.Scheduled-h.Finished, 0)
+	}
+	return 0
+}
+
+// Incomplete reports whether a host of the hunt errored, timed out, could
+// not search everything, or, the hunt ended, never reported: such a hunt
+// is never reported clean.
+func (h TabHunt) Incomplete() bool { return h.Progress.Incomplete() || h.Unreported() > 0 }
+
 // TabHit is a hit shown on an IOC's tab.
 type TabHit struct {
 	ClientID  string

@@ -52,6 +52,7 @@ type Store interface {
 	RecordHits(ctx context.Context, h store.Hunt, hits []store.HitInput, cur store.FlowCursor, eventPerHost bool) (int, error)
 	RecordCoverage(ctx context.Context, huntID int64, clientID, flowID string, cov []store.Coverage) error
 	FlowCursors(ctx context.Context, huntID int64) (map[string]store.FlowCursor, error)
+	RelaunchPending(ctx context.Context, huntID int64) (bool, error)
 	SetFlowStates(ctx context.Context, huntID int64, flows []store.FlowCursor) error
 	EnqueueTabs(ctx context.Context, iocIDs []int64) error
 }
@@ -87,12 +88,14 @@ type Watcher struct {
 	listed map[int64]time.Time
 }
 
-// pendingEvery is how often the flows of a hunt with hosts not done are
-// listed although its stats did not move. A relaunched flow (hunt_add
-// relaunch=TRUE, a new flow id not named after the hunt) moves the stats
-// of 0.77.2 only when it is added, counted as scheduled and finished with
-// no rows; its end moves none (hunt_manager counts only the completions of
-// flows named after a hunt).
+// pendingEvery is how often a hunt with hosts not done is checked for
+// relaunched flows not done, which are then listed (from the first of
+// them) although the hunt's stats did not move. A relaunched flow
+// (hunt_add relaunch=TRUE, a new flow id not named after the hunt) moves
+// the stats of 0.77.2 only when it is added, counted as scheduled and
+// finished with no rows; its end moves none (hunt_manager counts only the
+// completions of flows named after a hunt). A hunt's own flows move the
+// stats when they end: a host that never answers costs no listing.
 const pendingEvery = 30 * time.Second
 
 // Report counts what a pass did.
@@ -284,17 +287,24 @@ func (w *Watcher) watch(ctx context.Context, h store.Hunt, touched map[int64]boo
 		TotalRows: info.Rows, Stats: statsKey(info)}
 	w.mu.Lock()
 	_, unfinished := w.resume[h.ID] // the last listing stopped before the end
-	pending := prog.Finished < prog.Scheduled && w.Now().Sub(w.listed[h.ID]) >= pendingEvery
+	checkRelaunch := prog.Finished < prog.Scheduled && w.Now().Sub(w.listed[h.ID]) >= pendingEvery
 	w.mu.Unlock()
-	if next.Stats != prog.Stats || info.Rows > prog.RowsRead || unfinished || pending {
+	moved := next.Stats != prog.Stats || info.Rows > prog.RowsRead || unfinished
+	relaunch := false
+	if !moved && checkRelaunch {
 		w.mu.Lock()
 		if w.listed == nil {
 			w.listed = map[int64]time.Time{}
 		}
 		w.listed[h.ID] = w.Now()
 		w.mu.Unlock()
+		if relaunch, err = w.Store.RelaunchPending(ctx, h.ID); err != nil {
+			return err
+		}
+	}
+	if moved || relaunch {
 		gaps := rep.Gaps
-		hosts, fresh, err := w.readFlows(ctx, vr, h, info, covered, rep)
+		hosts, fresh, err := w.readFlows(ctx, vr, h, info, covered, !moved, rep)
 		if err != nil {
 			return err
 		}
@@ -321,6 +331,16 @@ func (w *Watcher) watch(ctx context.Context, h store.Hunt, touched map[int64]boo
 	case w.Now().After(h.ExpiresAt):
 		// velohunt set the hunt's expiry itself; its own record is the clock.
 		end = store.HuntExpired
+	}
+	w.mu.Lock()
+	_, behind := w.resume[h.ID]
+	w.mu.Unlock()
+	if end != "" && behind {
+		// Flows past this pass's pages are still to be read: the hunt
+		// ends once they are, or their hits would be lost and the tab
+		// would read clean.
+		w.Logger.Debug("hunt ended in Velociraptor; reading its last flows first", "hunt_id", h.VRHuntID, "server", h.Server)
+		end = ""
 	}
 	if end != "" {
 		if _, err := w.Store.EndHunt(ctx, h.ID, end); err != nil {
@@ -418,7 +438,7 @@ const maxFlowPages = 10
 // the first one not seen; at most maxFlowPages pages, going on next pass.
 // It returns the hosts counted by their newest flow, over every flow seen.
 func (w *Watcher) readFlows(ctx context.Context, vr Velociraptor, h store.Hunt, info velociraptor.HuntInfo,
-	covered []store.HuntIOC, rep *Report) (hostCounts, int, error) {
+	covered []store.HuntIOC, relaunchOnly bool, rep *Report) (hostCounts, int, error) {
 	var hosts hostCounts
 	known, err := w.Store.FlowCursors(ctx, h.ID)
 	if err != nil {
@@ -439,7 +459,7 @@ func (w *Watcher) readFlows(ctx context.Context, vr Velociraptor, h store.Hunt, 
 			w.Logger.Warn("record flow states", "hunt_id", h.VRHuntID, "error", err)
 		}
 	}()
-	start := w.listFrom(h.ID, known)
+	start := w.listFrom(h.ID, known, relaunchOnly)
 	// Flows before the listing with rows not read yet (a read that failed,
 	// or was undone by a crash) are read from what is known of them.
 	for key, k := range known {
@@ -522,7 +542,7 @@ func (w *Watcher) readFlows(ctx context.Context, vr Velociraptor, h store.Hunt, 
 // last pass stopped, else the first flow not done, else the first one not
 // seen (flows are listed in schedule order: new ones come last). A flow
 // whose row is not known (recorded before rows were) lists all.
-func (w *Watcher) listFrom(huntID int64, known map[string]store.FlowCursor) int64 {
+func (w *Watcher) listFrom(huntID int64, known map[string]store.FlowCursor, relaunchOnly bool) int64 {
 	w.mu.Lock()
 	r, ok := w.resume[huntID]
 	w.mu.Unlock()
@@ -536,7 +556,8 @@ func (w *Watcher) listFrom(huntID int64, known map[string]store.FlowCursor) int6
 			return 0
 		}
 		next = max(next, f.Index+1)
-		if f.State != "FINISHED" && f.State != "ERROR" && (first < 0 || f.Index < first) {
+		if f.State != "FINISHED" && f.State != "ERROR" && (first < 0 || f.Index < first) &&
+			(!relaunchOnly || !strings.HasSuffix(f.FlowID, ".H")) {
 			first = f.Index
 		}
 	}

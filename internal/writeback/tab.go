@@ -340,9 +340,14 @@ func status(c store.TabCase) (text, key string) {
 		if n := len(h.Uncovered); n > 0 {
 			parts = append(parts, fmt.Sprintf("%d host(s) could not search everything (first: %s)", n, h.FirstGap()))
 		}
+		if n := h.Unreported(); n > 0 {
+			parts = append(parts, fmt.Sprintf("%d of %d host(s) never reported before the hunt ended", n, h.Scheduled))
+		}
 		return "incomplete: " + strings.Join(parts, "; ") + "; " + rest
 	}
-	gapKey := func(h *store.TabHunt) string { return h.FirstError + "|" + h.FirstGap() }
+	gapKey := func(h *store.TabHunt) string {
+		return fmt.Sprintf("%s|%s|%d", h.FirstError, h.FirstGap(), h.Unreported())
+	}
 	switch {
 	case running == nil && len(c.Hunts) > 0 && c.Hunts[0].EndReason == store.ReasonStoppedByOperator:
 		// Stopped before it expired: hosts that had not run it, or would

@@ -26,9 +26,13 @@ type Endpoint struct {
 	// FlowErrorRows is how many of the artifact's rows an ERROR flow
 	// keeps (sent before it failed); 0 by default.
 	FlowErrorRows int
-	Files         []File
-	Conns         []Conn
-	DNS           []DNSEntry
+	// Hang (adversarial review) makes every flow of the endpoint stay
+	// IN_PROGRESS with no rows, for ever: a compromised or vanished host
+	// that took the collection and never reported.
+	Hang  bool
+	Files []File
+	Conns []Conn
+	DNS   []DNSEntry
 	// Cannot names the sources of velohunt's artifacts that fall short on
 	// the endpoint (a disabled plugin, say), with the problem reported;
 	// "" reports that the source searched nothing. Every other source

@@ -106,6 +106,9 @@ func (h *Hunt) counts() (scheduled, finished, rows int) {
 		if f.relaunched {
 			rows -= len(f.Rows)
 		}
+		if f.State == "IN_PROGRESS" {
+			finished-- // a hung flow (Endpoint.Hang) never completes
+		}
 	}
 	if h.source != nil {
 		scheduled += h.source.Clients
@@ -325,10 +328,15 @@ func (s *Server) runFlow(h *Hunt, ep *Endpoint, flowID string) flowDone {
 		f.State, f.Status = "ERROR", ep.FlowError
 		f.Rows = f.Rows[:min(len(f.Rows), ep.FlowErrorRows)]
 	}
+	if ep.Hang {
+		f.State, f.Rows = "IN_PROGRESS", nil
+	}
 	h.Rows = append(h.Rows, f.Rows...)
 	h.Flows[ep.ClientID] = f
 	h.flows = append(h.flows, f)
-	h.Finished[ep.ClientID] = true
+	if !ep.Hang {
+		h.Finished[ep.ClientID] = true
+	}
 	if flowID != flowIDOf(h.ID) {
 		s.flowHunts[flowID] = h.ID
 	}
