@@ -90,7 +90,8 @@ type nullIOC struct{ caseID, iocID int64 }
 
 // nullIOCs reads every IOC of the open cases the service user sees, each
 // once (an IOC can be linked to several cases), four at a time: IRIS's IOC
-// list does not carry the attributes.
+// list does not carry the attributes. An IOC deleted or unlinked since the
+// list was read is skipped.
 func nullIOCs(ctx context.Context, svc *iris.Client) ([]nullIOC, error) {
 	cases, err := svc.ListCases(ctx)
 	if err != nil {
@@ -116,7 +117,8 @@ func nullIOCs(ctx context.Context, svc *iris.Client) ([]nullIOC, error) {
 	var (
 		mu    sync.Mutex
 		nulls []nullIOC
-		errs  []error
+		errs  []error // the first few
+		fails int
 		wg    sync.WaitGroup
 		next  = make(chan nullIOC)
 	)
@@ -126,9 +128,17 @@ func nullIOCs(ctx context.Context, svc *iris.Client) ([]nullIOC, error) {
 			defer wg.Done()
 			for n := range next {
 				null, err := svc.IOCAttributesNull(ctx, n.caseID, n.iocID)
+				var se *iris.StatusError
+				if errors.As(err, &se) && (se.Status == 400 || se.Status == 404) {
+					// Deleted or unlinked since the list was read.
+					continue
+				}
 				mu.Lock()
 				if err != nil {
-					errs = append(errs, fmt.Errorf("IOC %d of case %d: %w", n.iocID, n.caseID, err))
+					fails++
+					if len(errs) < 3 {
+						errs = append(errs, fmt.Errorf("IOC %d of case %d: %w", n.iocID, n.caseID, err))
+					}
 				} else if null {
 					nulls = append(nulls, n)
 				}
@@ -136,13 +146,21 @@ func nullIOCs(ctx context.Context, svc *iris.Client) ([]nullIOC, error) {
 			}
 		}()
 	}
+feed:
 	for _, n := range todo {
-		next <- n
+		select {
+		case next <- n:
+		case <-ctx.Done():
+			break feed
+		}
 	}
 	close(next)
 	wg.Wait()
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if fails > 0 {
+		return nil, fmt.Errorf("%d of %d IOC(s) could not be read: %w", fails, len(todo), errors.Join(errs...))
 	}
 	slices.SortFunc(nulls, func(a, b nullIOC) int { return cmp.Compare(a.iocID, b.iocID) })
 	return nulls, nil
