@@ -436,6 +436,14 @@ func TestServeEndpoints(t *testing.T) {
 	if got := sumMetric(t, body, `velohunt_iocs_received_total{outcome="refused",`); got != 2 {
 		t.Errorf("IOCs refused: %v, want 2\n%s", got, body)
 	}
+	// IOCs that hit are counted as such, by the metric and by status alike.
+	st, err := collectStatus(ctx, d.App.Store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sumMetric(t, body, `velohunt_iocs{state="hit"}`); got == 0 || got != float64(st.IOCs[store.StateHit]) {
+		t.Errorf("velohunt_iocs{state=\"hit\"} = %v, status counts %d hit IOCs (%v)", got, st.IOCs[store.StateHit], st.IOCs)
+	}
 	if code, _ := get("/healthz"); code != 200 {
 		t.Fatalf("/healthz: %d", code)
 	}

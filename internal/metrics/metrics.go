@@ -208,7 +208,7 @@ func (m *Metrics) LastOK(peer string) time.Time {
 type storeCollector struct{ st StoreStats }
 
 var (
-	descIOCs    = prometheus.NewDesc("velohunt_iocs", "IOC rows by state.", []string{"state"}, nil)
+	descIOCs    = prometheus.NewDesc("velohunt_iocs", "IOC rows by state; hit counts the hunting and hunted rows with at least one hit.", []string{"state"}, nil)
 	descHunts   = prometheus.NewDesc("velohunt_hunts", "Hunts by state.", []string{"state"}, nil)
 	descCases   = prometheus.NewDesc("velohunt_open_cases", "Open cases velohunt follows.", nil, nil)
 	descIncompl = prometheus.NewDesc("velohunt_hunts_incomplete", "Hunts in which at least one host's collection failed, timed out or could not search everything (never reported clean).", nil, nil)
@@ -250,7 +250,7 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, 1)
-	for _, s := range []string{store.StateQueued, store.StateHunting, store.StateHunted, store.StateRefused, store.StateRemoved} {
+	for _, s := range []string{store.StateQueued, store.StateHunting, store.StateHunted, store.StateHit, store.StateRefused, store.StateRemoved} {
 		ch <- prometheus.MustNewConstMetric(descIOCs, prometheus.GaugeValue, float64(st.IOCs[s]), s)
 	}
 	for _, s := range []string{store.HuntPlanned, store.HuntCreated, store.HuntRunning, store.HuntFinished, store.HuntStopped, store.HuntExpired} {

@@ -17,6 +17,11 @@ const (
 	StateHunted  = "hunted"
 	StateRefused = "refused"
 	StateRemoved = "removed"
+	// StateHit is not stored: Stats counts under it the hunting and hunted
+	// IOC rows with at least one hit (queued, refused and removed rows keep
+	// their state), so that IOCs found somewhere do not read as merely
+	// hunting.
+	StateHit = "hit"
 )
 
 // ReasonUnlinked is the reason of a row whose IOC is no longer linked to
