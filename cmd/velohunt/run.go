@@ -59,6 +59,7 @@ Usage:
   velohunt demo                            run the whole pipeline against simulated IRIS and Velociraptor
   velohunt hunt    -config FILE -case N [-ioc ID]   hunt a case's IOCs (or one IOC) now
   velohunt status  -config FILE [-json]    show IOCs, hunts, refusals, parked writes and the backlog
+  velohunt status  -config FILE -ioc N | -case N [-json]   what velohunt knows and did about one IRIS IOC or case, in time order
   velohunt setup   -config FILE            add the "Velociraptor hunt" tab to IRIS (administrator key)
   velohunt retry-parked -config FILE       queue IRIS writes that IRIS refused again
   velohunt check   -config FILE            check IRIS and every Velociraptor server and org; print what to fix

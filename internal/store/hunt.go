@@ -50,6 +50,9 @@ type Hunt struct {
 	CreatedAt     time.Time
 	StartedAt     time.Time
 	EndedAt       time.Time
+	// EndReason says why a hunt ended early (case closed, IOC removed or
+	// changed); "" when it ran its course.
+	EndReason string
 }
 
 // HuntIOC is one IOC row a hunt covers.
@@ -163,7 +166,7 @@ func newMarker() (string, error) {
 }
 
 const huntColumns = `id, marker, server, org, kind, artifact, COALESCE(vr_hunt_id, ''), state, attempts, last_error,
-	next_attempt_at, expires_at, created_at, started_at, ended_at`
+	next_attempt_at, expires_at, created_at, started_at, ended_at, end_reason`
 
 func scanHunt(s interface{ Scan(...any) error }) (Hunt, error) {
 	var h Hunt
@@ -171,7 +174,7 @@ func scanHunt(s interface{ Scan(...any) error }) (Hunt, error) {
 	var next, expires, created int64
 	var started, ended sql.NullInt64
 	err := s.Scan(&h.ID, &h.Marker, &h.Server, &h.Org, &kind, &h.Artifact, &h.VRHuntID, &h.State, &h.Attempts,
-		&h.LastError, &next, &expires, &created, &started, &ended)
+		&h.LastError, &next, &expires, &created, &started, &ended, &h.EndReason)
 	h.Kind = ioc.Kind(kind)
 	h.NextAttemptAt = time.UnixMilli(next).UTC()
 	h.ExpiresAt = time.UnixMilli(expires).UTC()
