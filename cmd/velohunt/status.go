@@ -43,6 +43,9 @@ type Status struct {
 	Serve *ServeLine `json:"serve,omitempty"`
 	// Last is when a serve last finished each kind of work ("" never).
 	Last LastLine `json:"last"`
+	// Fleets are the client releases of each server and org, as serve
+	// last read them.
+	Fleets []FleetLine `json:"client_releases,omitempty"`
 }
 
 // ServeLine names the serve holding the database, if any.
@@ -204,6 +207,11 @@ func collectStatus(ctx context.Context, db *store.DB) (Status, error) {
 	for _, p := range parked {
 		out.Parked = append(out.Parked, ParkedLine{Kind: p.Kind, CaseID: p.CaseID, IOCID: p.IRISID, Reason: p.Reason})
 	}
+	fleets, err := db.Fleets(ctx)
+	if err != nil {
+		return out, err
+	}
+	out.Fleets = fleetLines(fleets)
 	refused, err := db.RefusedIOCs(ctx, 20)
 	if err != nil {
 		return out, err
@@ -386,6 +394,7 @@ func printStatus(w io.Writer, st Status) {
 		}
 	}
 	tw.Flush()
+	printFleets(w, st.Fleets)
 }
 
 // notSearched lists the hosts of a hunt that could not search everything,

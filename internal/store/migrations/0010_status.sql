@@ -15,3 +15,27 @@ CREATE TABLE ioc_log (
 	detail  TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX ioc_log_iris ON ioc_log (iris_id, at);
+
+-- Each Velociraptor server's (and org's) client releases as serve last
+-- read them from clients(), with how well velohunt hunts on each:
+-- `velohunt status` and the metrics show them without asking Velociraptor.
+CREATE TABLE fleets (
+	server     TEXT NOT NULL,
+	org        TEXT NOT NULL,
+	checked_at INTEGER NOT NULL DEFAULT 0,  -- last successful read (0: never)
+	tried_at   INTEGER NOT NULL,            -- last attempt
+	error      TEXT NOT NULL DEFAULT '',    -- of the last attempt ('' when it succeeded)
+	PRIMARY KEY (server, org)
+);
+CREATE TABLE fleet_versions (
+	server  TEXT NOT NULL,
+	org     TEXT NOT NULL,
+	pos     INTEGER NOT NULL,               -- most clients first
+	version TEXT NOT NULL,                  -- as the clients report it
+	clients INTEGER NOT NULL,
+	support TEXT NOT NULL,                  -- full, partial, unchecked
+	release TEXT NOT NULL DEFAULT '',       -- the release of velohunt's table it is
+	missing TEXT NOT NULL DEFAULT '',       -- what that release lacks ('; ' between)
+	why     TEXT NOT NULL DEFAULT '',       -- why an unchecked version was not checked
+	PRIMARY KEY (server, org, pos)
+);
