@@ -140,7 +140,7 @@ func (db *DB) IRISIOCHistory(ctx context.Context, irisID int64, limit int) ([]Hi
 	}
 	out := make([]History, 0, len(rows))
 	for _, r := range rows {
-		h, err := db.history(ctx, r, limit, true)
+		h, err := db.history(ctx, r, limit, true, map[int64]HistoryHunt{})
 		if err != nil {
 			return nil, err
 		}
@@ -161,9 +161,12 @@ func (db *DB) CaseHistory(ctx context.Context, caseID int64, limit int) (Case, [
 	if err != nil {
 		return c, nil, nil, err
 	}
+	// The IOCs of a case often share hunts: each hunt's progress is read
+	// once.
+	seen := map[int64]HistoryHunt{}
 	var out []History
 	for _, r := range rows {
-		h, err := db.history(ctx, r, limit, false)
+		h, err := db.history(ctx, r, limit, false, seen)
 		if err != nil {
 			return c, nil, nil, err
 		}
@@ -185,7 +188,9 @@ func (db *DB) CaseHistory(ctx context.Context, caseID int64, limit int) (Case, [
 	return c, out, hunts, nil
 }
 
-func (db *DB) history(ctx context.Context, r IOC, limit int, flows bool) (History, error) {
+// history reads a row's history; seen holds the hunts already read (by
+// id, without a HuntValue), and gets those it reads.
+func (db *DB) history(ctx context.Context, r IOC, limit int, flows bool, seen map[int64]HistoryHunt) (History, error) {
 	h := History{IOC: r}
 	var err error
 	if h.Case, err = db.FindCase(ctx, r.CaseID); err != nil {
@@ -214,14 +219,18 @@ func (db *DB) history(ctx context.Context, r IOC, limit int, flows bool) (Histor
 		return h, fmt.Errorf("history of ioc %d: %w", r.ID, err)
 	}
 	for _, id := range ids {
-		hunt, err := db.FindHunt(ctx, id)
-		if err != nil {
-			return h, err
+		hh, ok := seen[id]
+		if !ok {
+			hunt, err := db.FindHunt(ctx, id)
+			if err != nil {
+				return h, err
+			}
+			if hh, err = db.historyHunt(ctx, hunt, "", limit, flows); err != nil {
+				return h, err
+			}
+			seen[id] = hh
 		}
-		hh, err := db.historyHunt(ctx, hunt, values[id], limit, flows)
-		if err != nil {
-			return h, err
-		}
+		hh.HuntValue = values[id]
 		h.Hunts = append(h.Hunts, hh)
 	}
 	if err := db.historyHits(ctx, &h, limit); err != nil {
