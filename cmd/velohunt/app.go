@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/velohunt/velohunt/internal/config"
+	"github.com/velohunt/velohunt/internal/fleet"
 	"github.com/velohunt/velohunt/internal/intake"
 	"github.com/velohunt/velohunt/internal/ioc"
 	"github.com/velohunt/velohunt/internal/iris"
@@ -40,6 +41,8 @@ var (
 	_ watcher.Store        = (*store.DB)(nil)
 	_ writeback.IRIS       = (*iris.Client)(nil)
 	_ writeback.Store      = (*store.DB)(nil)
+	_ fleet.Velociraptor   = (*velociraptor.Client)(nil)
+	_ fleet.Store          = (*store.DB)(nil)
 )
 
 // App is the velohunt service: its store, clients and loops.
@@ -56,6 +59,7 @@ type App struct {
 	Watcher *watcher.Watcher
 	Writer  *writeback.Writer
 	Rehunt  *rehunt.Runner
+	Fleet   *fleet.Refresher // nil when the artifacts cannot be checked
 	Cron    *schedule.Scheduler
 	Metrics *metrics.Metrics
 	// ReadyWindow is how long a successful request to a peer counts for
@@ -285,6 +289,7 @@ func (a *App) Open(ctx context.Context) (err error) {
 			return err
 		}
 	}
+	a.Fleet = a.newFleetRefresher()
 	if c.IRIS.SetupOnStart {
 		admin, err := adminClient(c)
 		if err == nil {
@@ -328,6 +333,9 @@ func (a *App) Open(ctx context.Context) (err error) {
 	a.goLoop(func() { a.Watcher.Run(runCtx) })
 	a.goLoop(func() { a.Rehunt.Run(runCtx) })
 	a.goLoop(func() { a.Writer.Run(runCtx) })
+	if a.Fleet != nil {
+		a.goLoop(func() { a.Fleet.Run(runCtx) })
+	}
 	if c.Watcher.WatchFlows {
 		for _, t := range c.Targets() {
 			t := t
@@ -338,6 +346,24 @@ func (a *App) Open(ctx context.Context) (err error) {
 	a.Cron.Start()
 	a.Logger.Info("velohunt started", "listen", lis.Addr().String(), "servers", len(a.VR), "iris_user_id", own)
 	return nil
+}
+
+// newFleetRefresher reads every server's and org's client versions every
+// hour (fleet.DefaultEvery) for `velohunt status` and the metrics; nil,
+// with a warning, when the artifacts cannot be checked against velohunt's
+// table of releases.
+func (a *App) newFleetRefresher() *fleet.Refresher {
+	as, err := fleetAssessor(a.Config)
+	if err != nil {
+		a.Logger.Warn("client releases will not be read: cannot check the artifacts against velohunt's table of releases", "error", err)
+		return nil
+	}
+	servers := map[string]fleet.Velociraptor{}
+	for name, cl := range a.VR {
+		servers[name] = cl
+	}
+	return &fleet.Refresher{Servers: servers, Targets: a.Config.Targets(), Store: a.Store, Assessor: as,
+		Logger: a.Logger.With("component", "fleet")}
 }
 
 func (a *App) goLoop(fn func()) {

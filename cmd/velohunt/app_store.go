@@ -49,6 +49,9 @@ func (a *App) storeProblem(ctx context.Context) error {
 	if _, err := a.Store.Stats(ctx); err != nil {
 		return err
 	}
-	_, err := a.Store.OutboxStats(ctx)
+	if _, err := a.Store.OutboxStats(ctx); err != nil {
+		return err
+	}
+	_, err := a.Store.Fleets(ctx)
 	return err
 }

@@ -283,6 +283,7 @@ func checkVelociraptor(ctx context.Context, a *App, t ioc.Route) []finding {
 			add(p.perm, checkFail, "missing; "+p.fix)
 		}
 	}
+	out = append(out, checkFleet(ctx, a, cl, t, where)...)
 	defs, err := templates.Artifacts(a.Config.Hunting.ArtifactsDir)
 	if err != nil {
 		add("artifacts", checkFail, err.Error())

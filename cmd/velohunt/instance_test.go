@@ -72,7 +72,7 @@ velociraptor: {servers: [{name: main, api_config: "/nonexistent/api.yaml"}]}
 	if err != nil {
 		t.Fatal(err)
 	}
-	db.SetTabWritten(ctx, 7, "fp", db.Now())
+	db.SetTabWritten(ctx, 7, "fp", "queued for the next hunt", db.Now())
 	db.Close()
 	out.Reset()
 	if code := run(ctx, []string{"instance", "-config", cfgPath, "-adopt", "vi-fedcba9876543210"}, &out, &errs); code == 0 {

@@ -279,15 +279,16 @@ writeback: {settle: 2s}
 	if d := time.Since(began); d > 20*time.Second {
 		t.Fatalf("shutdown took %v", d)
 	}
-	// The store agrees: every IOC hunting, no hunt left unlaunched.
+	// The store agrees: every IOC hunting (those found somewhere counted
+	// as hit), no hunt left unlaunched.
 	db, err := store.Open(ctx, filepath.Join(dir, "v.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
 	st, _ := db.Stats(ctx)
-	if st.IOCs[store.StateHunting] != n || st.Hunts[store.HuntRunning] != len(vr.Hunts()) {
-		t.Fatalf("store stats %+v, want %d hunting IOCs and %d running hunts", st, n, len(vr.Hunts()))
+	if st.IOCs[store.StateHunting]+st.IOCs[store.StateHit] != n || st.Hunts[store.HuntRunning] != len(vr.Hunts()) {
+		t.Fatalf("store stats %+v, want %d hunting or hit IOCs and %d running hunts", st, n, len(vr.Hunts()))
 	}
 }
 
@@ -444,6 +445,14 @@ func TestServeEndpoints(t *testing.T) {
 	// and the minutely reconcile saw them first.
 	if got := sumMetric(t, body, `velohunt_iocs_received_total{outcome="refused",`); got != 2 {
 		t.Errorf("IOCs refused: %v, want 2\n%s", got, body)
+	}
+	// IOCs that hit are counted as such, by the metric and by status alike.
+	st, err := collectStatus(ctx, d.App.Store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sumMetric(t, body, `velohunt_iocs{state="hit"}`); got == 0 || got != float64(st.IOCs[store.StateHit]) {
+		t.Errorf("velohunt_iocs{state=\"hit\"} = %v, status counts %d hit IOCs (%v)", got, st.IOCs[store.StateHit], st.IOCs)
 	}
 	if code, _ := get("/healthz"); code != 200 {
 		t.Fatalf("/healthz: %d", code)

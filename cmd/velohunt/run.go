@@ -62,6 +62,7 @@ Usage:
   velohunt hunts list -config FILE [-case N] [-ended]   list velohunt's hunts
   velohunt hunts stop -config FILE (-all | -case N) [-force] [-yes]   stop velohunt's own hunts (without -yes: show what would stop)
   velohunt status  -config FILE [-json]    show IOCs, hunts, refusals, parked writes and the backlog
+  velohunt status  -config FILE -ioc N | -case N [-json]   what velohunt knows and did about one IRIS IOC or case, in time order
   velohunt setup   -config FILE            add the "Velociraptor hunt" tab to IRIS, repair IOCs with null attributes (administrator key)
   velohunt retry-parked -config FILE       queue IRIS writes that IRIS refused again
   velohunt check   -config FILE            check IRIS and every Velociraptor server and org; print what to fix

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -42,6 +43,9 @@ type Status struct {
 	Serve *ServeLine `json:"serve,omitempty"`
 	// Last is when a serve last finished each kind of work ("" never).
 	Last LastLine `json:"last"`
+	// Fleets are the client releases of each server and org, as serve
+	// last read them.
+	Fleets []FleetLine `json:"client_releases,omitempty"`
 }
 
 // ServeLine names the serve holding the database, if any.
@@ -206,6 +210,11 @@ func collectStatus(ctx context.Context, db *store.DB) (Status, error) {
 	for _, p := range parked {
 		out.Parked = append(out.Parked, ParkedLine{Kind: p.Kind, CaseID: p.CaseID, IOCID: p.IRISID, Reason: p.Reason})
 	}
+	fleets, err := db.Fleets(ctx)
+	if err != nil {
+		return out, err
+	}
+	out.Fleets = fleetLines(fleets)
 	refused, err := db.RefusedIOCs(ctx, 20)
 	if err != nil {
 		return out, err
@@ -220,9 +229,20 @@ func collectStatus(ctx context.Context, db *store.DB) (Status, error) {
 func (c *StatusCommand) Run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("velohunt-status", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print JSON")
+	iocID := fs.Int64("ioc", 0, "show what velohunt knows and did about this IRIS IOC id, in time order, per case")
+	caseID := fs.Int64("case", 0, "show what velohunt knows and did about the IOCs and hunts of this IRIS case id, in time order")
 	cfg, err := parseWithConfig(fs, args)
 	if err != nil {
 		return err
+	}
+	if *iocID != 0 && *caseID != 0 {
+		return errors.New("-ioc and -case exclude each other")
+	}
+	if *iocID < 0 || *caseID < 0 {
+		return errors.New("-ioc and -case take an IRIS id (a positive number)")
+	}
+	if *iocID != 0 || *caseID != 0 {
+		return c.history(ctx, cfg.Database, *iocID, *caseID, *asJSON)
 	}
 	holder, held, err := lockHolder(cfg.Database)
 	if err != nil {
@@ -246,12 +266,50 @@ func (c *StatusCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	if *asJSON {
-		enc := json.NewEncoder(c.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(st)
+		return writeJSON(c.Stdout, st)
 	}
 	printStatus(c.Stdout, st)
 	return nil
+}
+
+// history prints the timeline of an IRIS IOC (iocID) or of a case.
+func (c *StatusCommand) history(ctx context.Context, path string, iocID, caseID int64, asJSON bool) error {
+	db, err := store.OpenWith(ctx, path, store.Options{ReadOnly: true})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if iocID != 0 {
+		st, err := collectIOCStatus(ctx, db, iocID)
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			return writeJSON(c.Stdout, st)
+		}
+		printIOCStatus(c.Stdout, st)
+		return nil
+	}
+	st, err := collectCaseStatus(ctx, db, caseID)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSON(c.Stdout, st)
+	}
+	printCaseStatus(c.Stdout, st)
+	return nil
+}
+
+// writeJSON prints v as indented JSON, inert on a terminal (render.JSON):
+// it carries endpoint and IRIS text.
+func writeJSON(w io.Writer, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(render.JSON(b), '\n'))
+	return err
 }
 
 func printStatus(w io.Writer, st Status) {
@@ -300,21 +358,21 @@ func printStatus(w io.Writer, st Status) {
 		fmt.Fprintln(tw, "\nlaunches failing (retried with backoff):")
 		fmt.Fprintln(tw, "  hunt\tserver\torg\tkind\tattempts\tlast error")
 		for _, h := range st.Failing {
-			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%d\t%s\n", h.ID, h.Server, orgName(h.Org), h.Kind, h.Attempts, clip(h.LastError, 120))
+			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%d\t%s\n", h.ID, h.Server, orgName(h.Org), h.Kind, h.Attempts, inert(h.LastError, 120))
 		}
 	}
 	if len(st.Parked) > 0 {
 		fmt.Fprintln(tw, "\nparked IRIS writes (refused by IRIS; fix the cause, then `velohunt retry-parked`):")
 		fmt.Fprintln(tw, "  kind\tcase\tioc\treason")
 		for _, p := range st.Parked {
-			fmt.Fprintf(tw, "  %s\t#%d\t%d\t%s\n", p.Kind, p.CaseID, p.IOCID, clip(p.Reason, 160))
+			fmt.Fprintf(tw, "  %s\t#%d\t%d\t%s\n", p.Kind, p.CaseID, p.IOCID, inert(p.Reason, 160))
 		}
 	}
 	if len(st.Refused) > 0 {
 		fmt.Fprintln(tw, "\nrefused IOCs (never hunted):")
 		fmt.Fprintln(tw, "  case\tioc\ttype\tvalue\treason")
 		for _, r := range st.Refused {
-			fmt.Fprintf(tw, "  #%d\t%d\t%s\t%q\t%s\n", r.CaseID, r.IOCID, r.Type, r.Value, r.Reason)
+			fmt.Fprintf(tw, "  #%d\t%d\t%s\t%q\t%s\n", r.CaseID, r.IOCID, inert(r.Type, 40), r.Value, inert(r.Reason, 200))
 		}
 	}
 	if len(st.Recent) > 0 {
@@ -323,7 +381,7 @@ func printStatus(w io.Writer, st Status) {
 		for _, h := range st.Recent {
 			errs := fmt.Sprint(h.Errored)
 			if h.FirstError != "" {
-				errs += " (first: " + render.Clip(h.FirstError, 80) + ")"
+				errs += " (first: " + inert(h.FirstError, 80) + ")"
 			}
 			state := h.State
 			if h.EndReason != "" {
@@ -338,11 +396,12 @@ func printStatus(w io.Writer, st Status) {
 			}
 			fmt.Fprintf(tw, "\nhunt %d: %d host(s) not searched in full (not clean there):\n", h.ID, len(h.NotSearched))
 			for _, g := range h.NotSearched {
-				fmt.Fprintf(tw, "  %s\n", render.Clip(render.Line(g), 200))
+				fmt.Fprintf(tw, "  %s\n", inert(g, 200))
 			}
 		}
 	}
 	tw.Flush()
+	printFleets(w, st.Fleets)
 }
 
 // notSearched lists the hosts of a hunt that could not search everything,

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"regexp"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,6 +25,7 @@ type StoreStats interface {
 	Stats(ctx context.Context) (store.Stats, error)
 	OutboxStats(ctx context.Context) (store.OutboxStats, error)
 	Activity(ctx context.Context) (store.Activity, error)
+	Fleets(ctx context.Context) ([]store.Fleet, error)
 }
 
 // Metrics holds the registry and every metric.
@@ -208,7 +210,7 @@ func (m *Metrics) LastOK(peer string) time.Time {
 type storeCollector struct{ st StoreStats }
 
 var (
-	descIOCs    = prometheus.NewDesc("velohunt_iocs", "IOC rows by state.", []string{"state"}, nil)
+	descIOCs    = prometheus.NewDesc("velohunt_iocs", "IOC rows by state; hit counts the hunting and hunted rows with at least one hit.", []string{"state"}, nil)
 	descHunts   = prometheus.NewDesc("velohunt_hunts", "Hunts by state.", []string{"state"}, nil)
 	descCases   = prometheus.NewDesc("velohunt_open_cases", "Open cases velohunt follows.", nil, nil)
 	descIncompl = prometheus.NewDesc("velohunt_hunts_incomplete", "Hunts in which at least one host's collection failed, timed out or could not search everything (never reported clean).", nil, nil)
@@ -224,6 +226,9 @@ var (
 	descSync    = prometheus.NewDesc("velohunt_last_sync_timestamp_seconds", "When a sync of IRIS's case list (reconcile or webhook) last finished (0: never).", nil, nil)
 	descWatch   = prometheus.NewDesc("velohunt_last_watcher_pass_timestamp_seconds", "When a watcher pass last finished (0: never).", nil, nil)
 	descWrite   = prometheus.NewDesc("velohunt_last_write_timestamp_seconds", "When an asset, event or tab was last written to IRIS (0: never).", nil, nil)
+	descFleet   = prometheus.NewDesc("velohunt_fleet_clients", "Velociraptor clients by server, org, release (a release of velohunt's table, else \"other\") and how well velohunt hunts there (full, partial, unchecked), as serve last read them.",
+		[]string{"server", "org", "version", "support"}, nil)
+	descFleetAt = prometheus.NewDesc("velohunt_fleet_checked_timestamp_seconds", "When serve last read a server's and org's client versions (0: never).", []string{"server", "org"}, nil)
 )
 
 func unixSeconds(t time.Time) float64 {
@@ -234,7 +239,7 @@ func unixSeconds(t time.Time) float64 {
 }
 
 func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descIOCs, descHunts, descIncompl, descGaps, descCases, descInbox, descPending, descOldest, descParked, descWaiting, descRate, descDrain, descUp, descSync, descWatch, descWrite} {
+	for _, d := range []*prometheus.Desc{descIOCs, descHunts, descIncompl, descGaps, descCases, descInbox, descPending, descOldest, descParked, descWaiting, descRate, descDrain, descUp, descSync, descWatch, descWrite, descFleet, descFleetAt} {
 		ch <- d
 	}
 }
@@ -245,12 +250,13 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	st, err := c.st.Stats(ctx)
 	ob, err2 := c.st.OutboxStats(ctx)
 	act, err3 := c.st.Activity(ctx)
-	if err != nil || err2 != nil || err3 != nil {
+	fleets, err4 := c.st.Fleets(ctx)
+	if err != nil || err2 != nil || err3 != nil || err4 != nil {
 		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, 0)
 		return
 	}
 	ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, 1)
-	for _, s := range []string{store.StateQueued, store.StateHunting, store.StateHunted, store.StateRefused, store.StateRemoved} {
+	for _, s := range []string{store.StateQueued, store.StateHunting, store.StateHunted, store.StateHit, store.StateRefused, store.StateRemoved} {
 		ch <- prometheus.MustNewConstMetric(descIOCs, prometheus.GaugeValue, float64(st.IOCs[s]), s)
 	}
 	for _, s := range []string{store.HuntPlanned, store.HuntCreated, store.HuntRunning, store.HuntFinished, store.HuntStopped, store.HuntExpired} {
@@ -275,4 +281,30 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descSync, prometheus.GaugeValue, unixSeconds(act.LastSync))
 	ch <- prometheus.MustNewConstMetric(descWatch, prometheus.GaugeValue, unixSeconds(act.LastWatch))
 	ch <- prometheus.MustNewConstMetric(descWrite, prometheus.GaugeValue, unixSeconds(act.LastWrite))
+	collectFleets(ch, fleets)
+}
+
+// collectFleets exports the fleets' clients. Clients report their own
+// version, so the label is the release of velohunt's table a version is
+// (a bounded set) or "other", never the reported text.
+func collectFleets(ch chan<- prometheus.Metric, fleets []store.Fleet) {
+	type key struct{ version, support string }
+	for _, f := range fleets {
+		org := f.Org
+		if org == "" {
+			org = "root"
+		}
+		ch <- prometheus.MustNewConstMetric(descFleetAt, prometheus.GaugeValue, unixSeconds(f.CheckedAt), f.Server, org)
+		sums := map[key]int64{}
+		for _, v := range f.Versions {
+			k := key{"other", v.Support}
+			if v.Release != "" {
+				k.version = strings.TrimPrefix(v.Release, "v")
+			}
+			sums[k] += v.Clients
+		}
+		for k, n := range sums {
+			ch <- prometheus.MustNewConstMetric(descFleet, prometheus.GaugeValue, float64(n), f.Server, org, k.version, k.support)
+		}
+	}
 }

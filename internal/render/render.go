@@ -17,6 +17,7 @@ import (
 	"text/template"
 	"time"
 	"unicode"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -112,6 +113,33 @@ func bad(r rune) bool {
 func Line(s string) string {
 	s = Text(s)
 	return strings.Join(strings.Fields(strings.NewReplacer("\n", " ", "\t", " ").Replace(s)), " ")
+}
+
+// JSON makes encoded JSON inert on a terminal without changing what it
+// decodes to: encoding/json escapes C0 controls but writes C1 controls
+// (U+009B is a terminal's CSI), bidirectional overrides and other invisible
+// format characters as they are; JSON writes them as \u escapes. In valid
+// JSON such characters only occur inside strings, where an escape means the
+// same.
+func JSON(b []byte) []byte {
+	if utf8.Valid(b) && !strings.ContainsFunc(string(b), func(r rune) bool { return r >= 0x80 && bad(r) }) {
+		return b
+	}
+	var out bytes.Buffer
+	out.Grow(len(b) + 16)
+	for _, r := range strings.ToValidUTF8(string(b), "\ufffd") {
+		if r < 0x80 || !bad(r) {
+			out.WriteRune(r)
+			continue
+		}
+		if r > 0xFFFF {
+			hi, lo := utf16.EncodeRune(r)
+			fmt.Fprintf(&out, "\\u%04x\\u%04x", hi, lo)
+			continue
+		}
+		fmt.Fprintf(&out, "\\u%04x", r)
+	}
+	return out.Bytes()
 }
 
 // Clip shortens s to at most n runes, marking the cut.

@@ -1,6 +1,8 @@
 package render_test
 
 import (
+	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -132,5 +134,28 @@ func TestAngleBracketsShown(t *testing.T) {
 	}
 	if raw := render.Raw([]byte(`{"OSPath":"` + name + `"}`)); !strings.Contains(raw, name) {
 		t.Fatalf("raw %q lost the exact name", raw)
+	}
+}
+
+// Ensure JSON output carries no terminal control or invisible format
+// character and decodes to exactly the values encoded.
+func TestJSONInert(t *testing.T) {
+	for i, h := range rendertest.Hostile[:len(rendertest.Hostile)-1] {
+		in := map[string]string{"v": h}
+		b, err := json.MarshalIndent(in, "", "  ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := render.JSON(b)
+		checkText(t, fmt.Sprintf("hostile %d", i), string(out), true)
+		var back map[string]string
+		if err := json.Unmarshal(out, &back); err != nil {
+			t.Fatalf("hostile %d: %v\n%s", i, err, out)
+		}
+		var want map[string]string
+		json.Unmarshal(b, &want) // invalid UTF-8 decodes as U+FFFD either way
+		if back["v"] != want["v"] {
+			t.Fatalf("hostile %d: decodes to %q, want %q", i, back["v"], want["v"])
+		}
 	}
 }

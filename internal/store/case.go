@@ -77,6 +77,11 @@ func (db *DB) CloseCasesExcept(ctx context.Context, open []int64) ([]int64, erro
 			}
 			// Its IOCs leave the next batch and their hunts stop; the tab
 			// says why.
+			if _, err := tx.ExecContext(ctx, `INSERT INTO ioc_log (iris_id, ioc_id, at, event, source, detail)
+				SELECT iris_id, id, ?, ?, 'case list', 'case closed' FROM iocs WHERE case_id = ? AND state != 'removed'`,
+				tx.nowMS(), LogRemoved, id); err != nil {
+				return fmt.Errorf("close case %d: %w", id, err)
+			}
 			if _, err := tx.ExecContext(ctx, `
 				UPDATE iocs SET state = 'removed', reason = 'case closed', queued_at = NULL, updated_at = ?
 				WHERE case_id = ? AND state != 'removed'`, tx.nowMS(), id); err != nil {

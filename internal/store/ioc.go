@@ -17,6 +17,11 @@ const (
 	StateHunted  = "hunted"
 	StateRefused = "refused"
 	StateRemoved = "removed"
+	// StateHit is not stored: Stats counts under it the hunting and hunted
+	// IOC rows with at least one hit (queued, refused and removed rows keep
+	// their state), so that IOCs found somewhere do not read as merely
+	// hunting.
+	StateHit = "hit"
 )
 
 // ReasonUnlinked is the reason of a row whose IOC is no longer linked to
@@ -43,6 +48,9 @@ type IOC struct {
 	Reason     string
 	Source     string
 	LastHuntAt time.Time
+	// CreatedAt is when velohunt first stored the row, UpdatedAt when its
+	// state last changed, QueuedAt when it was queued (zero unless queued).
+	CreatedAt, UpdatedAt, QueuedAt time.Time
 }
 
 // SyncResult counts what a sync changed.
@@ -77,7 +85,11 @@ func (db *DB) SyncCaseIOCs(ctx context.Context, caseID int64, list []IOCInput, s
 					res.Refused++
 				}
 			case old.Value != in.Value || old.TypeName != in.TypeName || old.State == StateRemoved:
-				if err := tx.replaceIOC(ctx, old.ID, in, source); err != nil {
+				why := fmt.Sprintf("changed in IRIS (was %s %q)", old.TypeName, clipText(old.Value, 100))
+				if old.Value == in.Value && old.TypeName == in.TypeName {
+					why = "back in the case"
+				}
+				if err := tx.replaceIOC(ctx, old.ID, in, source, why); err != nil {
 					return err
 				}
 				res.Changed++
@@ -93,6 +105,9 @@ func (db *DB) SyncCaseIOCs(ctx context.Context, caseID int64, list []IOCInput, s
 				}
 				if _, err := tx.ExecContext(ctx, `UPDATE iocs SET state = 'removed', reason = ?, queued_at = NULL, updated_at = ? WHERE id = ?`, ReasonUnlinked, tx.nowMS(), old.ID); err != nil {
 					return fmt.Errorf("remove ioc %d: %w", old.ID, err)
+				}
+				if err := tx.logIOC(ctx, old.ID, LogRemoved, source, ReasonUnlinked); err != nil {
+					return err
 				}
 				res.Removed++
 			}
@@ -132,13 +147,16 @@ func (tx *Tx) insertIOC(ctx context.Context, caseID int64, in IOCInput, source s
 	if err != nil {
 		return err
 	}
+	if err := tx.logIOC(ctx, id, LogLearned, source, validation(in)); err != nil {
+		return err
+	}
 	// The tab shows "queued" or "refused" with the reason.
 	return tx.enqueueTab(ctx, id)
 }
 
 // replaceIOC stores a changed value. The row keeps its id, so the hunts that
 // covered the old value stay recorded, but its state restarts from queued.
-func (tx *Tx) replaceIOC(ctx context.Context, id int64, in IOCInput, source string) error {
+func (tx *Tx) replaceIOC(ctx context.Context, id int64, in IOCInput, source, why string) error {
 	state, queuedAt := tx.initialState(in)
 	_, err := tx.ExecContext(ctx, `
 		UPDATE iocs SET type_name = ?, value = ?, tlp_id = ?, kind = ?, hunt_value = ?, state = ?, reason = ?,
@@ -146,6 +164,9 @@ func (tx *Tx) replaceIOC(ctx context.Context, id int64, in IOCInput, source stri
 		in.TypeName, in.Value, in.TLPID, string(in.Target.Kind), in.Target.Value, state, in.Reason, source, queuedAt, tx.nowMS(), id)
 	if err != nil {
 		return fmt.Errorf("update ioc %d: %w", id, err)
+	}
+	if err := tx.logIOC(ctx, id, LogChanged, source, why+"; "+validation(in)); err != nil {
+		return err
 	}
 	return tx.enqueueTab(ctx, id)
 }
@@ -190,6 +211,9 @@ func (db *DB) RequeueIOC(ctx context.Context, irisID int64, cases []int64, sourc
 				tx.nowMS(), source, tx.nowMS(), id); err != nil {
 				return fmt.Errorf("requeue ioc %d: %w", irisID, err)
 			}
+			if err := tx.logIOC(ctx, id, LogRequeued, source, ""); err != nil {
+				return err
+			}
 			n++
 		}
 		return nil
@@ -214,7 +238,7 @@ func (db *DB) RefusedIOCs(ctx context.Context, limit int) ([]IOC, error) {
 
 func (db *DB) queryIOCs(ctx context.Context, where string, args ...any) ([]IOC, error) {
 	rows, err := db.db.QueryContext(ctx, `
-		SELECT id, case_id, iris_id, type_name, value, kind, hunt_value, state, reason, source, last_hunt_at
+		SELECT id, case_id, iris_id, type_name, value, kind, hunt_value, state, reason, source, last_hunt_at, created_at, updated_at, queued_at
 		FROM iocs `+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("query iocs: %w", err)
@@ -224,12 +248,13 @@ func (db *DB) queryIOCs(ctx context.Context, where string, args ...any) ([]IOC, 
 	for rows.Next() {
 		var i IOC
 		var kind string
-		var last sql.NullInt64
-		if err := rows.Scan(&i.ID, &i.CaseID, &i.IRISID, &i.TypeName, &i.Value, &kind, &i.HuntValue, &i.State, &i.Reason, &i.Source, &last); err != nil {
+		var last, created, updated, queued sql.NullInt64
+		if err := rows.Scan(&i.ID, &i.CaseID, &i.IRISID, &i.TypeName, &i.Value, &kind, &i.HuntValue, &i.State, &i.Reason, &i.Source, &last,
+			&created, &updated, &queued); err != nil {
 			return nil, fmt.Errorf("query iocs: %w", err)
 		}
 		i.Kind = ioc.Kind(kind)
-		i.LastHuntAt = msToTime(last)
+		i.LastHuntAt, i.CreatedAt, i.UpdatedAt, i.QueuedAt = msToTime(last), msToTime(created), msToTime(updated), msToTime(queued)
 		out = append(out, i)
 	}
 	return out, rows.Err()

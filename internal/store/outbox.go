@@ -166,6 +166,11 @@ func (db *DB) WritePark(ctx context.Context, id int64, reason string) error {
 		if _, err := tx.ExecContext(ctx, `UPDATE outbox SET parked = 1, last_error = ? WHERE id = ?`, clipText(reason, 1000), id); err != nil {
 			return fmt.Errorf("park write: %w", err)
 		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO ioc_log (iris_id, ioc_id, at, event, source, detail)
+			SELECT i.iris_id, o.ioc_id, ?, ?, o.kind, ? FROM outbox o JOIN iocs i ON i.id = o.ioc_id WHERE o.id = ?`,
+			tx.nowMS(), LogParked, clipText(reason, 1000), id); err != nil {
+			return fmt.Errorf("park write: %w", err)
+		}
 		return nil
 	})
 }

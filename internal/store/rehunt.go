@@ -127,6 +127,9 @@ func (db *DB) FinishRehuntRun(ctx context.Context, runID int64, rule string, ids
 			}
 			if n, _ := res.RowsAffected(); n == 1 {
 				queued++
+				if err := tx.logIOC(ctx, id, LogRequeued, "rehunt:"+rule, ""); err != nil {
+					return err
+				}
 				if err := tx.enqueueTab(ctx, id); err != nil {
 					return err
 				}

@@ -7,8 +7,11 @@ import (
 
 // Stats is a summary of the store for `velohunt status`.
 type Stats struct {
-	OpenCases  int
-	IOCs       map[string]int // by state
+	OpenCases int
+	// IOCs counts IOC rows by state, with StateHit for the hunting and
+	// hunted rows that hit: `velohunt status` and the velohunt_iocs gauge
+	// both read it.
+	IOCs       map[string]int
 	Hunts      map[string]int // by state
 	InboxDepth int
 	// IncompleteHunts counts hunts in which at least one host's collection
@@ -37,7 +40,8 @@ func (db *DB) Stats(ctx context.Context) (Stats, error) {
 	if err := db.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM inbox`).Scan(&s.InboxDepth); err != nil {
 		return s, fmt.Errorf("stats: %w", err)
 	}
-	if err := db.countBy(ctx, `SELECT state, COUNT(*) FROM iocs GROUP BY state`, s.IOCs); err != nil {
+	if err := db.countBy(ctx, `SELECT CASE WHEN state IN ('hunting','hunted') AND EXISTS (SELECT 1 FROM hits h WHERE h.ioc_id = iocs.id)
+		THEN 'hit' ELSE state END, COUNT(*) FROM iocs GROUP BY 1`, s.IOCs); err != nil {
 		return s, err
 	}
 	if err := db.countBy(ctx, `SELECT state, COUNT(*) FROM hunts GROUP BY state`, s.Hunts); err != nil {

@@ -149,11 +149,21 @@ func (db *DB) tabCase(ctx context.Context, r IOC, maxHits int) (TabCase, error) 
 	return c, err
 }
 
-// SetTabWritten records the tab written to an IRIS IOC.
-func (db *DB) SetTabWritten(ctx context.Context, irisID int64, fingerprint string, at time.Time) error {
-	return db.exec(ctx, `INSERT INTO tabs (iris_id, fingerprint, written_at) VALUES (?, ?, ?)
-		ON CONFLICT (iris_id) DO UPDATE SET fingerprint = excluded.fingerprint, written_at = excluded.written_at`,
-		irisID, fingerprint, at.UnixMilli())
+// SetTabWritten records the tab written to an IRIS IOC, and logs the
+// write with the status it showed.
+func (db *DB) SetTabWritten(ctx context.Context, irisID int64, fingerprint, status string, at time.Time) error {
+	return db.tx(ctx, func(tx *Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO tabs (iris_id, fingerprint, written_at) VALUES (?, ?, ?)
+			ON CONFLICT (iris_id) DO UPDATE SET fingerprint = excluded.fingerprint, written_at = excluded.written_at`,
+			irisID, fingerprint, at.UnixMilli()); err != nil {
+			return fmt.Errorf("tab written: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO ioc_log (iris_id, at, event, detail) VALUES (?, ?, ?, ?)`,
+			irisID, at.UnixMilli(), LogTabWritten, clipText(status, 500)); err != nil {
+			return fmt.Errorf("tab written: %w", err)
+		}
+		return nil
+	})
 }
 
 // StaleTabs returns the IRIS IOCs with a hit whose tab was not written

@@ -3,7 +3,9 @@ package velociraptor_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -336,5 +338,31 @@ func TestStalledStream(t *testing.T) {
 	}
 	if took := time.Since(start); took > 3*time.Second {
 		t.Fatalf("took %s", took)
+	}
+}
+
+// Ensure clients are counted by version per org, a client never
+// interrogated under "", and a user without READ_RESULTS is refused.
+func TestClientVersions(t *testing.T) {
+	ctx := context.Background()
+	srv, c := MustStart(t)
+	for i, v := range []string{"0.74.5", "", "0.74.5", velotest.NoVersion} {
+		srv.AddEndpoint(velotest.Endpoint{ClientID: fmt.Sprintf("C.%016d", i), Version: v})
+	}
+	srv.AddEndpoint(velotest.Endpoint{ClientID: "C.o2", Org: "O123", Version: "0.72.0"})
+	got, err := c.ClientVersions(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []velociraptor.VersionCount{{Version: "0.74.5", Clients: 2}, {Version: "0.77.2", Clients: 1}, {Version: "", Clients: 1}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("root org: %+v, want %+v", got, want)
+	}
+	if got, err := c.ClientVersions(ctx, "O123"); err != nil || len(got) != 1 || got[0] != (velociraptor.VersionCount{Version: "0.72.0", Clients: 1}) {
+		t.Fatalf("org O123: %+v err=%v", got, err)
+	}
+	srv.SetUser("blind", velotest.PermAnyQuery)
+	if _, err := MustClient(t, srv, "blind").ClientVersions(ctx, ""); ioc.ErrorCode(err) != ioc.EPERMISSION {
+		t.Fatalf("err=%v, want EPERMISSION", err)
 	}
 }

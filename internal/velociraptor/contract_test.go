@@ -23,6 +23,7 @@ import (
 
 	"github.com/velohunt/velohunt/internal/ioc"
 	"github.com/velohunt/velohunt/internal/velociraptor"
+	"github.com/velohunt/velohunt/internal/velociraptor/velotest"
 )
 
 const conformanceArtifact = `name: Custom.Velohunt.Conformance
@@ -40,7 +41,10 @@ sources:
 // real server.
 func RunWithVelociraptor(t *testing.T, fn func(t *testing.T, c *velociraptor.Client, org string)) {
 	t.Run("Simulator", func(t *testing.T) {
-		_, c := MustStart(t)
+		srv, c := MustStart(t)
+		// Offline clients of two releases: the suite never starts a hunt.
+		srv.AddEndpoint(velotest.Endpoint{ClientID: "C.c0f0000000000001", Hostname: "conf-1", OS: "linux"})
+		srv.AddEndpoint(velotest.Endpoint{ClientID: "C.c0f0000000000002", Hostname: "conf-2", OS: "linux", Version: "0.74.5"})
 		fn(t, c, "")
 	})
 	t.Run("Real", func(t *testing.T) {
@@ -140,6 +144,29 @@ func TestVelociraptorContract(t *testing.T) {
 				t.Fatalf("rows=%d err=%v", n, err)
 			}
 		})
+		t.Run("ClientVersions", func(t *testing.T) {
+			// One row per distinct version, each with a positive count;
+			// the server under test has clients (the simulator two, a
+			// real test server its enrolled ones).
+			list, err := c.ClientVersions(ctx, org)
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen, total := map[string]bool{}, int64(0)
+			for _, v := range list {
+				if seen[v.Version] || v.Clients <= 0 {
+					t.Fatalf("versions %+v: repeated or empty", list)
+				}
+				seen[v.Version], total = true, total+v.Clients
+			}
+			if total == 0 && (strings.HasSuffix(t.Name(), "Simulator/ClientVersions") || os.Getenv("VELOHUNT_TEST_VELOCIRAPTOR_CLIENT") != "") {
+				t.Fatalf("no client counted: %+v", list)
+			}
+			if strings.Contains(t.Name(), "/Simulator/") && (len(list) != 2 || !seen["0.74.5"] || !seen["0.77.2"]) {
+				t.Fatalf("simulator versions %+v, want 0.74.5 and 0.77.2", list)
+			}
+			t.Logf("client versions: %+v", list)
+		})
 		t.Run("UnknownClient", func(t *testing.T) {
 			if _, err := c.ClientInfo(ctx, org, "C.0000000000000000"); ioc.ErrorCode(err) != ioc.ENOTFOUND {
 				t.Fatalf("err=%v, want ENOTFOUND", err)
@@ -149,9 +176,19 @@ func TestVelociraptorContract(t *testing.T) {
 			if err := c.StopHunt(ctx, org, id); err != nil {
 				t.Fatal(err)
 			}
-			info, err := c.HuntInfo(ctx, org, id)
-			if err != nil || info.State != "STOPPED" {
-				t.Fatalf("info=%+v err=%v", info, err)
+			// The real 0.77.2 applies hunt_update() through its hunt
+			// dispatcher: hunts() may still say PAUSED just after (seen
+			// once in 60 runs), so the state is read until it moves.
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				info, err := c.HuntInfo(ctx, org, id)
+				if err == nil && info.State == "STOPPED" {
+					break
+				}
+				if err != nil || time.Now().After(deadline) {
+					t.Fatalf("info=%+v err=%v", info, err)
+				}
+				time.Sleep(100 * time.Millisecond)
 			}
 		})
 	})

@@ -178,6 +178,37 @@ func (c *Client) ClientInfo(ctx context.Context, org, clientID string) (ClientIn
 		Release: i.OSInfo.Release, LastIP: stripPort(i.LastIP)}, nil
 }
 
+// VersionCount is how many clients of a server (and org) report a version.
+type VersionCount struct {
+	Version string // as the client reports it; "" when it was never interrogated
+	Clients int64
+}
+
+// ClientVersions counts the clients of the org by the version they report
+// (clients() grouped on the server). It touches no endpoint.
+func (c *Client) ClientVersions(ctx context.Context, org string) ([]VersionCount, error) {
+	rows, err := c.rows(ctx, call{name: "client-versions", text: vqlClientVersions, org: org})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]VersionCount, 0, len(rows))
+	for _, r := range rows {
+		var v struct {
+			Version json.RawMessage
+			Clients jsonInt
+		}
+		if err := json.Unmarshal(r, &v); err != nil {
+			return nil, fmt.Errorf("velociraptor client-versions: bad row: %w", err)
+		}
+		vc := VersionCount{Clients: int64(v.Clients)}
+		if json.Unmarshal(v.Version, &vc.Version) != nil && string(v.Version) != "null" {
+			vc.Version = string(v.Version) // not a string: shown as sent
+		}
+		out = append(out, vc)
+	}
+	return out, nil
+}
+
 // WatchHuntFlows streams the ids of completed hunt flows until ctx ends; fn
 // gets the hunt id ("F.X.H" → "H.X") and the client id.
 func (c *Client) WatchHuntFlows(ctx context.Context, org string, fn func(huntID, clientID string) error) error {

@@ -61,6 +61,13 @@ SELECT VhHunt.HuntId AS HuntId FROM scope()`
 	// Touches no endpoint: reading the hunt list needs READ_RESULTS.
 	vqlProbeReadResults vql = `SELECT hunt_id FROM hunts(summary=TRUE) LIMIT 1`
 
+	// The server's clients (of the org) counted by the version they
+	// report, grouped on the server: one row per version whatever the size
+	// of the fleet. clients() reads the server's client index (no endpoint
+	// is asked) and needs READ_RESULTS. A client never interrogated reports
+	// no version (null).
+	vqlClientVersions vql = `SELECT agent_information.version AS Version, count() AS Clients FROM clients() GROUP BY Version`
+
 	// Completed flows, as an endless stream; wakes the watcher early. Never
 	// System.Hunt.Participation: watching it breaks hunt scheduling.
 	vqlWatchFlowCompletion vql = `SELECT FlowId, ClientId FROM watch_monitoring(artifact='System.Flow.Completion') WHERE FlowId =~ '[.]H$'`
@@ -71,5 +78,5 @@ SELECT VhHunt.HuntId AS HuntId FROM scope()`
 func Queries() []string {
 	return []string{string(vqlVersion), string(vqlCreateHunt), string(vqlStartHunt), string(vqlStopHunt),
 		string(vqlFindHuntByTag), string(vqlHuntInfo), string(vqlHuntFlows), string(vqlHuntFlowsPage), string(vqlFlowResults), string(vqlClientInfo),
-		string(vqlSetArtifact), string(vqlGetArtifacts), string(vqlWatchFlowCompletion), string(vqlWhoAmI), string(vqlProbeReadResults)}
+		string(vqlSetArtifact), string(vqlGetArtifacts), string(vqlWatchFlowCompletion), string(vqlWhoAmI), string(vqlProbeReadResults), string(vqlClientVersions)}
 }

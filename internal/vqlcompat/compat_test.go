@@ -12,7 +12,7 @@ import (
 
 func loadTable(t *testing.T) *Table {
 	t.Helper()
-	tab, err := LoadTable("testdata/releases.json")
+	tab, err := LoadTable("releases.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +40,7 @@ func short(f Finding) string {
 
 // TestArtifactsAgainstSupportedReleases is the compatibility check: every
 // call and named argument of every artifact must exist in every supported
-// release (testdata/releases.json), unless guarded with velohunt:needs.
+// release (releases.json), unless guarded with velohunt:needs.
 func TestArtifactsAgainstSupportedReleases(t *testing.T) {
 	tab := loadTable(t)
 	arts, err := templates.Artifacts("")
@@ -259,5 +259,40 @@ func TestTableShape(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// Ensure client versions find their release of the table, and that the
+// others say why they were not checked.
+func TestPlace(t *testing.T) {
+	tab, err := Embedded()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		version, release, why, below, above string
+	}{
+		{"0.77.2", "v0.77.2", "", "", ""},
+		{"0.74.5", "v0.74.5", "", "", ""},
+		{"0.74.1", "0.74.1", "", "", ""},
+		{"0.72.0", "v0.72", "", "", ""},
+		{"0.72-rc1", "v0.72", "", "", ""},
+		{"v0.76.4", "v0.76.4", "", "", ""},
+		{"0.77.2-dev", "v0.77.2", "", "", ""},
+		{"0.76.0", "", "not a release velohunt was checked against (it lies between v0.75.7 and v0.76.2)", "v0.75.7", "v0.76.2"},
+		{"0.72.4", "", "not a release velohunt was checked against (it lies between v0.72 and v0.73)", "v0.72", "v0.73"},
+		{"0.7.0", "", "older than v0.72, the oldest release velohunt supports", "", ""},
+		{"0.78.0", "", "newer than v0.77.2, the newest release velohunt was checked against", "", ""},
+		{"", "", "no version known (the client has not been interrogated yet)", "", ""},
+		{"latest", "", "not a Velociraptor version number", "", ""},
+		{"0.77.2 \x1b[31m", "", "not a Velociraptor version number", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.version, func(t *testing.T) {
+			p := tab.Place(tt.version)
+			if p.Release != tt.release || p.Why != tt.why || p.Below != tt.below || p.Above != tt.above {
+				t.Fatalf("Place(%q) = %+v, want %+v", tt.version, p, tt)
+			}
+		})
 	}
 }

@@ -4,7 +4,7 @@
 //
 // A client older than the server logs "Unexpected arg" (at the default log
 // level) for a named argument it does not know, the flow still finishes,
-// and the rows are silently missing. testdata/releases.json holds, per
+// and the rows are silently missing. releases.json holds, per
 // release, the names and arguments of the functions and plugins velohunt's
 // artifacts call (facts only, read from Velociraptor's source by ./gen);
 // the tests of this package scan every artifact's VQL and fail on a call
@@ -17,7 +17,7 @@
 //
 // which runs
 //
-//go:generate go run ./gen -velociraptor /work/.mirror/Velocidex+velociraptor/repo -vfilter /work/.mirror/Velocidex+vfilter/repo -out testdata/releases.json
+//go:generate go run ./gen -velociraptor /work/.mirror/Velocidex+velociraptor/repo -vfilter /work/.mirror/Velocidex+vfilter/repo -out releases.json
 package vqlcompat
 
 import (

@@ -79,7 +79,7 @@ func (w *Writer) tab(ctx context.Context, wr store.Write, p *preparedTab) error 
 	if err != nil {
 		return err
 	}
-	if err := w.Store.SetTabWritten(ctx, p.d.IRISID, p.fingerprint, w.Now()); err != nil {
+	if err := w.Store.SetTabWritten(ctx, p.d.IRISID, p.fingerprint, p.fields[render.FieldStatus], w.Now()); err != nil {
 		return err
 	}
 	// The IOC may have changed since the tab was rendered (a hunt started,

@@ -50,7 +50,7 @@ type Store interface {
 	SetAssetID(ctx context.Context, caseID int64, server, clientID string, assetID int64) error
 	FindHitDetail(ctx context.Context, hitID int64) (store.HitDetail, error)
 	FindTabData(ctx context.Context, iocID int64, maxHits int) (store.TabData, error)
-	SetTabWritten(ctx context.Context, irisID int64, fingerprint string, at time.Time) error
+	SetTabWritten(ctx context.Context, irisID int64, fingerprint, status string, at time.Time) error
 	CasesWithAttemptedOverwrites(ctx context.Context) ([]int64, error)
 	InstanceID(ctx context.Context) (string, error)
 	IOCsWithAttemptedTabs(ctx context.Context) ([]int64, error)

@@ -18,6 +18,7 @@ var Hostile = []string{
 	"````````````` many backticks",
 	"line1\r\nline2\x00\x1b[31mred\x07",
 	"\u202eexe.txt",
+	"\u009b31mC1 CSI\u009b0m \U000e0041tag",
 	"bad utf8 \xff\xfe\xc3",
 	"' OR 1=1; --",
 	strings.Repeat("A", 10<<20),

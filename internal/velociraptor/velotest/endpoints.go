@@ -16,10 +16,15 @@ type Endpoint struct {
 	FQDN     string
 	OS       string // windows, linux, darwin
 	Release  string
-	LastIP   string
-	Org      string // "root" when empty
-	Online   bool
-	Labels   []string // Velociraptor labels, for hunts scoped by label
+	// Version is the client's release, as clients() and client_info()
+	// report it in agent_information.version; AddEndpoint makes ""
+	// DefaultClientVersion. NoVersion stands for a client never
+	// interrogated, which reports none.
+	Version string
+	LastIP  string
+	Org     string // "root" when empty
+	Online  bool
+	Labels  []string // Velociraptor labels, for hunts scoped by label
 	// FlowError, when set, ends every flow of the endpoint in ERROR with
 	// this status (a query timeout, say) and no rows.
 	FlowError string
@@ -74,6 +79,9 @@ func (s *Server) AddEndpoint(ep Endpoint) {
 	if ep.Org == "" {
 		ep.Org = "root"
 	}
+	if ep.Version == "" {
+		ep.Version = DefaultClientVersion
+	}
 	if ep.FQDN == "" {
 		ep.FQDN = ep.Hostname
 	}
@@ -92,6 +100,53 @@ func (s *Server) AddEndpoint(ep Endpoint) {
 	}
 	s.mu.Unlock()
 	s.notify(done)
+}
+
+// Client versions of simulated endpoints.
+const (
+	// DefaultClientVersion is the release of an endpoint added without
+	// one: the simulated server's own.
+	DefaultClientVersion = "0.77.2"
+	// NoVersion makes an endpoint report an empty version, as a client
+	// the server has not interrogated yet does.
+	NoVersion = "none"
+)
+
+// reportedVersion is the version an endpoint reports.
+func (ep *Endpoint) reportedVersion() string {
+	if ep.Version == NoVersion {
+		return ""
+	}
+	return ep.Version
+}
+
+// clientVersions answers clients() grouped by version, as the real
+// server does: one row per distinct version ("" for clients never
+// interrogated), with the count of the org's clients.
+func (s *Server) clientVersions(user, org string, out *responder) error {
+	if !s.can(user, PermReadResults) {
+		out.log("clients: PermissionDenied: Permission denied: [READ_RESULTS]")
+		return out.rows(nil)
+	}
+	s.mu.Lock()
+	counts := map[string]int{}
+	var order []string
+	for _, ep := range s.sortedEndpoints() {
+		if ep.Org != org {
+			continue
+		}
+		v := ep.reportedVersion()
+		if _, ok := counts[v]; !ok {
+			order = append(order, v)
+		}
+		counts[v]++
+	}
+	s.mu.Unlock()
+	rows := make([]json.RawMessage, 0, len(order))
+	for _, v := range order {
+		rows = append(rows, mustRow(map[string]any{"Version": v, "Clients": counts[v]}))
+	}
+	return out.rows(rows)
 }
 
 // sortedEndpoints returns endpoints by client id; s.mu is held.

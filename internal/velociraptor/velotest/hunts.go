@@ -683,8 +683,9 @@ func (s *Server) clientInfo(user string, env map[string]string, org string, out 
 			"client_id": ep.ClientID,
 			"os_info": map[string]any{"system": ep.OS, "hostname": ep.Hostname, "release": ep.Release, "fqdn": ep.FQDN,
 				"machine": "amd64"},
-			"last_ip":      ep.LastIP + ":51234",
-			"last_seen_at": time.Now().UnixMicro(),
+			"agent_information": map[string]any{"version": ep.reportedVersion(), "name": "velociraptor", "build_time": "", "build_url": ""},
+			"last_ip":           ep.LastIP + ":51234",
+			"last_seen_at":      time.Now().UnixMicro(),
 		}
 	}
 	s.mu.Unlock()

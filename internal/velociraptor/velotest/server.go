@@ -384,6 +384,8 @@ func (s *Server) dispatch(ctx context.Context, user, text string, env map[string
 		return s.flowResults(user, env, org, out)
 	case strings.Contains(text, "FROM hunt_flows(hunt_id="):
 		return s.huntFlows(user, text, env, org, out)
+	case strings.Contains(text, "FROM clients() GROUP BY"):
+		return s.clientVersions(user, org, out)
 	case strings.Contains(text, "client_info("):
 		return s.clientInfo(user, env, org, out)
 	case strings.Contains(text, "artifact_set("):

@@ -1,11 +1,11 @@
-// Command gen builds internal/vqlcompat/testdata/releases.json: for every
+// Command gen builds internal/vqlcompat/releases.json: for every
 // Velociraptor release tag in a range, the VQL functions and plugins that
 // velohunt's artifacts call and the named arguments each accepts.
 //
 // Run it from internal/vqlcompat (go generate does):
 //
 //	go run ./gen -velociraptor /work/.mirror/Velocidex+velociraptor/repo \
-//	  -vfilter /work/.mirror/Velocidex+vfilter/repo -out testdata/releases.json
+//	  -vfilter /work/.mirror/Velocidex+vfilter/repo -out releases.json
 //
 // It reads only local git mirrors (git ls-tree / git cat-file), parses the
 // Go source of each release (go/parser, never compiled or run) and keeps
@@ -71,7 +71,7 @@ const (
 func main() {
 	vrGit := flag.String("velociraptor", defaultVR, "git directory of a Velociraptor mirror")
 	vfGit := flag.String("vfilter", defaultVF, "git directory of a vfilter mirror (builtins)")
-	out := flag.String("out", "testdata/releases.json", "table to write")
+	out := flag.String("out", "releases.json", "table to write")
 	from := flag.String("from", "0.72", "oldest release (inclusive)")
 	to := flag.String("to", "0.77.2", "newest release (inclusive)")
 	skip := flag.String("skip", "", "tags not to read (comma-separated)")

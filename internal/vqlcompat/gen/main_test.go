@@ -26,11 +26,11 @@ func TestTableUpToDate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := os.ReadFile("../testdata/releases.json")
+	want, err := os.ReadFile("../releases.json")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(got, want) {
-		t.Fatal("testdata/releases.json is stale: run go generate in internal/vqlcompat")
+		t.Fatal("releases.json is stale: run go generate in internal/vqlcompat")
 	}
 }
