@@ -90,6 +90,10 @@ func TestEndToEndReal(t *testing.T) {
 	}
 	cfg.Intake.Reconcile = "0 0 1 1 *" // first the webhooks only: no reconcile during the test
 	cfg.Watcher.Schedule = "@every 5s"
+	// Tab updates that change only counts wait tab_min_interval (5 min by
+	// default) after the IOC's last write; the test reads everything back
+	// within a minute of the last hit.
+	cfg.Writeback.TabMinInterval = config.Duration(5 * time.Second)
 
 	admin, _ := iris.New(iris.Options{URL: cfg.IRIS.URL, APIKey: cfg.IRIS.AdminAPIKey.Reveal(), InsecureSkipVerify: cfg.IRIS.InsecureSkipVerify})
 	module := newRealIRIS(t, cfg.IRIS.URL, cfg.IRIS.AdminAPIKey.Reveal(), cfg.IRIS.InsecureSkipVerify)

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/velohunt/velohunt/internal/config"
+	"github.com/velohunt/velohunt/internal/iris"
+	"github.com/velohunt/velohunt/internal/velociraptor/velotest"
 )
 
 // loopbackConnection opens a live TCP connection to a listener on the
@@ -148,4 +150,68 @@ func realTestLog() io.Writer {
 		}
 	}
 	return io.Discard
+}
+
+// realIRISRig is a velohunt serving a real IRIS (the VELOHUNT_TEST_IRIS_*
+// variables), whose webhooks module posts to it, with one simulated
+// Velociraptor endpoint.
+type realIRISRig struct {
+	env   realIRISEnv
+	r     *realIRIS
+	admin *iris.Client
+	app   *App
+	cfg   config.Config
+}
+
+// startRealIRISRig starts the rig (skipping the test without a real IRIS);
+// everything stops, and the webhooks module is put back, when the test
+// ends.
+func startRealIRISRig(t *testing.T, ep velotest.Endpoint, tune func(*config.Config)) *realIRISRig {
+	t.Helper()
+	g := &realIRISRig{env: needRealIRIS(t)}
+	g.r = newRealIRIS(t, g.env.url, g.env.adminKey, g.env.insecure)
+	g.admin, _ = iris.New(iris.Options{URL: g.env.url, APIKey: g.env.adminKey, InsecureSkipVerify: g.env.insecure, Timeout: 30 * time.Second})
+	dir := t.TempDir()
+	vr, err := velotest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(vr.Close)
+	vr.AddEndpoint(ep)
+	apiPath, err := vr.WriteAPIConfig(dir, "velohunt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.cfg = realIRISConfig(dir, g.env.url, g.env.key, g.env.adminKey, g.env.insecure, apiPath)
+	if tune != nil {
+		tune(&g.cfg)
+	}
+	g.app = openTestApp(t, g.cfg)
+	t.Cleanup(func() { g.app.Close(context.Background()) })
+	t.Cleanup(g.r.webhooksTo(g.app.Addr(), g.cfg.Webhook.Secret.Reveal()))
+	return g
+}
+
+// newCase adds an open case, closed when the test ends.
+func (g *realIRISRig) newCase(t *testing.T, name string) int64 {
+	t.Helper()
+	id, err := g.admin.AddCase(context.Background(), fmt.Sprintf("%s %d", name, time.Now().UnixNano()), "velohunt real-IRIS test", 1, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.admin.CloseCase(context.Background(), id) })
+	return id
+}
+
+// typeID is the id of an IOC type of the real IRIS.
+func (g *realIRISRig) typeID(t *testing.T, name string) int64 {
+	t.Helper()
+	types, _ := g.admin.IOCTypes(context.Background())
+	for _, ty := range types {
+		if ty.Name == name {
+			return ty.ID
+		}
+	}
+	t.Fatalf("IRIS has no IOC type %s", name)
+	return 0
 }

@@ -22,27 +22,10 @@ import (
 // kind, IRIS's real webhooks module delivers every event (velohunt
 // accepts each IOC's create event), and /metrics gains no series.
 func TestRealWebhookFlood(t *testing.T) {
-	env := needRealIRIS(t)
 	ctx := context.Background()
-	r := newRealIRIS(t, env.url, env.adminKey, env.insecure)
-	admin, _ := iris.New(iris.Options{URL: env.url, APIKey: env.adminKey, InsecureSkipVerify: env.insecure, Timeout: 30 * time.Second})
-	run := time.Now().UnixNano()
-	dir := t.TempDir()
-	vr, err := velotest.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer vr.Close()
-	vr.AddEndpoint(velotest.Endpoint{ClientID: "C.4444444444444444", Hostname: "flood-host", OS: "linux", Online: true})
-	apiPath, err := vr.WriteAPIConfig(dir, "velohunt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := realIRISConfig(dir, env.url, env.key, env.adminKey, env.insecure, apiPath)
-	cfg.Intake.SyncDelay = config.Duration(300 * time.Millisecond)
-	app := openTestApp(t, cfg)
-	defer app.Close(context.Background())
-	defer r.webhooksTo(app.Addr(), cfg.Webhook.Secret.Reveal())()
+	g := startRealIRISRig(t, velotest.Endpoint{ClientID: "C.4444444444444444", Hostname: "flood-host", OS: "linux", Online: true},
+		func(c *config.Config) { c.Intake.SyncDelay = config.Duration(300 * time.Millisecond) })
+	admin, app, run := g.admin, g.app, time.Now().UnixNano()
 	base := "http://" + app.Addr()
 	scrape := func() (series map[string]bool, accepted float64) {
 		series = map[string]bool{}
@@ -63,18 +46,8 @@ func TestRealWebhookFlood(t *testing.T) {
 		}
 		return
 	}
-	cid, err := admin.AddCase(ctx, fmt.Sprintf("flood %d", run), "velohunt webhook flood test", 1, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.CloseCase(context.Background(), cid)
-	var domain int64
-	types, _ := admin.IOCTypes(ctx)
-	for _, ty := range types {
-		if ty.Name == "domain" {
-			domain = ty.ID
-		}
-	}
+	cid := g.newCase(t, "flood")
+	domain := g.typeID(t, "domain")
 	add := func(i int) {
 		if _, err := admin.AddIOC(ctx, cid, iris.NewIOC{Value: fmt.Sprintf("f%d-%d.flood.example", i, run), TypeID: domain, TLPID: 2}); err != nil {
 			t.Error(err)

@@ -18,44 +18,12 @@ import (
 // A re-hunts X in A alone; X from A and from B together re-hunts it in
 // both, once each.
 func TestRealManualTriggerCase(t *testing.T) {
-	env := needRealIRIS(t)
 	ctx := context.Background()
-	r := newRealIRIS(t, env.url, env.adminKey, env.insecure)
-	admin, _ := iris.New(iris.Options{URL: env.url, APIKey: env.adminKey, InsecureSkipVerify: env.insecure, Timeout: 30 * time.Second})
-	run := time.Now().UnixNano()
-	dir := t.TempDir()
-	vr, err := velotest.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer vr.Close()
-	vr.AddEndpoint(velotest.Endpoint{ClientID: "C.3333333333333333", Hostname: "manual-host", OS: "linux", Online: true})
-	apiPath, err := vr.WriteAPIConfig(dir, "velohunt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := realIRISConfig(dir, env.url, env.key, env.adminKey, env.insecure, apiPath)
-	cfg.Intake.SyncDelay = config.Duration(300 * time.Millisecond)
-	app := openTestApp(t, cfg)
-	defer app.Close(context.Background())
-	defer r.webhooksTo(app.Addr(), cfg.Webhook.Secret.Reveal())()
-
-	a, _ := admin.AddCase(ctx, fmt.Sprintf("manual A %d", run), "velohunt manual trigger test", 1, "")
-	b, err := admin.AddCase(ctx, fmt.Sprintf("manual B %d", run), "velohunt manual trigger test", 1, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		admin.CloseCase(context.Background(), a)
-		admin.CloseCase(context.Background(), b)
-	}()
-	var domain int64
-	types, _ := admin.IOCTypes(ctx)
-	for _, ty := range types {
-		if ty.Name == "domain" {
-			domain = ty.ID
-		}
-	}
+	g := startRealIRISRig(t, velotest.Endpoint{ClientID: "C.3333333333333333", Hostname: "manual-host", OS: "linux", Online: true},
+		func(c *config.Config) { c.Intake.SyncDelay = config.Duration(300 * time.Millisecond) })
+	r, admin, app, run := g.r, g.admin, g.app, time.Now().UnixNano()
+	a, b := g.newCase(t, "manual A"), g.newCase(t, "manual B")
+	domain := g.typeID(t, "domain")
 	x, err := admin.AddIOC(ctx, a, iris.NewIOC{Value: fmt.Sprintf("x-%d.manual.example", run), TypeID: domain, TLPID: 2})
 	if err != nil {
 		t.Fatal(err)

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/velohunt/velohunt/internal/iris"
 	"github.com/velohunt/velohunt/internal/velociraptor/velotest"
 )
 
@@ -20,40 +19,14 @@ import (
 // administrator key configured: the push repairs it and the write that
 // failed is retried at once.
 func TestRealNullIOCFirstStatus(t *testing.T) {
-	env := needRealIRIS(t)
 	ctx := context.Background()
-	r := newRealIRIS(t, env.url, env.adminKey, env.insecure)
-	admin, _ := iris.New(iris.Options{URL: env.url, APIKey: env.adminKey, InsecureSkipVerify: env.insecure, Timeout: 30 * time.Second})
 	run := time.Now().UnixNano()
 	md5 := fmt.Sprintf("%016x%016x", run, 7)
-	dir := t.TempDir()
-	vr, err := velotest.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer vr.Close()
-	vr.AddEndpoint(velotest.Endpoint{ClientID: "C.5555555555555555", Hostname: fmt.Sprintf("null-%d", run%100000), OS: "linux",
-		Online: true, Files: []velotest.File{{Path: "/opt/null/evil", Size: 10, MD5: md5}}})
-	apiPath, err := vr.WriteAPIConfig(dir, "velohunt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := realIRISConfig(dir, env.url, env.key, env.adminKey, env.insecure, apiPath)
-	app := openTestApp(t, cfg)
-	defer app.Close(context.Background())
-	defer r.webhooksTo(app.Addr(), cfg.Webhook.Secret.Reveal())()
-	cid, err := admin.AddCase(ctx, fmt.Sprintf("null IOC %d", run), "velohunt first status test", 1, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.CloseCase(context.Background(), cid)
-	var md5Type int64
-	types, _ := admin.IOCTypes(ctx)
-	for _, ty := range types {
-		if ty.Name == "md5" {
-			md5Type = ty.ID
-		}
-	}
+	g := startRealIRISRig(t, velotest.Endpoint{ClientID: "C.5555555555555555", Hostname: fmt.Sprintf("null-%d", run%100000), OS: "linux",
+		Online: true, Files: []velotest.File{{Path: "/opt/null/evil", Size: 10, MD5: md5}}}, nil)
+	env, admin, app, cfg := g.env, g.admin, g.app, g.cfg
+	cid := g.newCase(t, "null IOC")
+	md5Type := g.typeID(t, "md5")
 	// As a feed import does: the service user's key, no custom_attributes.
 	body, _ := json.Marshal(map[string]any{"ioc_value": md5, "ioc_type_id": md5Type, "ioc_tlp_id": 2, "ioc_description": "", "ioc_tags": ""})
 	req, _ := http.NewRequest("POST", fmt.Sprintf("%s/case/ioc/add?cid=%d", env.url, cid), bytes.NewReader(body))
