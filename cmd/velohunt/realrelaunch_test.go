@@ -22,8 +22,8 @@ import (
 )
 
 // TestRealRelaunchedFlowIsRead: on a real Velociraptor, a host whose flow
-// errored (the 1-second client timeout, over a tree too large to hash in
-// it) makes the hunt incomplete; the analyst relaunches the client in the
+// errored (a 3-second client timeout, over files too large to hash in it)
+// makes the hunt incomplete; the analyst relaunches the client in the
 // hunt (hunt_add(relaunch=TRUE): a new flow id), the tree is small by then
 // and holds the evidence, and velohunt reads the new flow from its first
 // row: the host has its hit and is no longer errored.
@@ -47,18 +47,17 @@ func TestRealRelaunchedFlowIsRead(t *testing.T) {
 	}
 	t.Cleanup(func() { os.RemoveAll(root) })
 	os.Chmod(root, 0o755)
+	// Sparse files just under the artifact's MaxSize: 2 GiB to hash (every
+	// hash of each), far more than the timeout allows, and no disk used.
 	slow := filepath.Join(root, "slow")
 	os.MkdirAll(slow, 0o755)
-	filler := make([]byte, 4096)
-	for i := range 40000 {
-		sub := filepath.Join(slow, fmt.Sprint(i/1000))
-		if i%1000 == 0 {
-			os.MkdirAll(sub, 0o755)
-		}
-		filler[0], filler[1] = byte(i), byte(i>>8)
-		if err := os.WriteFile(filepath.Join(sub, fmt.Sprint(i)), filler, 0o644); err != nil {
+	for i := range 20 {
+		f, err := os.Create(filepath.Join(slow, fmt.Sprintf("big-%d.bin", i)))
+		if err != nil {
 			t.Fatal(err)
 		}
+		f.Truncate(100<<20 - 1)
+		f.Close()
 	}
 	content := make([]byte, 64)
 	rand.Read(content)
@@ -66,7 +65,7 @@ func TestRealRelaunchedFlowIsRead(t *testing.T) {
 	glob, _ := json.Marshal([]string{filepath.ToSlash(root) + "/**"})
 	d, err := startDemoWith(ctx, dir, io.Discard, nil, func(c *config.Config, _ *velotest.Server) {
 		c.Velociraptor.Servers = []config.Server{{Name: "real", APIConfig: apiCfg}}
-		c.Hunting.ClientTimeout = config.Duration(time.Second)
+		c.Hunting.ClientTimeout = config.Duration(3 * time.Second)
 		c.Velociraptor.Default = config.Target{Server: "real"}
 		c.Watcher.Schedule = "@every 2s"
 		k := c.Hunting.Kinds["hash"]
@@ -141,7 +140,14 @@ func TestRealRelaunchedFlowIsRead(t *testing.T) {
 			t.Fatalf("the Linux client's flow did not error within 3 minutes: %+v", flows)
 		}
 	}
+	// Every host done (the other clients on this machine time out too).
 	before := tabHunt()
+	for deadline := time.Now().Add(2 * time.Minute); before.Scheduled == 0 || before.Finished < before.Scheduled; before = tabHunt() {
+		if time.Now().After(deadline) {
+			t.Fatalf("hosts not done after 2 minutes: %+v", before.Progress)
+		}
+		time.Sleep(time.Second)
+	}
 	if before.Errored == 0 || before.FirstError == "" {
 		t.Fatalf("tab before the relaunch: %+v, want errored hosts", before.Progress)
 	}
