@@ -153,20 +153,25 @@ func newSyncer(c config.Config, cl intake.IRIS, db *store.DB, log *slog.Logger) 
 		Logger: log.With("component", "intake")}
 }
 
+func scopeOf(s config.Scope) ioc.Scope {
+	return ioc.Scope{IncludeLabels: s.IncludeLabels, ExcludeLabels: s.ExcludeLabels, OS: s.OS}
+}
+
 // newPlanner is the planner of a configuration (kinds, batching, limits)
 // over a store and servers: serve, hunt and plan batch hunts with the same
 // one.
 func newPlanner(c config.Config, db planner.Store, servers map[string]planner.Velociraptor, log *slog.Logger) *planner.Planner {
 	kinds := map[ioc.Kind]planner.Artifact{}
 	for name, k := range c.Hunting.Kinds {
-		kinds[ioc.Kind(name)] = planner.Artifact{Name: k.Artifact, Parameter: k.Parameter, Format: k.Format, Params: k.Parameters}
+		kinds[ioc.Kind(name)] = planner.Artifact{Name: k.Artifact, Parameter: k.Parameter, Format: k.Format, Params: k.Parameters,
+			Scope: scopeOf(k.Scope)}
 	}
 	limits := map[string]planner.Limits{}
 	for _, s := range c.Velociraptor.Servers {
 		l := s.Limits
 		limits[s.Name] = planner.Limits{MaxActiveHunts: l.MaxActiveHunts, MaxHuntsPerHour: l.MaxHuntsPerHour,
 			MaxIOCsPerHunt: l.MaxIOCsPerHunt, CPULimit: l.CPULimit, OpsPerSecond: l.OpsPerSecond, ClientTimeout: l.ClientTimeout.D(),
-			Parameters: s.Parameters}
+			Parameters: s.Parameters, Scope: scopeOf(s.Scope)}
 	}
 	return &planner.Planner{Store: db, Servers: servers, Kinds: kinds, Limits: limits, Window: c.Hunting.BatchWindow.D(), MaxWait: c.Hunting.BatchMaxWait.D(),
 		MaxPerHunt: c.Hunting.MaxIOCsPerHunt, Expiry: c.Hunting.Expiry.D(), ClientTimeout: c.Hunting.ClientTimeout.D(),

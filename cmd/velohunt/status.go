@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/velohunt/velohunt/internal/config"
+	"github.com/velohunt/velohunt/internal/ioc"
 	"github.com/velohunt/velohunt/internal/rehunt"
 	"github.com/velohunt/velohunt/internal/render"
 	"github.com/velohunt/velohunt/internal/store"
@@ -129,6 +130,8 @@ type HuntLine struct {
 	// NotSearched are the hosts that finished without searching everything
 	// the artifact applies to them ("host: source: why"): not clean.
 	NotSearched []string `json:"hosts_not_searched_in_full,omitempty"`
+	// Scope says which clients the hunt was limited to ("" : every one).
+	Scope string `json:"scope,omitempty"`
 }
 
 // RefusedLine is a refused IOC.
@@ -190,7 +193,8 @@ func collectStatus(ctx context.Context, db *store.DB) (Status, error) {
 			}
 			*list.out = append(*list.out, HuntLine{ID: h.ID, HuntID: h.VRHuntID, Server: h.Server, Org: h.Org, Kind: string(h.Kind),
 				State: h.State, IOCs: len(n), Attempts: h.Attempts, LastError: h.LastError, EndReason: h.EndReason, Created: h.CreatedAt.Format(time.RFC3339),
-				Finished: p.Finished, Scheduled: p.Scheduled, Errored: p.Errored, FirstError: p.FirstError, NotSearched: notSearched(p)})
+				Finished: p.Finished, Scheduled: p.Scheduled, Errored: p.Errored, FirstError: p.FirstError, NotSearched: notSearched(p),
+				Scope: scopeText(h.Scope)})
 		}
 	}
 	if out.Holds, err = db.ServerHolds(ctx); err != nil {
@@ -391,6 +395,11 @@ func printStatus(w io.Writer, st Status) {
 				state, h.Finished, h.Scheduled, errs, h.Created)
 		}
 		for _, h := range st.Recent {
+			if h.Scope != "" {
+				fmt.Fprintf(tw, "\nhunt %d ran on %s\n", h.ID, inert(h.Scope, 300))
+			}
+		}
+		for _, h := range st.Recent {
 			if len(h.NotSearched) == 0 {
 				continue
 			}
@@ -402,6 +411,15 @@ func printStatus(w io.Writer, st Status) {
 	}
 	tw.Flush()
 	printFleets(w, st.Fleets)
+}
+
+// scopeText says which clients a hunt was limited to ("" : every one).
+func scopeText(recorded string) string {
+	sc, err := ioc.DecodeScope(recorded)
+	if err != nil || sc.Empty() {
+		return ""
+	}
+	return sc.String()
 }
 
 // notSearched lists the hosts of a hunt that could not search everything,

@@ -36,6 +36,15 @@ func TestBadInput(t *testing.T) {
 			`config key listen: "18192" is not host:port (for example 127.0.0.1:8080, or :8080 for every interface)`},
 		{"ListenBadPort", base + "listen: \"127.0.0.1:http\"\n", `config key listen: "127.0.0.1:http": the port must be a number`},
 		{"UnknownKey", base + "watcher: {schedul: \"@every 1m\"}\n", "config key watcher.schedul: field schedul not found"},
+		{"ScopeBadOS", base + "hunting: {kinds: {file: {artifact: A, parameter: P, format: json, scope: {os: win}}}}\n",
+			`config key hunting.kinds.file.scope.os: "win" is not one of windows, linux, darwin`},
+		{"ScopeBadLabel", iris + hook + "velociraptor: {servers: [{name: main, api_config: /x, scope: {exclude_labels: [\"a b\"]}}]}\n",
+			`config key velociraptor.servers[0].scope: label "a b": want letters, digits`},
+		{"ScopeIncludedAndExcluded", base + "hunting: {kinds: {ip: {artifact: A, parameter: P, format: json, scope: {include_labels: [x], exclude_labels: [x]}}}}\n",
+			`config key hunting.kinds.ip.scope: label "x" is both included and excluded`},
+		{"ScopeOSWithServerLabels", iris + hook + "velociraptor: {servers: [{name: main, api_config: /x, scope: {exclude_labels: [velohunt-exclude]}}]}\n" +
+			"hunting: {kinds: {file: {artifact: A, parameter: P, format: json, scope: {os: windows}}}}\n",
+			`config key hunting.kinds.file.scope: with server main's scope, its hunts would have os "windows" and labels`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -161,6 +161,23 @@ type Server struct {
 	// IOC kind (hash, ip, domain, file): for example
 	// {hash: {UseIndex: "N"}} for a fleet where nothing may be written.
 	Parameters map[string]map[string]string `yaml:"parameters"`
+	// Scope limits every hunt on this server to some clients (labels to
+	// exclude, for instance velohunt-exclude on fragile hosts).
+	Scope Scope `yaml:"scope"`
+}
+
+// Scope limits hunts to some of a server's clients by their Velociraptor
+// labels and OS. A kind's scope narrows its server's: excluded labels add
+// up, and the kind's included labels and OS, when set, replace the
+// server's. Velociraptor 0.77.2's hunt() drops every label condition when
+// an OS is set, so a hunt's scope has labels or an OS, not both.
+type Scope struct {
+	// IncludeLabels: only clients with one of these labels.
+	IncludeLabels []string `yaml:"include_labels"`
+	// ExcludeLabels: never a client with one of these labels.
+	ExcludeLabels []string `yaml:"exclude_labels"`
+	// OS: only clients of this OS (windows, linux or darwin).
+	OS string `yaml:"os"`
 }
 
 // Limits protect a server's fleet. Zero means no limit (or, for the last
@@ -222,6 +239,9 @@ type KindArt struct {
 	Format string `yaml:"format"`
 	// Parameters are extra artifact parameters, passed as given.
 	Parameters map[string]string `yaml:"parameters"`
+	// Scope limits this kind's hunts to some clients, within each server's
+	// scope.
+	Scope Scope `yaml:"scope"`
 }
 
 // Intake configures how IOCs are learned.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -310,8 +311,11 @@ func (c *Config) validateHunting() error {
 		default:
 			return fieldErr(f+".format", "%q is not one of json, lines, csv, regex", k.Format)
 		}
+		if err := k.Scope.validate(f + ".scope"); err != nil {
+			return err
+		}
 	}
-	return nil
+	return c.validateScopes()
 }
 
 // checkCron parses a cron spec in a time zone. cron runs "@every 0s" and
@@ -343,6 +347,56 @@ func checkListen(listen string) error {
 	}
 	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
 		return fieldErr("listen", "%q: the port must be a number from 0 to 65535 (host:port, for example 127.0.0.1:8080)", listen)
+	}
+	return nil
+}
+
+// labelRE is what a Velociraptor label looks like to velohunt: no spaces,
+// quotes or commas (labels go into the hunt's condition as given).
+var labelRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:@/+-]{0,63}$`)
+
+func (s Scope) validate(field string) error {
+	switch s.OS {
+	case "", "windows", "linux", "darwin":
+	default:
+		return fieldErr(field+".os", "%q is not one of windows, linux, darwin", s.OS)
+	}
+	for _, l := range append(slices.Clone(s.IncludeLabels), s.ExcludeLabels...) {
+		if !labelRE.MatchString(l) {
+			return fieldErr(field, "label %q: want letters, digits and _.:@/+- (at most 64)", l)
+		}
+	}
+	for _, l := range s.IncludeLabels {
+		if slices.Contains(s.ExcludeLabels, l) {
+			return fieldErr(field, "label %q is both included and excluded", l)
+		}
+	}
+	return nil
+}
+
+// validateScopes refuses a server and kind whose scopes together give a
+// hunt both an OS and labels: Velociraptor 0.77.2's hunt() would drop the
+// labels, excluded ones included, and hunt clients the scope keeps out.
+func (c *Config) validateScopes() error {
+	for i, srv := range c.Velociraptor.Servers {
+		if err := srv.Scope.validate(fmt.Sprintf("velociraptor.servers[%d].scope", i)); err != nil {
+			return err
+		}
+		for name, k := range c.Hunting.Kinds {
+			os := srv.Scope.OS
+			if k.Scope.OS != "" {
+				os = k.Scope.OS
+			}
+			include := srv.Scope.IncludeLabels
+			if len(k.Scope.IncludeLabels) > 0 {
+				include = k.Scope.IncludeLabels
+			}
+			labels := len(include) + len(srv.Scope.ExcludeLabels) + len(k.Scope.ExcludeLabels)
+			if os != "" && labels > 0 {
+				return fieldErr("hunting.kinds."+name+".scope",
+					"with server %s's scope, its hunts would have os %q and labels: Velociraptor's hunt() drops every label condition when an OS is set (excluded labels too); use an include label for the OS instead", srv.Name, os)
+			}
+		}
 	}
 	return nil
 }

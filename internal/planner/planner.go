@@ -80,6 +80,8 @@ type Limits struct {
 	ClientTimeout   time.Duration
 	// Parameters override artifact parameters, by IOC kind.
 	Parameters map[string]map[string]string
+	// Scope limits every hunt on the server to some clients.
+	Scope ioc.Scope
 }
 
 // Artifact is how one kind is hunted.
@@ -88,6 +90,8 @@ type Artifact struct {
 	Parameter string            // receives the list of hunt values
 	Format    string            // json, lines, csv or regex
 	Params    map[string]string // extra parameters
+	// Scope limits the kind's hunts to some clients, within the server's.
+	Scope ioc.Scope
 }
 
 // Planner plans and launches hunts.
@@ -216,6 +220,7 @@ func (p *Planner) Plan(ctx context.Context, flush bool) ([]store.Hunt, error) {
 			}
 			n = allowed
 		}
+		g.Scope = p.Limits[g.Server].Scope.Narrow(art.Scope).Encode()
 		for range n {
 			h, err := p.Store.PlanHunt(ctx, g, max, art.Name, p.Expiry)
 			if ioc.ErrorCode(err) == ioc.ENOTFOUND {
@@ -559,11 +564,18 @@ func (p *Planner) request(h store.Hunt, rows []store.HuntIOC) (velociraptor.Hunt
 			params[k] = v
 		}
 	}
+	// The scope recorded when the hunt was planned, whatever the
+	// configuration says now.
+	scope, err := ioc.DecodeScope(h.Scope)
+	if err != nil {
+		return velociraptor.HuntRequest{}, err
+	}
 	return velociraptor.HuntRequest{
 		Org: h.Org, Artifact: h.Artifact, Params: params, Expires: expires,
 		Description:   fmt.Sprintf("velohunt: %d %s IOC(s) from IRIS case(s) %s", len(values), h.Kind, caseList(cases)),
 		Tags:          []string{"velohunt", h.Marker},
 		ClientTimeout: timeout, CPULimit: cpu, OpsPerSecond: ops,
+		IncludeLabels: scope.IncludeLabels, ExcludeLabels: scope.ExcludeLabels, OS: scope.OS,
 	}, nil
 }
 

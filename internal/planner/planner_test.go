@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -523,5 +524,50 @@ func TestStoppedWhileLaunching(t *testing.T) {
 				t.Fatalf("launched again: %d %v, %d hunts", n, err, len(e.srv.Hunts()))
 			}
 		})
+	}
+}
+
+// TestScopedHunt: a server's scope (never clients labelled
+// velohunt-exclude) narrowed by a kind's (only clients labelled win) is
+// recorded on the hunt when it is planned, and the hunt Velociraptor gets
+// runs on the clients it allows only; a later change of the configuration
+// does not change a planned hunt.
+func TestScopedHunt(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t, 10)
+	e.srv.AddEndpoint(velotest.Endpoint{ClientID: "C.win", Hostname: "win", OS: "windows", Online: true, Labels: []string{"win"}})
+	e.srv.AddEndpoint(velotest.Endpoint{ClientID: "C.dc", Hostname: "dc", OS: "windows", Online: true, Labels: []string{"win", "velohunt-exclude"}})
+	e.srv.AddEndpoint(velotest.Endpoint{ClientID: "C.lin", Hostname: "lin", OS: "linux", Online: true})
+	e.p.Limits = map[string]planner.Limits{"main": {Scope: ioc.Scope{ExcludeLabels: []string{"velohunt-exclude"}}}}
+	art := e.p.Kinds[ioc.KindIP]
+	art.Scope = ioc.Scope{IncludeLabels: []string{"win"}}
+	e.p.Kinds[ioc.KindIP] = art
+	e.queue(t, 2)
+	planned, err := e.p.Plan(ctx, true)
+	if err != nil || len(planned) != 1 {
+		t.Fatalf("planned=%v err=%v", planned, err)
+	}
+	if want := `{"include_labels":["win"],"exclude_labels":["velohunt-exclude"]}`; planned[0].Scope != want {
+		t.Fatalf("recorded scope %q, want %q", planned[0].Scope, want)
+	}
+	// The configuration changes before the launch: the hunt keeps its scope.
+	e.p.Limits = nil
+	if n, err := e.p.LaunchDue(ctx); n != 1 || err != nil {
+		t.Fatalf("launched %d err=%v", n, err)
+	}
+	hunts := e.srv.Hunts()
+	if len(hunts) != 1 {
+		t.Fatalf("hunts %+v", hunts)
+	}
+	h := hunts[0]
+	if !slices.Equal(h.IncludeLabels, []string{"win"}) || !slices.Equal(h.ExcludeLabels, []string{"velohunt-exclude"}) || h.OS != "" {
+		t.Fatalf("hunt scope include=%v exclude=%v os=%q", h.IncludeLabels, h.ExcludeLabels, h.OS)
+	}
+	var clients []string
+	for c := range h.Flows {
+		clients = append(clients, c)
+	}
+	if !slices.Equal(clients, []string{"C.win"}) {
+		t.Fatalf("the hunt ran on %v, want C.win only", clients)
 	}
 }

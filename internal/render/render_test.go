@@ -76,7 +76,7 @@ func TestHostileEndpointData(t *testing.T) {
 				t.Fatalf("raw: valid=%v len=%d", utf8.ValidString(raw), len(raw))
 			}
 			fields, err := r.TabFields(render.Tab{Status: "HIT " + h, HitCount: 1, HostCount: 1,
-				Hunts: []render.TabHunt{{VRHuntID: "H.1", Artifact: h, State: "running", LastError: h, URL: h}},
+				Hunts: []render.TabHunt{{VRHuntID: "H.1", Artifact: h, State: "running", LastError: h, URL: h, Scope: h}},
 				Hits:  []render.TabHit{{Host: h, When: h, Source: h, Evidence: h}}})
 			if err != nil {
 				t.Fatal(err)
@@ -157,5 +157,20 @@ func TestJSONInert(t *testing.T) {
 		if back["v"] != want["v"] {
 			t.Fatalf("hostile %d: decodes to %q, want %q", i, back["v"], want["v"])
 		}
+	}
+}
+
+// TestTabHuntScope: a hunt limited to some clients says so on its line.
+func TestTabHuntScope(t *testing.T) {
+	r := mustRenderer(t)
+	fields, err := r.TabFields(render.Tab{Status: "hunting", Hunts: []render.TabHunt{
+		{VRHuntID: "H.1", Artifact: "Custom.Velohunt.File", State: "running", Scope: "never clients labelled velohunt-exclude"},
+		{VRHuntID: "H.2", Artifact: "Custom.Velohunt.File", State: "running"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hunts := fields[render.FieldHunts]
+	if strings.Count(hunts, "\n  on never clients labelled velohunt-exclude") != 1 {
+		t.Fatalf("hunts field:\n%s", hunts)
 	}
 }

@@ -121,6 +121,8 @@ type TabHunt struct {
 	// ("host: source: why"), at most a few; Uncovered counts them all.
 	Gaps      []string
 	Uncovered int
+	// Scope says which clients the hunt was limited to ("" : every one).
+	Scope string
 }
 
 // TabHit is one row of the hits table.
@@ -146,7 +148,7 @@ func (r *Renderer) TabFields(t Tab) (map[string]string, error) {
 	hv := struct{ Hunts []TabHunt }{}
 	for _, h := range t.Hunts {
 		h.VRHuntID, h.Artifact, h.State, h.VRState = Line(h.VRHuntID), Line(h.Artifact), Line(h.State), Line(h.VRState)
-		h.URL, h.LastError = Line(h.URL), Line(h.LastError)
+		h.URL, h.LastError, h.Scope = Line(h.URL), Line(h.LastError), Clip(Line(h.Scope), 300)
 		gaps := make([]string, 0, len(h.Gaps))
 		for _, g := range h.Gaps {
 			gaps = append(gaps, Clip(Line(g), 200))

@@ -31,6 +31,9 @@ type Group struct {
 	Oldest time.Time // queue time of its oldest IOC
 	Newest time.Time // queue time of its newest IOC
 	Urgent bool      // an analyst asked for it (manual trigger, hunt command)
+	// Scope is the clients a hunt of the group is limited to (the
+	// planner's encoding; "" : every client), recorded on the hunt.
+	Scope string
 }
 
 // Hunt is a stored hunt.
@@ -53,6 +56,9 @@ type Hunt struct {
 	// EndReason says why a hunt ended early ("" when it ran its course,
 	// or ended as Velociraptor said).
 	EndReason string
+	// Scope is the clients the hunt was limited to, as planned ("" : every
+	// client).
+	Scope string
 }
 
 // HuntIOC is one IOC row a hunt covers.
@@ -128,11 +134,11 @@ func (db *DB) PlanHunt(ctx context.Context, g Group, max int, artifact string, e
 			return err
 		}
 		h = Hunt{Marker: marker, Server: g.Server, Org: g.Org, Kind: g.Kind, Artifact: artifact, State: HuntPlanned,
-			CreatedAt: tx.now, ExpiresAt: tx.now.Add(expiry)}
+			CreatedAt: tx.now, ExpiresAt: tx.now.Add(expiry), Scope: g.Scope}
 		res, err := tx.ExecContext(ctx, `
-			INSERT INTO hunts (marker, server, org, kind, artifact, state, expires_at, created_at)
-			VALUES (?, ?, ?, ?, ?, 'planned', ?, ?)`,
-			marker, g.Server, g.Org, string(g.Kind), artifact, h.ExpiresAt.UnixMilli(), tx.nowMS())
+			INSERT INTO hunts (marker, server, org, kind, artifact, state, expires_at, created_at, scope)
+			VALUES (?, ?, ?, ?, ?, 'planned', ?, ?, ?)`,
+			marker, g.Server, g.Org, string(g.Kind), artifact, h.ExpiresAt.UnixMilli(), tx.nowMS(), g.Scope)
 		if err != nil {
 			return fmt.Errorf("plan hunt: %w", err)
 		}
@@ -166,7 +172,7 @@ func newMarker() (string, error) {
 }
 
 const huntColumns = `id, marker, server, org, kind, artifact, COALESCE(vr_hunt_id, ''), state, attempts, last_error,
-	next_attempt_at, expires_at, created_at, started_at, ended_at, end_reason`
+	next_attempt_at, expires_at, created_at, started_at, ended_at, end_reason, scope`
 
 func scanHunt(s interface{ Scan(...any) error }) (Hunt, error) {
 	var h Hunt
@@ -174,7 +180,7 @@ func scanHunt(s interface{ Scan(...any) error }) (Hunt, error) {
 	var next, expires, created int64
 	var started, ended sql.NullInt64
 	err := s.Scan(&h.ID, &h.Marker, &h.Server, &h.Org, &kind, &h.Artifact, &h.VRHuntID, &h.State, &h.Attempts,
-		&h.LastError, &next, &expires, &created, &started, &ended, &h.EndReason)
+		&h.LastError, &next, &expires, &created, &started, &ended, &h.EndReason, &h.Scope)
 	h.Kind = ioc.Kind(kind)
 	h.NextAttemptAt = time.UnixMilli(next).UTC()
 	h.ExpiresAt = time.UnixMilli(expires).UTC()

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/velohunt/velohunt/internal/ioc"
 	"github.com/velohunt/velohunt/internal/iris"
 	"github.com/velohunt/velohunt/internal/render"
 	"github.com/velohunt/velohunt/internal/store"
@@ -267,6 +268,9 @@ func (w *Writer) tabView(d store.TabData) (t render.Tab, statusKey, detailKey st
 			}
 			if w.GUIURL != nil && h.VRHuntID != "" {
 				th.URL = w.GUIURL(h.Server, h.Org, h.VRHuntID)
+			}
+			if sc, err := ioc.DecodeScope(h.Hunt.Scope); err == nil && !sc.Empty() {
+				th.Scope = sc.String()
 			}
 			t.Hunts = append(t.Hunts, th)
 		}
