@@ -39,7 +39,9 @@ func TestRealScopedHunts(t *testing.T) {
 		}
 	}
 	query(fmt.Sprintf("SELECT label(client_id=%q, labels=[%q], op='set') FROM scope()", linux, label))
-	t.Cleanup(func() { query(fmt.Sprintf("SELECT label(client_id=%q, labels=[%q], op='remove') FROM scope()", linux, label)) })
+	t.Cleanup(func() {
+		query(fmt.Sprintf("SELECT label(client_id=%q, labels=[%q], op='remove') FROM scope()", linux, label))
+	})
 
 	run := func(name string, tune func(*config.Config)) []string {
 		dir := t.TempDir()
