@@ -56,7 +56,7 @@ func acquireLock(database string) (*serveLock, error) {
 		if err != nil {
 			return nil, lockFileError(database, path, err)
 		}
-		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		if err := lockExclusive(f); err != nil {
 			f.Close()
 			if errors.Is(err, syscall.EWOULDBLOCK) {
 				info, _ := readLockInfo(path)
@@ -74,6 +74,21 @@ func acquireLock(database string) (*serveLock, error) {
 		f.Close()
 	}
 	return nil, fmt.Errorf("lock %s: the file keeps being replaced", path)
+}
+
+// lockExclusive takes the exclusive lock without waiting for a serve, but
+// through the shared lock that `status` and `plan` hold for an instant to
+// see whether a serve runs (lockHolder): a holder is a lock held for half
+// a second.
+func lockExclusive(f *os.File) error {
+	var err error
+	for range 25 {
+		if err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); !errors.Is(err, syscall.EWOULDBLOCK) {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return err
 }
 
 // lockFileError says which path and permission keep serve from creating

@@ -564,12 +564,15 @@ func (p *Planner) request(h store.Hunt, rows []store.HuntIOC) (velociraptor.Hunt
 			params[k] = v
 		}
 	}
-	// The scope recorded when the hunt was planned, whatever the
-	// configuration says now.
+	// The scope recorded when the hunt was planned, with the labels the
+	// configuration excludes now: a hunt waiting to launch never reaches a
+	// client an operator has since excluded.
 	scope, err := ioc.DecodeScope(h.Scope)
 	if err != nil {
 		return velociraptor.HuntRequest{}, err
 	}
+	now := l.Scope.Narrow(art.Scope)
+	scope = scope.Narrow(ioc.Scope{ExcludeLabels: now.ExcludeLabels})
 	return velociraptor.HuntRequest{
 		Org: h.Org, Artifact: h.Artifact, Params: params, Expires: expires,
 		Description:   fmt.Sprintf("velohunt: %d %s IOC(s) from IRIS case(s) %s", len(values), h.Kind, caseList(cases)),

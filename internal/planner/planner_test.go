@@ -550,8 +550,11 @@ func TestScopedHunt(t *testing.T) {
 	if want := `{"include_labels":["win"],"exclude_labels":["velohunt-exclude"]}`; planned[0].Scope != want {
 		t.Fatalf("recorded scope %q, want %q", planned[0].Scope, want)
 	}
-	// The configuration changes before the launch: the hunt keeps its scope.
-	e.p.Limits = nil
+	// The configuration changes before the launch: the hunt keeps its
+	// scope, and takes the labels now excluded too.
+	e.p.Limits = map[string]planner.Limits{"main": {Scope: ioc.Scope{ExcludeLabels: []string{"new-exclude"}}}}
+	art.Scope = ioc.Scope{}
+	e.p.Kinds[ioc.KindIP] = art
 	if n, err := e.p.LaunchDue(ctx); n != 1 || err != nil {
 		t.Fatalf("launched %d err=%v", n, err)
 	}
@@ -560,7 +563,7 @@ func TestScopedHunt(t *testing.T) {
 		t.Fatalf("hunts %+v", hunts)
 	}
 	h := hunts[0]
-	if !slices.Equal(h.IncludeLabels, []string{"win"}) || !slices.Equal(h.ExcludeLabels, []string{"velohunt-exclude"}) || h.OS != "" {
+	if !slices.Equal(h.IncludeLabels, []string{"win"}) || !slices.Equal(h.ExcludeLabels, []string{"new-exclude", "velohunt-exclude"}) || h.OS != "" {
 		t.Fatalf("hunt scope include=%v exclude=%v os=%q", h.IncludeLabels, h.ExcludeLabels, h.OS)
 	}
 	var clients []string

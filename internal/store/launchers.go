@@ -33,7 +33,9 @@ var holderID = regexp.MustCompile(`^[0-9a-f]{32}$`)
 func launcherDir(path string) string { return path + ".launchers" }
 
 // holder returns this DB handle's launcher id, making its lock file the
-// first time.
+// first time. The file is made and locked under a temporary name, then
+// renamed: a lock file is never seen unlocked under its final name while
+// its launcher lives.
 func (db *DB) holder() string {
 	l := &db.launch
 	l.once.Do(func() {
@@ -44,51 +46,88 @@ func (db *DB) holder() string {
 		if err := os.Mkdir(l.dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 			return
 		}
+		if !trustedDir(l.dir) {
+			return // anonymous claims: only their lease ends them
+		}
 		b := make([]byte, 16)
 		rand.Read(b)
 		id := hex.EncodeToString(b)
-		f, err := os.OpenFile(filepath.Join(l.dir, id+".lock"), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		tmp := filepath.Join(l.dir, ".new-"+id)
+		f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 		if err != nil {
 			return
 		}
 		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 			f.Close()
-			os.Remove(f.Name())
+			os.Remove(tmp)
+			return
+		}
+		if err := os.Rename(tmp, filepath.Join(l.dir, id+".lock")); err != nil {
+			f.Close()
+			os.Remove(tmp)
 			return
 		}
 		l.id, l.file = id, f
-		// Lock files of launchers that ended and held no claim.
+		// Lock files of launchers that ended and held no claim, and
+		// temporary ones of launchers that died while starting.
 		entries, _ := os.ReadDir(l.dir)
 		for _, e := range entries {
-			if name := e.Name(); filepath.Ext(name) == ".lock" {
+			name := e.Name()
+			switch {
+			case filepath.Ext(name) == ".lock":
 				db.holderGone(name[:len(name)-len(".lock")])
+			case len(name) > 5 && name[:5] == ".new-":
+				removeIfUnlocked(filepath.Join(l.dir, name))
 			}
 		}
 	})
 	return l.id
 }
 
-// holderGone reports whether the launcher of a claim has ended: its lock
-// file can be locked (it is then removed), or it is gone. It answers false
-// whenever it cannot be sure.
-func (db *DB) holderGone(id string) bool {
-	if !holderID.MatchString(id) || db.path == "" || id == db.launch.id {
+// trustedDir reports whether the launchers' folder is a real folder of
+// this user's, closed to everyone else: anyone who could write there could
+// delete a live launcher's lock file (and have its claims taken over) or
+// keep a dead one's locked.
+func trustedDir(dir string) bool {
+	fi, err := os.Lstat(dir)
+	if err != nil || !fi.IsDir() || fi.Mode().Perm()&0o077 != 0 {
 		return false
 	}
-	name := filepath.Join(launcherDir(db.path), id+".lock")
-	f, err := os.OpenFile(name, os.O_RDWR, 0)
-	if errors.Is(err, fs.ErrNotExist) {
-		return true
-	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && int(st.Uid) == os.Geteuid()
+}
+
+// removeIfUnlocked removes a file nobody holds a lock on.
+func removeIfUnlocked(name string) bool {
+	f, err := os.OpenFile(name, os.O_RDWR|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return false
 	}
 	defer f.Close()
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		return false // held: the launcher lives
+		return false
 	}
 	os.Remove(name)
 	return true
+}
+
+// holderGone reports whether the launcher of a claim has ended: its lock
+// file can be locked (it is then removed), or it is gone. It answers false
+// whenever it cannot be sure, and always when the launchers' folder is not
+// this user's alone.
+func (db *DB) holderGone(id string) bool {
+	if !holderID.MatchString(id) || db.path == "" || id == db.launch.id {
+		return false
+	}
+	dir := launcherDir(db.path)
+	if !trustedDir(dir) {
+		return false
+	}
+	name := filepath.Join(dir, id+".lock")
+	if _, err := os.Lstat(name); errors.Is(err, fs.ErrNotExist) {
+		return true
+	}
+	return removeIfUnlocked(name)
 }
 
 // releaseHolder ends this handle's launcher (at Close).
