@@ -153,9 +153,7 @@ func newSyncer(c config.Config, cl intake.IRIS, db *store.DB, log *slog.Logger) 
 		Logger: log.With("component", "intake")}
 }
 
-func scopeOf(s config.Scope) ioc.Scope {
-	return ioc.Scope{IncludeLabels: s.IncludeLabels, ExcludeLabels: s.ExcludeLabels, OS: s.OS}
-}
+func scopeOf(s config.Scope) ioc.Scope { return s.IOC() }
 
 // newPlanner is the planner of a configuration (kinds, batching, limits)
 // over a store and servers: serve, hunt and plan batch hunts with the same
@@ -173,7 +171,11 @@ func newPlanner(c config.Config, db planner.Store, servers map[string]planner.Ve
 			MaxIOCsPerHunt: l.MaxIOCsPerHunt, CPULimit: l.CPULimit, OpsPerSecond: l.OpsPerSecond, ClientTimeout: l.ClientTimeout.D(),
 			Parameters: s.Parameters, Scope: scopeOf(s.Scope)}
 	}
-	return &planner.Planner{Store: db, Servers: servers, Kinds: kinds, Limits: limits, Window: c.Hunting.BatchWindow.D(), MaxWait: c.Hunting.BatchMaxWait.D(),
+	rules := map[string]ioc.Scope{}
+	for _, r := range c.Rehunt.Rules {
+		rules[r.Name] = r.Scope.IOC()
+	}
+	return &planner.Planner{Store: db, Servers: servers, Kinds: kinds, Limits: limits, RuleScopes: rules, Window: c.Hunting.BatchWindow.D(), MaxWait: c.Hunting.BatchMaxWait.D(),
 		MaxPerHunt: c.Hunting.MaxIOCsPerHunt, Expiry: c.Hunting.Expiry.D(), ClientTimeout: c.Hunting.ClientTimeout.D(),
 		CPULimit: c.Hunting.CPULimit, OpsPerSecond: c.Hunting.OpsPerSecond, Logger: log.With("component", "planner")}
 }

@@ -171,7 +171,8 @@ func planTargets(ctx context.Context, cfg config.Config, db *store.DB, p *Plan) 
 	byRoute := map[ioc.Route]*PlanTarget{}
 	var out []*PlanTarget
 	for _, c := range cases {
-		t := byRoute[c.Route]
+		where := ioc.Route{Server: c.Route.Server, Org: c.Route.Org} // a routing rule's scope does not split it
+		t := byRoute[where]
 		if t == nil {
 			t = &PlanTarget{Server: c.Route.Server, Org: c.Route.Org}
 			s, _ := cfg.Server(c.Route.Server)
@@ -183,7 +184,7 @@ func planTargets(ctx context.Context, cfg config.Config, db *store.DB, p *Plan) 
 			if t.Limits.ActiveNow, err = db.ActiveHunts(ctx, c.Route.Server); err != nil {
 				return nil, err
 			}
-			byRoute[c.Route] = t
+			byRoute[where] = t
 			out = append(out, t)
 		}
 		t.Cases = append(t.Cases, c.ID)

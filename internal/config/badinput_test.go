@@ -44,7 +44,16 @@ func TestBadInput(t *testing.T) {
 			`config key hunting.kinds.ip.scope: label "x" is both included and excluded`},
 		{"ScopeOSWithServerLabels", iris + hook + "velociraptor: {servers: [{name: main, api_config: /x, scope: {exclude_labels: [velohunt-exclude]}}]}\n" +
 			"hunting: {kinds: {file: {artifact: A, parameter: P, format: json, scope: {os: windows}}}}\n",
-			`config key hunting.kinds.file.scope: with server main's scope, its hunts would have os "windows" and labels`},
+			`config key hunting.kinds.file.scope: os "windows" with labels in the scope of the same hunts (server main, kind file)`},
+		{"ScopeTwoIncludes", iris + hook + "velociraptor: {servers: [{name: main, api_config: /x}], routes: [{customer: ACME, server: main, scope: {include_labels: [acme]}}]}\n" +
+			"hunting: {kinds: {file: {artifact: A, parameter: P, format: json, scope: {include_labels: [windows]}}}}\n",
+			`config key hunting.kinds.file.scope: include_labels is also set in velociraptor.routes[0].scope`},
+		{"ScopeTwoOSes", base + "hunting: {kinds: {file: {artifact: A, parameter: P, format: json, scope: {os: windows}}}}\n" +
+			"rehunt: {rules: [{name: r, schedule: \"@daily\", scope: {os: linux}}]}\n",
+			`config key rehunt.rules[0].scope: os "linux", while hunting.kinds.file.scope says "windows"`},
+		{"ScopeRuleLabelWithKindOS", base + "hunting: {kinds: {file: {artifact: A, parameter: P, format: json, scope: {os: windows}}}}\n" +
+			"rehunt: {rules: [{name: r, schedule: \"@daily\", scope: {exclude_labels: [dc]}}]}\n",
+			`config key hunting.kinds.file.scope: os "windows" with labels`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -57,6 +57,8 @@ type RehuntRule struct {
 	MinAge Duration `yaml:"min_age"`
 	// Overlap re-hunts IOCs that an unexpired hunt still covers.
 	Overlap bool `yaml:"overlap"`
+	// Scope limits the rule's re-hunts to some clients.
+	Scope Scope `yaml:"scope"`
 }
 
 // TLPNames are IRIS's TLP names.
@@ -166,6 +168,11 @@ type Server struct {
 	Scope Scope `yaml:"scope"`
 }
 
+// IOC is the scope as hunts take it.
+func (s Scope) IOC() ioc.Scope {
+	return ioc.Scope{IncludeLabels: s.IncludeLabels, ExcludeLabels: s.ExcludeLabels, OS: s.OS}
+}
+
 // Scope limits hunts to some of a server's clients by their Velociraptor
 // labels and OS. A kind's scope narrows its server's: excluded labels add
 // up, and the kind's included labels and OS, when set, replace the
@@ -208,6 +215,9 @@ type Route struct {
 	CaseID   int64  `yaml:"case_id"`
 	Server   string `yaml:"server"`
 	Org      string `yaml:"org"`
+	// Scope limits the hunts of the cases it routes to some clients of
+	// the server (a customer's hosts, by label, for instance).
+	Scope Scope `yaml:"scope"`
 }
 
 // Hunting configures how IOCs become hunts.
@@ -450,7 +460,7 @@ func (c *Config) Route(cs ioc.Case) ioc.Route {
 		case r.CaseID != 0 && r.CaseID == cs.ID,
 			r.Customer != "" && strings.EqualFold(r.Customer, cs.Customer),
 			r.Tag != "" && hasTag(cs.Tags, r.Tag):
-			return ioc.Route{Server: r.Server, Org: r.Org}
+			return ioc.Route{Server: r.Server, Org: r.Org, Scope: r.Scope.IOC().Encode()}
 		}
 	}
 	return ioc.Route{Server: c.Velociraptor.Default.Server, Org: c.Velociraptor.Default.Org}

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"regexp"
@@ -374,27 +375,72 @@ func (s Scope) validate(field string) error {
 	return nil
 }
 
-// validateScopes refuses a server and kind whose scopes together give a
-// hunt both an OS and labels: Velociraptor 0.77.2's hunt() would drop the
-// labels, excluded ones included, and hunt clients the scope keeps out.
+// validateScopes refuses scopes that cannot go together on one hunt: a
+// hunt's scope is its server's, narrowed by its case's routing rule, its
+// kind and the re-hunt rule that queued it (excluded labels add up). Only
+// one of those may list labels to include (a client with any of them):
+// one list replacing another would widen the hunt. They may not name two
+// OSes, nor an OS beside labels: Velociraptor 0.77.2's hunt() drops every
+// label condition when an OS is set, excluded labels included, and would
+// hunt clients the scope keeps out.
 func (c *Config) validateScopes() error {
+	type level struct {
+		field string
+		s     Scope
+	}
 	for i, srv := range c.Velociraptor.Servers {
 		if err := srv.Scope.validate(fmt.Sprintf("velociraptor.servers[%d].scope", i)); err != nil {
 			return err
 		}
-		for name, k := range c.Hunting.Kinds {
-			os := srv.Scope.OS
-			if k.Scope.OS != "" {
-				os = k.Scope.OS
+	}
+	for i, r := range c.Velociraptor.Routes {
+		if err := r.Scope.validate(fmt.Sprintf("velociraptor.routes[%d].scope", i)); err != nil {
+			return err
+		}
+	}
+	rules := []level{{}}
+	for i, r := range c.Rehunt.Rules {
+		f := fmt.Sprintf("rehunt.rules[%d].scope", i)
+		if err := r.Scope.validate(f); err != nil {
+			return err
+		}
+		rules = append(rules, level{f, r.Scope})
+	}
+	kinds := slices.Sorted(maps.Keys(c.Hunting.Kinds))
+	for i, srv := range c.Velociraptor.Servers {
+		server := level{fmt.Sprintf("velociraptor.servers[%d].scope", i), srv.Scope}
+		routes := []level{{}} // the default route, or a case's routing attribute
+		for j, r := range c.Velociraptor.Routes {
+			if r.Server == srv.Name {
+				routes = append(routes, level{fmt.Sprintf("velociraptor.routes[%d].scope", j), r.Scope})
 			}
-			include := srv.Scope.IncludeLabels
-			if len(k.Scope.IncludeLabels) > 0 {
-				include = k.Scope.IncludeLabels
-			}
-			labels := len(include) + len(srv.Scope.ExcludeLabels) + len(k.Scope.ExcludeLabels)
-			if os != "" && labels > 0 {
-				return fieldErr("hunting.kinds."+name+".scope",
-					"with server %s's scope, its hunts would have os %q and labels: Velociraptor's hunt() drops every label condition when an OS is set (excluded labels too); use an include label for the OS instead", srv.Name, os)
+		}
+		for _, route := range routes {
+			for _, name := range kinds {
+				kind := level{"hunting.kinds." + name + ".scope", c.Hunting.Kinds[name].Scope}
+				for _, rule := range rules {
+					var include, oses []level
+					labels := false
+					for _, l := range []level{server, route, kind, rule} {
+						if len(l.s.IncludeLabels) > 0 {
+							include = append(include, l)
+						}
+						if l.s.OS != "" && !slices.ContainsFunc(oses, func(o level) bool { return o.s.OS == l.s.OS }) {
+							oses = append(oses, l)
+						}
+						labels = labels || len(l.s.IncludeLabels)+len(l.s.ExcludeLabels) > 0
+					}
+					switch {
+					case len(include) > 1:
+						return fieldErr(include[1].field, "include_labels is also set in %s: a hunt of both has one list of labels to include, and one replacing the other would widen it; set it in one place",
+							include[0].field)
+					case len(oses) > 1:
+						return fieldErr(oses[1].field, "os %q, while %s says %q", oses[1].s.OS, oses[0].field, oses[0].s.OS)
+					case len(oses) == 1 && labels:
+						return fieldErr(oses[0].field, "os %q with labels in the scope of the same hunts (server %s, kind %s): Velociraptor's hunt() drops every label condition when an OS is set (excluded labels too); use an include label for the OS instead",
+							oses[0].s.OS, srv.Name, name)
+					}
+				}
 			}
 		}
 	}

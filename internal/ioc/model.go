@@ -33,6 +33,9 @@ type IOC struct {
 type Route struct {
 	Server string
 	Org    string // "" is the root org
+	// Scope is the encoded scope of the routing rule that matched ("" :
+	// none); see Scope.Encode.
+	Scope string
 }
 
 // Hit is one match of an IOC on an endpoint, as read from a hunt's results.

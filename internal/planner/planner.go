@@ -112,6 +112,8 @@ type Planner struct {
 	OpsPerSecond  int
 	// Limits by server name.
 	Limits map[string]Limits
+	// RuleScopes are the scopes of the re-hunt rules, by name.
+	RuleScopes map[string]ioc.Scope
 	// Prepare runs once per server and org before the first launch there
 	// (artifact upload); a failure postpones the launch.
 	Prepare  func(ctx context.Context, server, org string) error
@@ -220,7 +222,13 @@ func (p *Planner) Plan(ctx context.Context, flush bool) ([]store.Hunt, error) {
 			}
 			n = allowed
 		}
-		g.Scope = p.Limits[g.Server].Scope.Narrow(art.Scope).Encode()
+		// The server's scope, narrowed by the case's routing rule, the
+		// kind and the re-hunt rule that queued the IOCs.
+		route, err := ioc.DecodeScope(g.RouteScope)
+		if err != nil {
+			return planned, err
+		}
+		g.Scope = p.Limits[g.Server].Scope.Narrow(route).Narrow(art.Scope).Narrow(p.RuleScopes[g.Rule]).Encode()
 		for range n {
 			h, err := p.Store.PlanHunt(ctx, g, max, art.Name, p.Expiry)
 			if ioc.ErrorCode(err) == ioc.ENOTFOUND {

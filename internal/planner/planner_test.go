@@ -574,3 +574,46 @@ func TestScopedHunt(t *testing.T) {
 		t.Fatalf("the hunt ran on %v, want C.win only", clients)
 	}
 }
+
+// TestScopesOfRoutesAndRules: IOCs of cases routed with a scope, and IOCs
+// a re-hunt rule with a scope queued, are hunted apart from the others,
+// each hunt with its scope (the server's excluded labels added).
+func TestScopesOfRoutesAndRules(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t, 10)
+	e.p.Limits = map[string]planner.Limits{"main": {Scope: ioc.Scope{ExcludeLabels: []string{"velohunt-exclude"}}}}
+	e.p.RuleScopes = map[string]ioc.Scope{"weekly": {IncludeLabels: []string{"servers"}}}
+	acme := ioc.Scope{IncludeLabels: []string{"acme"}}.Encode()
+	for id, route := range map[int64]ioc.Route{1: {Server: "main"}, 2: {Server: "main", Scope: acme}} {
+		if err := e.db.UpsertCase(ctx, ioc.Case{ID: id, Open: true}, route); err != nil {
+			t.Fatal(err)
+		}
+		v := fmt.Sprintf("198.51.100.%d", id)
+		if _, err := e.db.SyncCaseIOCs(ctx, id, []store.IOCInput{{IOC: ioc.IOC{ID: 10 + id, TypeName: "ip-dst", Value: v},
+			Target: ioc.Target{Kind: ioc.KindIP, Value: v}}}, "test", false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	planned, err := e.p.Plan(ctx, true)
+	if err != nil || len(planned) != 2 {
+		t.Fatalf("planned %+v err=%v, want a hunt per route scope", planned, err)
+	}
+	// The re-hunt rule queues case 1's IOC again.
+	if n, err := e.db.RequeueIOC(ctx, 11, nil, "rehunt:weekly", true); n != 1 || err != nil {
+		t.Fatalf("requeued %d err=%v", n, err)
+	}
+	more, err := e.p.Plan(ctx, true)
+	if err != nil || len(more) != 1 {
+		t.Fatalf("planned %+v err=%v", more, err)
+	}
+	got := map[string]bool{}
+	for _, h := range append(planned, more...) {
+		got[h.Scope] = true
+	}
+	for _, want := range []string{`{"exclude_labels":["velohunt-exclude"]}`, `{"include_labels":["acme"],"exclude_labels":["velohunt-exclude"]}`,
+		`{"include_labels":["servers"],"exclude_labels":["velohunt-exclude"]}`} {
+		if !got[want] {
+			t.Fatalf("scopes %v, want %s among them", got, want)
+		}
+	}
+}

@@ -31,6 +31,11 @@ type Group struct {
 	Oldest time.Time // queue time of its oldest IOC
 	Newest time.Time // queue time of its newest IOC
 	Urgent bool      // an analyst asked for it (manual trigger, hunt command)
+	// RouteScope is the scope of its cases' routing rule, Rule the re-hunt
+	// rule that queued its IOCs ("" : none): IOCs of different ones are
+	// hunted apart.
+	RouteScope string
+	Rule       string
 	// Scope is the clients a hunt of the group is limited to (the
 	// planner's encoding; "" : every client), recorded on the hunt.
 	Scope string
@@ -78,10 +83,11 @@ type HuntIOC struct {
 // and kind.
 func (db *DB) QueuedGroups(ctx context.Context) ([]Group, error) {
 	rows, err := db.db.QueryContext(ctx, `
-		SELECT c.server, c.org, i.kind, COUNT(*), MIN(i.queued_at), MAX(i.queued_at), MAX(i.source IN ('manual','cli'))
+		SELECT c.server, c.org, i.kind, c.scope, `+ruleOf+`, COUNT(*), MIN(i.queued_at), MAX(i.queued_at),
+			MAX(i.source IN ('manual','cli'))
 		FROM iocs i JOIN cases c ON c.case_id = i.case_id
 		WHERE i.state = 'queued' AND c.is_open = 1
-		GROUP BY c.server, c.org, i.kind ORDER BY MIN(i.queued_at)`)
+		GROUP BY c.server, c.org, i.kind, c.scope, `+ruleOf+` ORDER BY MIN(i.queued_at)`)
 	if err != nil {
 		return nil, fmt.Errorf("queued groups: %w", err)
 	}
@@ -91,7 +97,7 @@ func (db *DB) QueuedGroups(ctx context.Context) ([]Group, error) {
 		var g Group
 		var kind string
 		var oldest, newest sql.NullInt64
-		if err := rows.Scan(&g.Server, &g.Org, &kind, &g.Count, &oldest, &newest, &g.Urgent); err != nil {
+		if err := rows.Scan(&g.Server, &g.Org, &kind, &g.RouteScope, &g.Rule, &g.Count, &oldest, &newest, &g.Urgent); err != nil {
 			return nil, fmt.Errorf("queued groups: %w", err)
 		}
 		g.Kind = ioc.Kind(kind)
@@ -101,6 +107,10 @@ func (db *DB) QueuedGroups(ctx context.Context) ([]Group, error) {
 	}
 	return out, rows.Err()
 }
+
+// ruleOf is the re-hunt rule that queued an IOC row i (” : none), from
+// its source ("rehunt:<rule>").
+const ruleOf = `(CASE WHEN i.source LIKE 'rehunt:%' THEN substr(i.source, 8) ELSE '' END)`
 
 // PlanHunt takes up to max queued IOCs of the group, oldest first, and
 // records one planned hunt covering them, all in one transaction: the IOCs
@@ -112,7 +122,8 @@ func (db *DB) PlanHunt(ctx context.Context, g Group, max int, artifact string, e
 		rows, err := tx.QueryContext(ctx, `
 			SELECT i.id FROM iocs i JOIN cases c ON c.case_id = i.case_id
 			WHERE i.state = 'queued' AND c.is_open = 1 AND c.server = ? AND c.org = ? AND i.kind = ?
-			ORDER BY i.queued_at, i.id LIMIT ?`, g.Server, g.Org, string(g.Kind), max)
+				AND c.scope = ? AND `+ruleOf+` = ?
+			ORDER BY i.queued_at, i.id LIMIT ?`, g.Server, g.Org, string(g.Kind), g.RouteScope, g.Rule, max)
 		if err != nil {
 			return fmt.Errorf("plan hunt: %w", err)
 		}
