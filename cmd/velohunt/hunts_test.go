@@ -142,13 +142,7 @@ func TestHuntsStop(t *testing.T) {
 
 // TestHuntsBadInput: the hunts command's bad inputs and their messages.
 func TestHuntsBadInput(t *testing.T) {
-	ctx := context.Background()
-	d, err := startDemo(ctx, t.TempDir(), io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	cfgPath := writeConfig(t, d.App.Config, d.App.Config.Database)
+	_, cfgPath := demoWithConfig(t)
 	for _, tc := range []struct {
 		name string
 		args []string

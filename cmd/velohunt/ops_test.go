@@ -46,6 +46,18 @@ velociraptor:
 	return path
 }
 
+// demoWithConfig starts the demo (closed when the test ends) and writes a
+// configuration file of it for the commands.
+func demoWithConfig(t *testing.T) (*demo, string) {
+	t.Helper()
+	d, err := startDemo(context.Background(), t.TempDir(), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.Close)
+	return d, writeConfig(t, d.App.Config, d.App.Config.Database)
+}
+
 // runCmd runs a velohunt command line and returns its exit code and output.
 func runCmd(args ...string) (int, string) {
 	var out bytes.Buffer
@@ -254,13 +266,7 @@ func TestCommandsNeverCreateDatabase(t *testing.T) {
 
 // TestHuntBadInput: the hunt command's bad inputs and their messages.
 func TestHuntBadInput(t *testing.T) {
-	ctx := context.Background()
-	d, err := startDemo(ctx, t.TempDir(), io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	cfgPath := writeConfig(t, d.App.Config, d.App.Config.Database)
+	_, cfgPath := demoWithConfig(t)
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -475,12 +481,7 @@ func runAsNobody(t *testing.T, name string) {
 // repaired; a second run has nothing to do.
 func TestSetupRepairsNullIOCs(t *testing.T) {
 	ctx := context.Background()
-	d, err := startDemo(ctx, t.TempDir(), io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	cfgPath := writeConfig(t, d.App.Config, d.App.Config.Database)
+	d, cfgPath := demoWithConfig(t)
 	t.Setenv(config.EnvIRISAdminAPIKey, "admin-key")
 	open, err := d.Admin.AddCase(ctx, "null attributes", "API-made IOCs", 1, "")
 	if err != nil {
