@@ -585,3 +585,49 @@ func TestIRISManualTriggerCase(t *testing.T) {
 		}
 	})
 }
+
+// TestIRISEvidence: the service user (non-admin) reads the evidence types
+// and records an evidence in a case; IRIS keeps every field as sent (a
+// file name and description from an endpoint, the chain of custody as
+// JSON), names the service user as its author, lists it, and refuses a
+// file name under 2 characters with 400.
+func TestIRISEvidence(t *testing.T) {
+	RunWithIRIS(t, func(t *testing.T, e *irisEnv) {
+		ctx := context.Background()
+		cid := e.newCase(t)
+		types, err := e.svc.EvidenceTypes(ctx)
+		if err != nil || len(types) == 0 || types[0].Name != "Unspecified" {
+			t.Fatalf("evidence types %v err=%v", types, err)
+		}
+		me, err := e.svc.WhoAmI(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		at := time.Date(2026, 12, 6, 5, 0, 0, 0, time.UTC)
+		n := iris.NewEvidence{Filename: `<b>evil</b> "x".exe`, Size: 1234,
+			Hash: strings.Repeat("ab", 32), Description: "collected by velohunt `<img src=x>`", TypeID: types[0].ID, Acquired: at,
+			ChainOfCustody: []iris.CustodyEntry{{Action: "collected", By: "velohunt", At: at, Detail: "flow F.1 on C.1"}}}
+		got, err := e.svc.AddEvidence(ctx, cid, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check := func(what string, ev iris.Evidence) {
+			t.Helper()
+			if ev.ID == 0 || ev.Filename != n.Filename || ev.Size != n.Size || ev.Hash != n.Hash || ev.Description != n.Description ||
+				ev.TypeID != n.TypeID || ev.UserID != me || len(ev.ChainOfCustody) != 1 || ev.ChainOfCustody[0] != n.ChainOfCustody[0] {
+				t.Fatalf("%s: %+v, want the fields sent (%+v) by user %d", what, ev, n, me)
+			}
+		}
+		check("added", got)
+		list, err := e.svc.ListEvidences(ctx, cid)
+		if err != nil || len(list) != 1 {
+			t.Fatalf("list %+v err=%v", list, err)
+		}
+		check("listed", list[0])
+		_, err = e.svc.AddEvidence(ctx, cid, iris.NewEvidence{Filename: "x", Acquired: at, TypeID: types[0].ID})
+		var se *iris.StatusError
+		if !errors.As(err, &se) || se.Status != 400 {
+			t.Fatalf("a 1-character file name: err=%v, want 400", err)
+		}
+	})
+}

@@ -45,6 +45,7 @@ type Server struct {
 	iocs       map[int64]*IOC
 	assets     map[int64]*Asset
 	events     map[int64]*Event
+	evidences  map[int64]*Evidence
 	templates  map[string]map[string]any // object type → attribute template
 	nextID     int64
 	requests   map[string]int // "METHOD /route" → count
@@ -215,6 +216,7 @@ func Start() *Server {
 		iocs:      map[int64]*IOC{},
 		assets:    map[int64]*Asset{},
 		events:    map[int64]*Event{},
+		evidences: map[int64]*Evidence{},
 		templates: map[string]map[string]any{},
 		requests:  map[string]int{},
 		nextID:    100,
@@ -411,6 +413,7 @@ func (s *Server) routes() http.Handler {
 	s.refRoutes(mux)
 	s.assetRoutes(mux)
 	s.eventRoutes(mux)
+	s.evidenceRoutes(mux)
 	s.attributeRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if strings.Contains(r.Header.Get("Content-Type"), "application/json") {
