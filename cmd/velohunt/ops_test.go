@@ -10,13 +10,12 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
-	"syscall"
 	"testing"
 
+	"github.com/velohunt/velohunt/internal/asnobody"
 	"github.com/velohunt/velohunt/internal/config"
 	"github.com/velohunt/velohunt/internal/ioc"
 	"github.com/velohunt/velohunt/internal/store"
@@ -420,7 +419,7 @@ func TestVersion(t *testing.T) {
 // permissions: as root the test runs itself again as nobody.
 func TestServeReadOnlyDirectory(t *testing.T) {
 	if os.Getuid() == 0 {
-		runAsNobody(t, "TestServeReadOnlyDirectory")
+		asnobody.Rerun(t, "TestServeReadOnlyDirectory")
 		return
 	}
 	dir, err := os.MkdirTemp("", "velohunt-ro")
@@ -441,37 +440,6 @@ func TestServeReadOnlyDirectory(t *testing.T) {
 			app.Close(context.Background())
 		}
 		t.Fatalf("err=%v\nwant %s", err, want)
-	}
-}
-
-// runAsNobody runs one test of this binary again as the user nobody, from
-// a copy of the binary nobody can execute.
-func runAsNobody(t *testing.T, name string) {
-	t.Helper()
-	if os.Getenv("VELOHUNT_TEST_AS_NOBODY") != "" {
-		t.Fatal("still root after switching to nobody")
-	}
-	dir, err := os.MkdirTemp("", "velohunt-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	os.Chmod(dir, 0o755)
-	b, err := os.ReadFile(os.Args[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "test.bin")
-	if err := os.WriteFile(bin, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-test.run=^"+name+"$", "-test.v")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "VELOHUNT_TEST_AS_NOBODY=1", "TMPDIR=/tmp")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "--- PASS: "+name) {
-		t.Fatalf("as nobody: %v\n%s", err, out)
 	}
 }
 

@@ -4,15 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
+	"github.com/velohunt/velohunt/internal/asnobody"
 	"github.com/velohunt/velohunt/internal/ioc"
 	"github.com/velohunt/velohunt/internal/store"
 )
@@ -135,7 +133,7 @@ func TestOpenRefusesDamaged(t *testing.T) {
 // as root the test runs itself again as nobody.
 func TestOpenReadOnlyDirectory(t *testing.T) {
 	if os.Getuid() == 0 {
-		runAsNobody(t, "TestOpenReadOnlyDirectory")
+		asnobody.Rerun(t, "TestOpenReadOnlyDirectory")
 		return
 	}
 	dir, err := os.MkdirTemp("", "velohunt-ro")
@@ -152,47 +150,5 @@ func TestOpenReadOnlyDirectory(t *testing.T) {
 	want := "cannot create database " + path + ": permission denied on directory " + dir
 	if err == nil || err.Error() != want {
 		t.Fatalf("err=%v\nwant %s", err, want)
-	}
-}
-
-// runAsNobody runs one test of this binary again as the user nobody, from
-// a copy of the binary nobody can execute.
-func runAsNobody(t *testing.T, name string) {
-	t.Helper()
-	if os.Getenv("VELOHUNT_TEST_AS_NOBODY") != "" {
-		t.Fatal("still root after switching to nobody")
-	}
-	dir, err := os.MkdirTemp("", "velohunt-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	src, err := os.Open(os.Args[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	bin := filepath.Join(dir, "test.bin")
-	dst, err := os.OpenFile(bin, os.O_CREATE|os.O_WRONLY, 0o755)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(dst, src); err != nil {
-		t.Fatal(err)
-	}
-	dst.Close()
-	cmd := exec.Command(bin, "-test.run=^"+name+"$", "-test.v")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "VELOHUNT_TEST_AS_NOBODY=1", "TMPDIR=/tmp")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("as nobody: %v\n%s", err, out)
-	}
-	if !strings.Contains(string(out), "--- PASS: "+name) {
-		t.Fatalf("as nobody, %s did not pass:\n%s", name, out)
 	}
 }
