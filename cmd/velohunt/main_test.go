@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,6 +22,7 @@ import (
 	"github.com/velohunt/velohunt/internal/iris"
 	"github.com/velohunt/velohunt/internal/iris/iristest"
 	"github.com/velohunt/velohunt/internal/store"
+	"github.com/velohunt/velohunt/internal/testlog"
 	"github.com/velohunt/velohunt/internal/velociraptor/velotest"
 )
 
@@ -406,7 +406,7 @@ func TestCheck(t *testing.T) {
 // running service, and that its log (JSON, debug) holds no secret.
 func TestServeEndpoints(t *testing.T) {
 	ctx := context.Background()
-	logs := &syncWriter{}
+	logs := &testlog.Buffer{}
 	d, err := startDemoWith(ctx, t.TempDir(), logs, demoEndpoints(), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -485,27 +485,6 @@ func TestServeEndpoints(t *testing.T) {
 	if !strings.Contains(logs.String(), "hunt started") {
 		t.Fatal("the log was not captured")
 	}
-}
-
-// syncWriter collects the service's log, serialising writes from its
-// goroutines.
-type syncWriter struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-// String returns what was written so far, read under the same lock: the
-// service's goroutines may still be logging.
-func (s *syncWriter) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
 }
 
 // TestManualTrigger: IRIS's manual hook ("Hunt in Velociraptor"), posted by

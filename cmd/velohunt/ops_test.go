@@ -19,6 +19,7 @@ import (
 	"github.com/velohunt/velohunt/internal/config"
 	"github.com/velohunt/velohunt/internal/ioc"
 	"github.com/velohunt/velohunt/internal/store"
+	"github.com/velohunt/velohunt/internal/testlog"
 )
 
 // writeConfig writes cfg's essentials as a configuration file for the
@@ -307,7 +308,7 @@ func TestCheckValidatesListen(t *testing.T) {
 // and per accepted webhook event (kind, IOC count).
 func TestInfoLogOfHitsAndEvents(t *testing.T) {
 	ctx := context.Background()
-	logs := &syncWriter{}
+	logs := &testlog.Buffer{}
 	d, err := startDemoWith(ctx, t.TempDir(), logs, demoEndpoints(), nil)
 	if err != nil {
 		t.Fatal(err)

@@ -1,34 +1,16 @@
 package intake_test
 
 import (
-	"bytes"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/velohunt/velohunt/internal/intake"
+	"github.com/velohunt/velohunt/internal/testlog"
 )
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestWebhookLogsRefusals: each refused request is logged at warn, at
 // most once a minute per answer, without the secret or the body; an
@@ -36,7 +18,7 @@ func (l *lockedBuffer) String() string {
 // without "iocs" is answered differently from an empty list.
 func TestWebhookLogsRefusals(t *testing.T) {
 	e := setup(t)
-	var logs lockedBuffer
+	var logs testlog.Buffer
 	const secret = "0123456789abcdef-secret"
 	h := &intake.Webhook{Store: e.db, Secret: secret, MaxBody: 2048, Wake: func() {},
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))}
