@@ -8,16 +8,16 @@ import (
 	"github.com/velohunt/velohunt/internal/ioc"
 )
 
-// TestRetryParkedSeveralTabsOfOneIOC: one IOC's tab parked three times
-// (as an older velohunt left them) is queued again once, and retry-parked
-// succeeds on every run; once the tab is written no parked write is left.
-func TestRetryParkedSeveralTabsOfOneIOC(t *testing.T) {
+// oneIOC opens a store with one open case holding one IOC, and returns the
+// IOC's row; the store closes when the test ends.
+func oneIOC(t *testing.T) (*DB, []IOC) {
+	t.Helper()
 	ctx := context.Background()
 	db, err := Open(ctx, filepath.Join(t.TempDir(), "v.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	t.Cleanup(func() { db.Close() })
 	if err := db.UpsertCase(ctx, ioc.Case{ID: 1, Open: true}, ioc.Route{Server: "main"}); err != nil {
 		t.Fatal(err)
 	}
@@ -30,6 +30,15 @@ func TestRetryParkedSeveralTabsOfOneIOC(t *testing.T) {
 	if err != nil || len(rows) != 1 {
 		t.Fatalf("rows=%v err=%v", rows, err)
 	}
+	return db, rows
+}
+
+// TestRetryParkedSeveralTabsOfOneIOC: one IOC's tab parked three times
+// (as an older velohunt left them) is queued again once, and retry-parked
+// succeeds on every run; once the tab is written no parked write is left.
+func TestRetryParkedSeveralTabsOfOneIOC(t *testing.T) {
+	ctx := context.Background()
+	db, rows := oneIOC(t)
 	if _, err := db.db.ExecContext(ctx, `DELETE FROM outbox`); err != nil {
 		t.Fatal(err)
 	}
@@ -79,20 +88,7 @@ func TestRetryParkedSeveralTabsOfOneIOC(t *testing.T) {
 // IOC is parked leaves one parked write.
 func TestParkTabReplacesEarlier(t *testing.T) {
 	ctx := context.Background()
-	db, err := Open(ctx, filepath.Join(t.TempDir(), "v.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if err := db.UpsertCase(ctx, ioc.Case{ID: 1, Open: true}, ioc.Route{Server: "main"}); err != nil {
-		t.Fatal(err)
-	}
-	target, _ := ioc.Parse("filename", "evil.exe")
-	in := IOCInput{IOC: ioc.IOC{ID: 10, TypeName: "filename", Value: "evil.exe"}, Target: target}
-	if _, err := db.SyncCaseIOCs(ctx, 1, []IOCInput{in}, "test", true); err != nil {
-		t.Fatal(err)
-	}
-	rows, _ := db.CaseIOCs(ctx, 1)
+	db, rows := oneIOC(t)
 	for range 3 {
 		if err := db.EnqueueTabs(ctx, []int64{rows[0].ID}); err != nil {
 			t.Fatal(err)
