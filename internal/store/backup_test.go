@@ -19,14 +19,8 @@ func TestBackupWhileWriting(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "v.db")
-	db, err := store.Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := openWithCase(t, path)
 	defer db.Close()
-	if err := db.UpsertCase(ctx, ioc.Case{ID: 1, Open: true}, ioc.Route{Server: "main"}); err != nil {
-		t.Fatal(err)
-	}
 	ro, err := store.OpenWith(ctx, path, store.Options{ReadOnly: true, AnySchema: true})
 	if err != nil {
 		t.Fatal(err)

@@ -15,19 +15,29 @@ import (
 	"github.com/velohunt/velohunt/internal/store"
 )
 
+// openWithCase opens (creating) the store at path and records one open
+// case in it; the caller closes it.
+func openWithCase(t *testing.T, path string) *store.DB {
+	t.Helper()
+	ctx := context.Background()
+	db, err := store.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.UpsertCase(ctx, ioc.Case{ID: 1, Open: true}, ioc.Route{Server: "main"}); err != nil {
+		db.Close()
+		t.Fatal(err)
+	}
+	return db
+}
+
 // TestOpenCreatesPrivateFiles: the database and its WAL hold IOCs and case
 // data: created 0600 whatever the umask, and a wider existing mode is
 // warned about.
 func TestOpenCreatesPrivateFiles(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "v.db")
-	db, err := store.Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.UpsertCase(ctx, ioc.Case{ID: 1, Open: true}, ioc.Route{Server: "main"}); err != nil {
-		t.Fatal(err)
-	}
+	db := openWithCase(t, path)
 	for _, p := range []string{path, path + "-wal", path + "-shm"} {
 		fi, err := os.Stat(p)
 		if err != nil {
@@ -74,13 +84,7 @@ func TestOpenMustExist(t *testing.T) {
 func TestOpenReadOnly(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "v.db")
-	db, err := store.Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.UpsertCase(ctx, ioc.Case{ID: 1, Open: true}, ioc.Route{Server: "main"}); err != nil {
-		t.Fatal(err)
-	}
+	db := openWithCase(t, path)
 	db.Close()
 	ro, err := store.OpenWith(ctx, path, store.Options{ReadOnly: true})
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/velohunt/velohunt/internal/ioc"
 	"github.com/velohunt/velohunt/internal/store"
 )
 
@@ -16,14 +15,8 @@ func TestOpenReadOnlyAfterCrash(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "v.db")
-	db, err := store.Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := openWithCase(t, path)
 	defer db.Close()
-	if err := db.UpsertCase(ctx, ioc.Case{ID: 1, Open: true}, ioc.Route{Server: "main"}); err != nil {
-		t.Fatal(err)
-	}
 	// A copy of the files as a killed process leaves them: no checkpoint,
 	// the WAL beside the database, no shared-memory file.
 	crash := filepath.Join(t.TempDir(), "v.db")
