@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/velohunt/velohunt/internal/config"
@@ -104,6 +105,7 @@ type demo struct {
 	App   *App
 	Admin *iris.Client
 	dir   string
+	close sync.Once
 }
 
 func startDemo(ctx context.Context, dir string, logOut io.Writer) (*demo, error) {
@@ -166,15 +168,17 @@ func startDemoWith(ctx context.Context, dir string, logOut io.Writer, endpoints 
 
 // Close stops everything.
 func (d *demo) Close() {
-	if d.App != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		d.App.Close(ctx)
-		cancel()
-	}
-	if d.VR != nil {
-		d.VR.Close()
-	}
-	d.IRIS.Close()
+	d.close.Do(func() {
+		if d.App != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			d.App.Close(ctx)
+			cancel()
+		}
+		if d.VR != nil {
+			d.VR.Close()
+		}
+		d.IRIS.Close()
+	})
 }
 
 // Play creates a case with IOCs through IRIS's API and reports what

@@ -491,14 +491,7 @@ func TestServeEndpoints(t *testing.T) {
 // the webhooks module, re-hunts an IOC at once, even while a hunt covers it.
 func TestManualTrigger(t *testing.T) {
 	ctx := context.Background()
-	d, err := startDemo(ctx, t.TempDir(), io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	if err := d.Play(ctx, io.Discard); err != nil {
-		t.Fatal(err)
-	}
+	d := playedDemo(t)
 	before := len(d.VR.Hunts())
 	rows, _ := d.App.Store.CaseIOCs(ctx, 101)
 	var target int64

@@ -58,6 +58,22 @@ func demoWithConfig(t *testing.T) (*demo, string) {
 	return d, writeConfig(t, d.App.Config, d.App.Config.Database)
 }
 
+// playedDemo starts the demo and plays its scenario; the demo closes when
+// the test ends (closing it earlier is fine).
+func playedDemo(t *testing.T) *demo {
+	t.Helper()
+	ctx := context.Background()
+	d, err := startDemo(ctx, t.TempDir(), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.Close)
+	if err := d.Play(ctx, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
 // runCmd runs a velohunt command line and returns its exit code and output.
 func runCmd(args ...string) (int, string) {
 	var out bytes.Buffer
@@ -74,21 +90,9 @@ func quietApp(cfg config.Config) *App {
 // the serve last finished a sync, a watcher pass and a write.
 func TestServeLock(t *testing.T) {
 	ctx := context.Background()
-	d, err := startDemo(ctx, t.TempDir(), io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := false
-	defer func() {
-		if !closed {
-			d.Close()
-		}
-	}()
-	if err := d.Play(ctx, io.Discard); err != nil {
-		t.Fatal(err)
-	}
+	d := playedDemo(t)
 	second := quietApp(d.App.Config) // listen 127.0.0.1:0: another port
-	err = second.Open(ctx)
+	err := second.Open(ctx)
 	var locked *errLocked
 	if !errors.As(err, &locked) {
 		second.Close(ctx)
@@ -115,7 +119,6 @@ func TestServeLock(t *testing.T) {
 		}
 	}
 	d.Close()
-	closed = true
 	code, out = runCmd("status", "-config", cfgPath)
 	if code != 0 || !strings.Contains(out, "serve: not running") {
 		t.Fatalf("status after serve stopped: code %d\n%s", code, out)
@@ -342,15 +345,7 @@ func TestInfoLogOfHitsAndEvents(t *testing.T) {
 // TestBackupCommand: `velohunt backup` while serve runs writes a database
 // that status reads; a second backup to the same file is refused.
 func TestBackupCommand(t *testing.T) {
-	ctx := context.Background()
-	d, err := startDemo(ctx, t.TempDir(), io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	if err := d.Play(ctx, io.Discard); err != nil {
-		t.Fatal(err)
-	}
+	d := playedDemo(t)
 	cfgPath := writeConfig(t, d.App.Config, d.App.Config.Database)
 	dst := filepath.Join(t.TempDir(), "backup.db")
 	if code, out := runCmd("backup", "-config", cfgPath, dst); code != 0 || !strings.Contains(out, "written to "+dst) {

@@ -224,19 +224,7 @@ rehunt:
 // new, and leaves the database file byte for byte as it was.
 func TestPlanWithDatabase(t *testing.T) {
 	ctx := context.Background()
-	d, err := startDemo(ctx, t.TempDir(), io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := false
-	defer func() {
-		if !closed {
-			d.Close()
-		}
-	}()
-	if err := d.Play(ctx, io.Discard); err != nil {
-		t.Fatal(err)
-	}
+	d := playedDemo(t)
 	cfgPath := writeConfig(t, d.App.Config, d.App.Config.Database)
 	code, out := runCmd("plan", "-config", cfgPath)
 	if code != 0 || !strings.Contains(out, "serve: running (pid ") || !strings.Contains(out, "in all: no new hunt") {
@@ -297,5 +285,4 @@ func TestPlanWithDatabase(t *testing.T) {
 		t.Fatalf("%d hunts in Velociraptor after plan, want %d", len(d.VR.Hunts()), hunts)
 	}
 	d.Close()
-	closed = true
 }
