@@ -215,3 +215,22 @@ func (g *realIRISRig) typeID(t *testing.T, name string) int64 {
 	t.Fatalf("IRIS has no IOC type %s", name)
 	return 0
 }
+
+// startRealVRDemo starts the demo's simulated IRIS with velohunt hunting on
+// the real Velociraptor of apiCfg (server "real", the default), tuned by
+// tune; when the test ends velohunt's hunts there are stopped and the demo
+// closes.
+func startRealVRDemo(t *testing.T, dir, apiCfg string, tune func(*config.Config)) *demo {
+	t.Helper()
+	d, err := startDemoWith(context.Background(), dir, io.Discard, nil, func(c *config.Config, _ *velotest.Server) {
+		c.Velociraptor.Servers = []config.Server{{Name: "real", APIConfig: apiCfg}}
+		c.Velociraptor.Default = config.Target{Server: "real"}
+		tune(c)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.Close)
+	t.Cleanup(func() { stopRealHunts(d.App) })
+	return d
+}

@@ -9,7 +9,6 @@ package main
 
 import (
 	"context"
-	"io"
 	"os"
 	"strings"
 	"testing"
@@ -18,7 +17,6 @@ import (
 	"github.com/velohunt/velohunt/internal/config"
 	"github.com/velohunt/velohunt/internal/iris"
 	"github.com/velohunt/velohunt/internal/iris/iristest"
-	"github.com/velohunt/velohunt/internal/velociraptor/velotest"
 )
 
 // TestRealCoverage: a network hunt over the real fleet is "incomplete" and
@@ -30,17 +28,10 @@ func TestRealCoverage(t *testing.T) {
 		t.Skip("needs the real Velociraptor of ../shared/real-peers: set VELOHUNT_TEST_VELOCIRAPTOR_API_CONFIG and VELOHUNT_TEST_VELOCIRAPTOR_WINDOWS_CLIENT")
 	}
 	ctx := context.Background()
-	d, err := startDemoWith(ctx, t.TempDir(), io.Discard, nil, func(c *config.Config, _ *velotest.Server) {
-		c.Velociraptor.Servers = []config.Server{{Name: "real", APIConfig: apiCfg}}
-		c.Velociraptor.Default = config.Target{Server: "real"}
+	d := startRealVRDemo(t, t.TempDir(), apiCfg, func(c *config.Config) {
 		c.Hunting.ClientTimeout = config.Duration(2 * time.Minute)
 		c.Writeback.TabMinInterval = 0
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	defer stopRealHunts(d.App)
 	cid, _ := d.Admin.AddCase(ctx, "real coverage", "coverage check", 1, "")
 	x, err := d.Admin.AddIOC(ctx, cid, iris.NewIOC{Value: "192.0.2.199", TypeID: iristest.TypeID("ip-dst"), TLPID: 2})
 	if err != nil {

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,7 +17,6 @@ import (
 	"github.com/velohunt/velohunt/internal/iris"
 	"github.com/velohunt/velohunt/internal/iris/iristest"
 	"github.com/velohunt/velohunt/internal/store"
-	"github.com/velohunt/velohunt/internal/velociraptor/velotest"
 )
 
 // TestRealRelaunchedFlowIsRead: on a real Velociraptor, a host whose flow
@@ -63,20 +61,13 @@ func TestRealRelaunchedFlowIsRead(t *testing.T) {
 	rand.Read(content)
 	sum := md5.Sum(content)
 	glob, _ := json.Marshal([]string{filepath.ToSlash(root) + "/**"})
-	d, err := startDemoWith(ctx, dir, io.Discard, nil, func(c *config.Config, _ *velotest.Server) {
-		c.Velociraptor.Servers = []config.Server{{Name: "real", APIConfig: apiCfg}}
+	d := startRealVRDemo(t, dir, apiCfg, func(c *config.Config) {
 		c.Hunting.ClientTimeout = config.Duration(3 * time.Second)
-		c.Velociraptor.Default = config.Target{Server: "real"}
 		c.Watcher.Schedule = "@every 2s"
 		k := c.Hunting.Kinds["hash"]
 		k.Parameters = map[string]string{"TargetGlobs": string(glob)}
 		c.Hunting.Kinds["hash"] = k
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	defer stopRealHunts(d.App)
 	cid, _ := d.Admin.AddCase(ctx, "relaunch", "real velociraptor", 1, "")
 	x, err := d.Admin.AddIOC(ctx, cid, iris.NewIOC{Value: hex.EncodeToString(sum[:]), TypeID: iristest.TypeID("md5"), TLPID: 2})
 	if err != nil {

@@ -20,7 +20,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,7 +29,6 @@ import (
 	"github.com/velohunt/velohunt/internal/config"
 	"github.com/velohunt/velohunt/internal/iris"
 	"github.com/velohunt/velohunt/internal/iris/iristest"
-	"github.com/velohunt/velohunt/internal/velociraptor/velotest"
 )
 
 func TestRealVelociraptorArtifacts(t *testing.T) {
@@ -55,9 +53,7 @@ func TestRealVelociraptorArtifacts(t *testing.T) {
 
 	glob, _ := json.Marshal([]string{filepath.ToSlash(dir) + "/**"})
 	hostsList, _ := json.Marshal([]string{hosts})
-	d, err := startDemoWith(ctx, dir, io.Discard, nil, func(c *config.Config, _ *velotest.Server) {
-		c.Velociraptor.Servers = []config.Server{{Name: "real", APIConfig: apiCfg}}
-		c.Velociraptor.Default = config.Target{Server: "real"}
+	d := startRealVRDemo(t, dir, apiCfg, func(c *config.Config) {
 		c.Hunting.ClientTimeout = config.Duration(2 * time.Minute)
 		for kind, params := range map[string]map[string]string{"hash": {"TargetGlobs": string(glob)},
 			"file": {"TargetGlobs": string(glob)}, "domain": {"HostsFiles": string(hostsList)}} {
@@ -66,11 +62,6 @@ func TestRealVelociraptorArtifacts(t *testing.T) {
 			c.Hunting.Kinds[kind] = k
 		}
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	defer stopRealHunts(d.App)
 	cid, err := d.Admin.AddCase(ctx, "real velociraptor", "artifact check", 1, "")
 	if err != nil {
 		t.Fatal(err)
@@ -148,20 +139,13 @@ func TestRealVelociraptorSysmon(t *testing.T) {
 		t.Fatal("VELOHUNT_TEST_SYSMON_DNS_EVTX needs VELOHUNT_TEST_SYSMON_DNS_NAME, a name the log's event ID 22 records queried")
 	}
 	ctx := context.Background()
-	d, err := startDemoWith(ctx, t.TempDir(), io.Discard, nil, func(c *config.Config, _ *velotest.Server) {
-		c.Velociraptor.Servers = []config.Server{{Name: "real", APIConfig: apiCfg}}
-		c.Velociraptor.Default = config.Target{Server: "real"}
+	d := startRealVRDemo(t, t.TempDir(), apiCfg, func(c *config.Config) {
 		for kind, log := range map[string]string{"ip": netLog, "domain": dnsLog} {
 			k := c.Hunting.Kinds[kind]
 			k.Parameters = map[string]string{"SysmonLog": log}
 			c.Hunting.Kinds[kind] = k
 		}
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	defer stopRealHunts(d.App)
 	cid, _ := d.Admin.AddCase(ctx, "sysmon", "real evtx", 1, "")
 	// want counts the events expected for each source and evidence.
 	type want struct{ source, evidence string }

@@ -17,7 +17,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,7 +27,6 @@ import (
 	"github.com/velohunt/velohunt/internal/config"
 	"github.com/velohunt/velohunt/internal/iris"
 	"github.com/velohunt/velohunt/internal/iris/iristest"
-	"github.com/velohunt/velohunt/internal/velociraptor/velotest"
 )
 
 func TestRealVelociraptorLateClients(t *testing.T) {
@@ -48,19 +46,12 @@ func TestRealVelociraptorLateClients(t *testing.T) {
 	}
 	sum := md5.Sum(content)
 	glob, _ := json.Marshal([]string{filepath.ToSlash(filepath.Dir(planted)) + "/**"})
-	d, err := startDemoWith(ctx, dir, io.Discard, nil, func(c *config.Config, _ *velotest.Server) {
-		c.Velociraptor.Servers = []config.Server{{Name: "real", APIConfig: apiCfg}}
-		c.Velociraptor.Default = config.Target{Server: "real"}
+	d := startRealVRDemo(t, dir, apiCfg, func(c *config.Config) {
 		c.Watcher.Schedule = "@every 2s"
 		k := c.Hunting.Kinds["hash"]
 		k.Parameters = map[string]string{"TargetGlobs": string(glob)}
 		c.Hunting.Kinds["hash"] = k
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	defer stopRealHunts(d.App)
 	cid, _ := d.Admin.AddCase(ctx, "late clients", "real velociraptor", 1, "")
 	x, err := d.Admin.AddIOC(ctx, cid, iris.NewIOC{Value: hex.EncodeToString(sum[:]), TypeID: iristest.TypeID("md5"), TLPID: 2})
 	if err != nil {
