@@ -229,18 +229,12 @@ func describeOpenError(path string, err error) error {
 // checkSchema refuses a database whose migrations differ from this
 // velohunt's: a read-only open cannot apply them.
 func (db *DB) checkSchema(ctx context.Context) error {
-	applied, err := db.appliedMigrations(ctx)
+	pending, err := db.pendingMigrations(ctx)
 	if err != nil {
 		return err
 	}
-	names, err := migrationNames()
-	if err != nil {
-		return err
-	}
-	for _, n := range names {
-		if !applied[n] {
-			return fmt.Errorf("the database was written by an older velohunt (migration %s is not applied yet): start `velohunt serve` once to upgrade it", n)
-		}
+	if len(pending) > 0 {
+		return fmt.Errorf("the database was written by an older velohunt (migration %s is not applied yet): start `velohunt serve` once to upgrade it", pending[0])
 	}
 	return nil
 }

@@ -47,23 +47,36 @@ func (db *DB) migrate(ctx context.Context) error {
 	if _, err := db.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
 		return fmt.Errorf("create schema_migrations: %w", err)
 	}
-	applied, err := db.appliedMigrations(ctx)
+	pending, err := db.pendingMigrations(ctx)
 	if err != nil {
 		return err
 	}
-	names, err := migrationNames()
-	if err != nil {
-		return err
-	}
-	for _, name := range names {
-		if applied[name] {
-			continue
-		}
+	for _, name := range pending {
 		if err := db.applyMigration(ctx, "migrations/"+name, name); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// pendingMigrations lists, in order, this velohunt's migrations the
+// database has not applied.
+func (db *DB) pendingMigrations(ctx context.Context) ([]string, error) {
+	applied, err := db.appliedMigrations(ctx)
+	if err != nil {
+		return nil, err
+	}
+	names, err := migrationNames()
+	if err != nil {
+		return nil, err
+	}
+	var pending []string
+	for _, n := range names {
+		if !applied[n] {
+			pending = append(pending, n)
+		}
+	}
+	return pending, nil
 }
 
 // migrationNames lists this velohunt's migrations in order.
