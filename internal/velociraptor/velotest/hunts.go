@@ -311,13 +311,28 @@ func (s *Server) runOn(h *Hunt, ep *Endpoint) flowDone {
 // keeps what it had sent).
 func (s *Server) runFlow(h *Hunt, ep *Endpoint, flowID string) flowDone {
 	h.Scheduled[ep.ClientID] = true
-	f := &Flow{ClientID: ep.ClientID, FlowID: flowID, State: "FINISHED", Created: time.Now()}
+	f := &Flow{ClientID: ep.ClientID, FlowID: flowID, Created: time.Now()}
 	if n := len(h.flows); n > 0 && !f.Created.After(h.flows[n-1].Created) {
 		f.Created = h.flows[n-1].Created.Add(time.Microsecond) // create times are distinct
 	}
+	s.collect(h, ep, f)
+	h.Flows[ep.ClientID] = f
+	h.flows = append(h.flows, f)
+	if flowID != flowIDOf(h.ID) {
+		s.flowHunts[flowID] = h.ID
+	}
+	return flowDone{flowID: flowID, clientID: ep.ClientID}
+}
+
+// collect runs the hunt's artifact on the endpoint, as it is now, into the
+// flow: its rows and its state (ERROR with the endpoint's FlowError and the
+// first FlowErrorRows rows, IN_PROGRESS for an endpoint that hangs). s.mu
+// is held.
+func (s *Server) collect(h *Hunt, ep *Endpoint, f *Flow) {
+	f.State, f.Status, f.Rows = "FINISHED", "", nil
 	if b, ok := s.behaviours[h.Artifact]; ok && ep.OS != "" {
 		for _, row := range b(ep, h.Params) {
-			row["FlowId"] = flowID
+			row["FlowId"] = f.FlowID
 			row["ClientId"] = ep.ClientID
 			row["_OrgId"] = h.Org
 			row["Fqdn"] = ep.FQDN
@@ -332,15 +347,9 @@ func (s *Server) runFlow(h *Hunt, ep *Endpoint, flowID string) flowDone {
 		f.State, f.Rows = "IN_PROGRESS", nil
 	}
 	h.Rows = append(h.Rows, f.Rows...)
-	h.Flows[ep.ClientID] = f
-	h.flows = append(h.flows, f)
 	if !ep.Hang {
 		h.Finished[ep.ClientID] = true
 	}
-	if flowID != flowIDOf(h.ID) {
-		s.flowHunts[flowID] = h.ID
-	}
-	return flowDone{flowID: flowID, clientID: ep.ClientID}
 }
 
 // Relaunch relaunches a client in a hunt as an analyst does from the GUI,
@@ -385,16 +394,9 @@ func (s *Server) CompleteFlow(flowID string) error {
 		s.mu.Unlock()
 		return fmt.Errorf("velotest: no waiting relaunched flow %s", flowID)
 	}
-	ep := s.endpoints[f.ClientID]
-	n := len(h.flows)
-	done := s.runFlow(h, ep, flowID)
-	// runFlow appended a flow: take its rows and state into the waiting one.
-	ran := h.flows[n]
-	h.flows = h.flows[:n]
-	f.Rows, f.State, f.Status = ran.Rows, ran.State, ran.Status
-	h.Flows[f.ClientID] = f
+	s.collect(h, s.endpoints[f.ClientID], f)
 	s.mu.Unlock()
-	s.notify([]flowDone{done})
+	s.notify([]flowDone{{flowID: flowID, clientID: f.ClientID}})
 	return nil
 }
 
