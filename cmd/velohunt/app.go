@@ -153,8 +153,6 @@ func newSyncer(c config.Config, cl intake.IRIS, db *store.DB, log *slog.Logger) 
 		Logger: log.With("component", "intake")}
 }
 
-func scopeOf(s config.Scope) ioc.Scope { return s.IOC() }
-
 // newPlanner is the planner of a configuration (kinds, batching, limits)
 // over a store and servers: serve, hunt and plan batch hunts with the same
 // one.
@@ -162,14 +160,14 @@ func newPlanner(c config.Config, db planner.Store, servers map[string]planner.Ve
 	kinds := map[ioc.Kind]planner.Artifact{}
 	for name, k := range c.Hunting.Kinds {
 		kinds[ioc.Kind(name)] = planner.Artifact{Name: k.Artifact, Parameter: k.Parameter, Format: k.Format, Params: k.Parameters,
-			Scope: scopeOf(k.Scope)}
+			Scope: k.Scope.IOC()}
 	}
 	limits := map[string]planner.Limits{}
 	for _, s := range c.Velociraptor.Servers {
 		l := s.Limits
 		limits[s.Name] = planner.Limits{MaxActiveHunts: l.MaxActiveHunts, MaxHuntsPerHour: l.MaxHuntsPerHour,
 			MaxIOCsPerHunt: l.MaxIOCsPerHunt, CPULimit: l.CPULimit, OpsPerSecond: l.OpsPerSecond, ClientTimeout: l.ClientTimeout.D(),
-			Parameters: s.Parameters, Scope: scopeOf(s.Scope)}
+			Parameters: s.Parameters, Scope: s.Scope.IOC()}
 	}
 	rules := map[string]ioc.Scope{}
 	for _, r := range c.Rehunt.Rules {
