@@ -277,13 +277,10 @@ func (c *Client) UpdateIOCAttributes(ctx context.Context, cid, iocID int64, tab 
 	err := c.do(ctx, "POST", "/case/ioc/update/"+strconv.FormatInt(iocID, 10), cid, body, nil)
 	var se *StatusError
 	if errors.As(err, &se) && se.Status == 500 {
-		var r struct {
-			Custom json.RawMessage `json:"custom_attributes"`
-		}
-		gerr := c.do(ctx, "GET", "/case/ioc/"+strconv.FormatInt(iocID, 10), cid, nil, &r)
+		null, gerr := c.IOCAttributesNull(ctx, cid, iocID)
 		var ge *StatusError
 		switch {
-		case gerr == nil && (len(r.Custom) == 0 || string(r.Custom) == "null"):
+		case gerr == nil && null:
 			return errors.Join(ErrNullAttributes, &StatusError{Op: se.Op, Status: 500, Message: ErrNullAttributes.Error(), code: ioc.EINVALID})
 		case errors.As(gerr, &ge) && ge.Status == 400 && strings.Contains(ge.Message, "Invalid IOC ID"):
 			return errors.Join(ErrIOCNotInCase, &StatusError{Op: se.Op, Status: 500, Message: ErrIOCNotInCase.Error(), code: ioc.ENOTFOUND})
