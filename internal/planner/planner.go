@@ -383,15 +383,20 @@ func (p *Planner) launch(ctx context.Context, h store.Hunt) error {
 		if err := p.Store.SetHuntCreated(ctx, h.ID, id); err != nil {
 			return err
 		}
-		if lost, err := p.lostTo(ctx, vr, h, id, created); err != nil {
-			return err
-		} else if lost {
-			return errLostClaim
-		}
 	}
-	// The hunt may have ended while it was created (`velohunt hunts stop`
-	// from another process): the paused hunt is stopped, never started.
-	if ended, err := p.endedMeanwhile(ctx, vr, h, id); ended || err != nil {
+	// What other processes did meanwhile, read once: another launcher that
+	// recorded a hunt of its own, or an operator who ended this one
+	// (`velohunt hunts stop`): the paused hunt is stopped, never started.
+	cur, err := p.Store.FindHunt(ctx, h.ID)
+	if err != nil {
+		return err
+	}
+	if lost, err := p.lostTo(ctx, vr, h, cur, id, created); err != nil {
+		return err
+	} else if lost {
+		return errLostClaim
+	}
+	if ended, err := p.endedMeanwhile(ctx, vr, h, cur, id); ended || err != nil {
 		return err
 	}
 	if err := vr.StartHunt(ctx, h.Org, id); err != nil {
@@ -400,8 +405,11 @@ func (p *Planner) launch(ctx context.Context, h store.Hunt) error {
 	if err := p.Store.SetHuntRunning(ctx, h.ID); err != nil {
 		return err
 	}
-	// Or while it was started: it is stopped at once.
-	if ended, err := p.endedMeanwhile(ctx, vr, h, id); ended || err != nil {
+	// Or ended while it was started: it is stopped at once.
+	if cur, err = p.Store.FindHunt(ctx, h.ID); err != nil {
+		return err
+	}
+	if ended, err := p.endedMeanwhile(ctx, vr, h, cur, id); ended || err != nil {
 		return err
 	}
 	p.Recorder.HuntStarted(h.Server)
@@ -409,23 +417,15 @@ func (p *Planner) launch(ctx context.Context, h store.Hunt) error {
 	return nil
 }
 
-// endedMeanwhile reports whether a hunt being launched was ended in the
-// store by someone else (an operator's `velohunt hunts stop`, which ends
-// planned hunts without waiting for a launch in flight), and if so stops
-// the Velociraptor hunt id this launch made or found: velohunt leaves none
-// of its hunts running that its store says ended.
 // errLostClaim ends an attempt whose hunt another launcher recorded.
 var errLostClaim = errors.New("another launcher recorded the hunt")
 
 // lostTo reports whether another launcher recorded another Velociraptor
-// hunt for h while this attempt created or found id (this attempt's claim
-// ran out under it, a pause of the process for instance): the twin this
-// attempt created is stopped, paused as it is, and never started.
-func (p *Planner) lostTo(ctx context.Context, vr Velociraptor, h store.Hunt, id string, created bool) (bool, error) {
-	cur, err := p.Store.FindHunt(ctx, h.ID)
-	if err != nil {
-		return false, err
-	}
+// hunt for h (cur, its row as just read) while this attempt created or
+// found id (this attempt's claim ran out under it, a pause of the process
+// for instance): the twin this attempt created is stopped, paused as it
+// is, and never started.
+func (p *Planner) lostTo(ctx context.Context, vr Velociraptor, h, cur store.Hunt, id string, created bool) (bool, error) {
 	if cur.VRHuntID == id {
 		return false, nil
 	}
@@ -441,11 +441,13 @@ func (p *Planner) lostTo(ctx context.Context, vr Velociraptor, h store.Hunt, id 
 	return true, nil
 }
 
-func (p *Planner) endedMeanwhile(ctx context.Context, vr Velociraptor, h store.Hunt, id string) (bool, error) {
-	cur, err := p.Store.FindHunt(ctx, h.ID)
-	if err != nil {
-		return false, err
-	}
+// endedMeanwhile reports whether a hunt being launched was ended in the
+// store (cur, its row as just read) by someone else (an operator's
+// `velohunt hunts stop`, which ends planned hunts without waiting for a
+// launch in flight), and if so stops the Velociraptor hunt id this launch
+// made or found: velohunt leaves none of its hunts running that its store
+// says ended.
+func (p *Planner) endedMeanwhile(ctx context.Context, vr Velociraptor, h, cur store.Hunt, id string) (bool, error) {
 	switch cur.State {
 	case store.HuntPlanned, store.HuntCreated, store.HuntRunning:
 		return false, nil
