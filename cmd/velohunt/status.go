@@ -194,7 +194,7 @@ func collectStatus(ctx context.Context, db *store.DB) (Status, error) {
 			*list.out = append(*list.out, HuntLine{ID: h.ID, HuntID: h.VRHuntID, Server: h.Server, Org: h.Org, Kind: string(h.Kind),
 				State: h.State, IOCs: len(n), Attempts: h.Attempts, LastError: h.LastError, EndReason: h.EndReason, Created: h.CreatedAt.Format(time.RFC3339),
 				Finished: p.Finished, Scheduled: p.Scheduled, Errored: p.Errored, FirstError: p.FirstError, NotSearched: notSearched(p),
-				Scope: scopeText(h.Scope)})
+				Scope: ioc.DescribeScope(h.Scope)})
 		}
 	}
 	if out.Holds, err = db.ServerHolds(ctx); err != nil {
@@ -411,15 +411,6 @@ func printStatus(w io.Writer, st Status) {
 	}
 	tw.Flush()
 	printFleets(w, st.Fleets)
-}
-
-// scopeText says which clients a hunt was limited to ("" : every one).
-func scopeText(recorded string) string {
-	sc, err := ioc.DecodeScope(recorded)
-	if err != nil || sc.Empty() {
-		return ""
-	}
-	return sc.String()
 }
 
 // notSearched lists the hosts of a hunt that could not search everything,

@@ -120,7 +120,7 @@ func collectCaseStatus(ctx context.Context, db *store.DB, caseID int64) (CaseSta
 func huntLine(h store.HistoryHunt) HuntLine {
 	return HuntLine{ID: h.ID, HuntID: h.VRHuntID, Server: h.Server, Org: h.Org, Kind: string(h.Kind), State: h.State, IOCs: h.IOCs,
 		Attempts: h.Attempts, LastError: h.LastError, Created: stamp(h.CreatedAt), Finished: h.Finished, Scheduled: h.Scheduled,
-		Errored: h.Errored, FirstError: h.FirstError, NotSearched: notSearched(h.Progress), Scope: scopeText(h.Hunt.Scope)}
+		Errored: h.Errored, FirstError: h.FirstError, NotSearched: notSearched(h.Progress), Scope: ioc.DescribeScope(h.Hunt.Scope)}
 }
 
 // iocView builds the view of one (case, IOC) row from its history.

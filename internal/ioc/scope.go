@@ -74,6 +74,17 @@ func DecodeScope(text string) (Scope, error) {
 	return s, nil
 }
 
+// DescribeScope says which clients a hunt with this recorded scope was
+// limited to, for the tab and status ("" : every client, or a scope that
+// cannot be read).
+func DescribeScope(recorded string) string {
+	s, err := DecodeScope(recorded)
+	if err != nil || s.Empty() {
+		return ""
+	}
+	return s.String()
+}
+
 // String says which clients a hunt searched, for the tab and status.
 func (s Scope) String() string {
 	var parts []string

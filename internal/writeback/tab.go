@@ -269,9 +269,7 @@ func (w *Writer) tabView(d store.TabData) (t render.Tab, statusKey, detailKey st
 			if w.GUIURL != nil && h.VRHuntID != "" {
 				th.URL = w.GUIURL(h.Server, h.Org, h.VRHuntID)
 			}
-			if sc, err := ioc.DecodeScope(h.Hunt.Scope); err == nil && !sc.Empty() {
-				th.Scope = sc.String()
-			}
+			th.Scope = ioc.DescribeScope(h.Hunt.Scope)
 			t.Hunts = append(t.Hunts, th)
 		}
 		for _, h := range c.Hits {
