@@ -64,7 +64,7 @@ type CollectRequest struct {
 // CollectClient schedules one flow on the client that collects
 // Custom.Velohunt.Collect first and then the named artifacts, and returns
 // its flow id. A client that is offline gets the flow when it next
-// connects (the flow is WAITING until then). A null collect_client() is an
+// connects (until then the flow is RUNNING with no Started time). A null collect_client() is an
 // error carrying the server's log line: ENOTFOUND for a client the org
 // does not know, EINVALID for a malformed client id or an unknown
 // artifact; a missing permission (COLLECT_CLIENT) is EPERMISSION.
@@ -199,9 +199,11 @@ func (c *Client) FindCollection(ctx context.Context, org, clientID, marker strin
 // FlowStatus is the state of one flow, from its flow context.
 type FlowStatus struct {
 	FlowID string
-	// State is WAITING (the client has not taken it yet, e.g. offline),
-	// IN_PROGRESS, UNRESPONSIVE, FINISHED or ERROR (RUNNING in older
-	// flows), as hunt flows report it.
+	// State, as 0.77.2 derives it: RUNNING (scheduled, not yet sent to
+	// the client: an offline client's flow, with no Started time),
+	// WAITING (sent, the client has reported nothing yet), IN_PROGRESS,
+	// UNRESPONSIVE (no word from the client for 5 minutes), FINISHED or
+	// ERROR (a cancelled flow too).
 	State         string
 	Status        string // the error, when State is ERROR
 	Rows          int64  // total_collected_rows, over every artifact
@@ -283,8 +285,9 @@ func (c *Client) CancelFlow(ctx context.Context, org, clientID, flowID string) e
 // CollectedFile is the row Custom.Velohunt.Collect wrote.
 type CollectedFile struct {
 	Marker string
-	// Path is the path the artifact read (as the client spells it), or
-	// the one it was given when there was nothing there.
+	// Path is the path the artifact read, as the client parsed the one it
+	// was given (a Windows client writes the drive letter upper-case and
+	// keeps the rest as given), or the one given when nothing was there.
 	Path string
 	// Size is the bytes uploaded; for a refused file, its size.
 	Size int64

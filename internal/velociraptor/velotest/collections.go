@@ -27,12 +27,14 @@ type Collection struct {
 	OpsPerSec int64
 	MaxBytes  int64 // the flow's max_bytes (all its uploads)
 	Urgent    bool
-	// State is WAITING until the endpoint is online, IN_PROGRESS on an
-	// endpoint that hangs, then FINISHED or ERROR, as on 0.77.2.
+	// State is RUNNING (scheduled, not taken: 0.77.2 says so for a
+	// client that is offline, with no start time) until the endpoint is
+	// online, IN_PROGRESS on an endpoint that hangs, then FINISHED or
+	// ERROR.
 	State   string
 	Status  string // the error, for ERROR
 	Created time.Time
-	Started time.Time // zero while WAITING
+	Started time.Time // zero until the endpoint takes it
 	// Rows are the results, by artifact name.
 	Rows          map[string][]json.RawMessage
 	UploadedFiles int64
@@ -123,8 +125,8 @@ func (s *Server) CompleteCollection(flowID string) error {
 // (services/client_info/validate.go).
 var clientIDPattern = regexp.MustCompile(`^(C\.[a-z0-9]+|server)`)
 
-// collectClient serves collect_client(): a new flow, WAITING until the
-// endpoint is online, run at once when it is.
+// collectClient serves collect_client(): a new flow, RUNNING with no
+// start time until the endpoint is online, run at once when it is.
 func (s *Server) collectClient(user string, env map[string]string, org string, out *responder) error {
 	null := func() error { return out.rows([]json.RawMessage{json.RawMessage(`{"FlowId":null}`)}) }
 	vals, ok := need(out, env, "VhClientId", "VhArtifacts", "VhSpec", "VhTimeout", "VhCPULimit", "VhOpsPerSec", "VhMaxBytes", "VhUrgent")
@@ -198,7 +200,7 @@ func (s *Server) collectClient(user string, env map[string]string, org string, o
 	s.mu.Lock()
 	c := &Collection{FlowID: newFlowID(), ClientID: clientID, Org: org, Creator: user, Artifacts: artifacts, Spec: spec,
 		Timeout: ints[0], CPULimit: ints[1], OpsPerSec: ints[2], MaxBytes: ints[3], Urgent: vals[7] != "",
-		State: "WAITING", Created: time.Now(), Rows: map[string][]json.RawMessage{}}
+		State: "RUNNING", Created: time.Now(), Rows: map[string][]json.RawMessage{}}
 	s.collections[c.FlowID] = c
 	s.collectOrder = append(s.collectOrder, c.FlowID)
 	if ep := s.endpoints[clientID]; ep.Online {
@@ -295,7 +297,7 @@ func collectRow(ep *Endpoint, params map[string]string) (map[string]any, int64) 
 // it to come online, oldest first; s.mu is held.
 func (s *Server) runWaitingCollections(ep *Endpoint) {
 	for _, id := range s.collectOrder {
-		if c := s.collections[id]; c.ClientID == ep.ClientID && c.State == "WAITING" {
+		if c := s.collections[id]; c.ClientID == ep.ClientID && c.State == "RUNNING" && c.Started.IsZero() {
 			s.runCollection(c, ep)
 		}
 	}
