@@ -12,6 +12,9 @@ package velociraptor_test
 //	VELOHUNT_TEST_VELOCIRAPTOR_WINDOWS_CLIENT  the Windows-impersonating
 //	VELOHUNT_TEST_VELOCIRAPTOR_WINDOWS_ROOT    client's id and the folder
 //	                                           that is C: on it
+//	VELOHUNT_TEST_VELOCIRAPTOR_OFFLINE_CLIENT  a client the server knows
+//	                                           that is offline (its flow is
+//	                                           asked for and cancelled)
 //
 // It uploads Custom.Velohunt.Collect and two harmless artifacts,
 // Custom.Velohunt.Conformance (one constant row) and
@@ -211,6 +214,35 @@ func TestCollectContract(t *testing.T) {
 			}
 			if _, err := c.CollectClient(ctx, velociraptor.CollectRequest{Org: org, ClientID: `x'; bad`, Marker: "vh-bad-id"}); ioc.ErrorCode(err) != ioc.EINVALID {
 				t.Fatalf("malformed client id: err=%v, want EINVALID", err)
+			}
+		})
+		t.Run("OfflineClient", func(t *testing.T) {
+			// A flow for a client that is offline is RUNNING with no
+			// start time until the client takes it (0.77.2 reports no
+			// WAITING then), and can be cancelled.
+			client := os.Getenv("VELOHUNT_TEST_VELOCIRAPTOR_OFFLINE_CLIENT")
+			if srv != nil {
+				client = "C.c011ec70000000ff"
+				srv.AddEndpoint(velotest.Endpoint{ClientID: client, Hostname: "collect-offline", OS: "linux"})
+			}
+			if client == "" {
+				t.Skip("set VELOHUNT_TEST_VELOCIRAPTOR_OFFLINE_CLIENT to a client the server knows that is offline")
+			}
+			flow, err := c.CollectClient(ctx, velociraptor.CollectRequest{Org: org, ClientID: client, Marker: fmt.Sprintf("vh-offline-%d", time.Now().UnixNano()),
+				Path: "/tmp/never-read", Timeout: time.Minute})
+			if err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(time.Second)
+			st, err := c.FlowStatus(ctx, org, client, flow)
+			if err != nil || st.State != "RUNNING" || !st.Started.IsZero() || st.Done() {
+				t.Fatalf("status %+v err=%v, want RUNNING, not started", st, err)
+			}
+			if err := c.CancelFlow(ctx, org, client, flow); err != nil {
+				t.Fatal(err)
+			}
+			if st, err := c.FlowStatus(ctx, org, client, flow); err != nil || st.State != "ERROR" || !strings.Contains(st.Status, "Cancelled") {
+				t.Fatalf("after cancel: %+v err=%v, want ERROR Cancelled", st, err)
 			}
 		})
 		hosts := realHostsOrSim(t, srv)
