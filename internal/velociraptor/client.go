@@ -96,6 +96,9 @@ type call struct {
 	// idle, for a stream, bounds the wait for each answer instead (a
 	// stream of results; not a watch, which is quiet by nature).
 	idle bool
+	// logs, when set, gets every log line: a function that yields null
+	// says why only there, in words failureLog does not know.
+	logs *[]string
 }
 
 // failureLog matches log lines that mean the query failed. The server ends
@@ -162,6 +165,9 @@ func (c *Client) run(ctx context.Context, q call, fn func(row json.RawMessage) e
 			return grpcError(q.name, err)
 		}
 		if l := resp.GetLog(); l != "" {
+			if q.logs != nil {
+				*q.logs = append(*q.logs, strings.TrimSpace(l))
+			}
 			if failureLog.MatchString(l) {
 				failures = append(failures, strings.TrimSpace(l))
 			}

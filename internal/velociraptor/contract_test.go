@@ -40,19 +40,25 @@ sources:
 // RunWithVelociraptor runs fn against the simulator and, when configured, a
 // real server.
 func RunWithVelociraptor(t *testing.T, fn func(t *testing.T, c *velociraptor.Client, org string)) {
+	RunWithServer(t, func(t *testing.T, c *velociraptor.Client, org string, _ *velotest.Server) { fn(t, c, org) })
+}
+
+// RunWithServer is RunWithVelociraptor that also gives fn the simulator,
+// nil against the real server, for tests that script endpoints.
+func RunWithServer(t *testing.T, fn func(t *testing.T, c *velociraptor.Client, org string, srv *velotest.Server)) {
 	t.Run("Simulator", func(t *testing.T) {
 		srv, c := MustStart(t)
 		// Offline clients of two releases: the suite never starts a hunt.
 		srv.AddEndpoint(velotest.Endpoint{ClientID: "C.c0f0000000000001", Hostname: "conf-1", OS: "linux"})
 		srv.AddEndpoint(velotest.Endpoint{ClientID: "C.c0f0000000000002", Hostname: "conf-2", OS: "linux", Version: "0.74.5"})
-		fn(t, c, "")
+		fn(t, c, "", srv)
 	})
 	t.Run("Real", func(t *testing.T) {
 		path := os.Getenv("VELOHUNT_TEST_VELOCIRAPTOR_API_CONFIG")
 		if path == "" {
 			t.Skip("no real Velociraptor: set VELOHUNT_TEST_VELOCIRAPTOR_API_CONFIG (and VELOHUNT_TEST_VELOCIRAPTOR_ORG) to run the suite against one")
 		}
-		fn(t, dialReal(t, path, time.Minute), os.Getenv("VELOHUNT_TEST_VELOCIRAPTOR_ORG"))
+		fn(t, dialReal(t, path, time.Minute), os.Getenv("VELOHUNT_TEST_VELOCIRAPTOR_ORG"), nil)
 	})
 }
 

@@ -68,6 +68,35 @@ SELECT VhHunt.HuntId AS HuntId FROM scope()`
 	// no version (null).
 	vqlClientVersions vql = `SELECT agent_information.version AS Version, count() AS Clients FROM clients() GROUP BY Version`
 
+	// Env: VhClientId, VhArtifacts (JSON array, Custom.Velohunt.Collect
+	// first), VhSpec (JSON object: artifact → parameter → value),
+	// VhTimeout, VhCPULimit, VhOpsPerSec, VhMaxBytes (integers), VhUrgent
+	// ("Y" or "": the server reads a non-empty string as true).
+	// collect_client() needs COLLECT_CLIENT; it yields null and logs why
+	// (an unknown client: "not known in this org") or, for a missing
+	// permission or artifact, logs what failureLog matches.
+	vqlCollectClient vql = `LET VhFlow <= collect_client(client_id=VhClientId, artifacts=parse_json_array(data=VhArtifacts), spec=parse_json(data=VhSpec), timeout=int(int=VhTimeout), cpu_limit=int(int=VhCPULimit), ops_per_sec=int(int=VhOpsPerSec), max_bytes=int(int=VhMaxBytes), urgent=VhUrgent)
+SELECT VhFlow.flow_id AS FlowId FROM scope()`
+
+	// Env: VhClientId, VhArtifact. The client's flows that collected the
+	// artifact, with their requests' specs (artifact and parameters), for
+	// the marker look-up after a crash. flows() loads every flow of the
+	// client; an unknown client gives no row (and a log line that is not
+	// an error).
+	vqlClientCollections vql = `SELECT session_id, create_time, request.specs AS specs FROM flows(client_id=VhClientId) WHERE VhArtifact in request.artifacts`
+
+	// Env: VhClientId, VhFlowId. One flow's context (any flow of the
+	// client, a hunt's too); no row for an unknown flow or client.
+	vqlFlowStatus vql = `SELECT session_id, state, status, total_collected_rows, total_uploaded_files, total_uploaded_bytes, create_time, start_time, active_time, artifacts_with_results FROM flows(client_id=VhClientId, flow_id=VhFlowId, summary=TRUE)`
+
+	// Env: VhClientId, VhFlowId. 0.77.2's cancel_flow() marks any flow
+	// it is given ERROR ("Cancelled by VQL query"), one that had FINISHED
+	// too, and answers for a flow that does not exist: it is called only
+	// for a flow that exists and has not ended. State is null when the
+	// flow does not exist.
+	vqlCancelFlow vql = `LET VhFound <= SELECT state FROM flows(client_id=VhClientId, flow_id=VhFlowId, summary=TRUE)
+SELECT VhFound[0].state AS State, if(condition=VhFound AND VhFound[0].state != "FINISHED" AND VhFound[0].state != "ERROR", then=cancel_flow(client_id=VhClientId, flow_id=VhFlowId).flow_id) AS Cancelled FROM scope()`
+
 	// Completed flows, as an endless stream; wakes the watcher early. Never
 	// System.Hunt.Participation: watching it breaks hunt scheduling.
 	vqlWatchFlowCompletion vql = `SELECT FlowId, ClientId FROM watch_monitoring(artifact='System.Flow.Completion') WHERE FlowId =~ '[.]H$'`
@@ -78,5 +107,6 @@ SELECT VhHunt.HuntId AS HuntId FROM scope()`
 func Queries() []string {
 	return []string{string(vqlVersion), string(vqlCreateHunt), string(vqlStartHunt), string(vqlStopHunt),
 		string(vqlFindHuntByTag), string(vqlHuntInfo), string(vqlHuntFlows), string(vqlHuntFlowsPage), string(vqlFlowResults), string(vqlClientInfo),
-		string(vqlSetArtifact), string(vqlGetArtifacts), string(vqlWatchFlowCompletion), string(vqlWhoAmI), string(vqlProbeReadResults), string(vqlClientVersions)}
+		string(vqlSetArtifact), string(vqlGetArtifacts), string(vqlWatchFlowCompletion), string(vqlWhoAmI), string(vqlProbeReadResults), string(vqlClientVersions),
+		string(vqlCollectClient), string(vqlClientCollections), string(vqlFlowStatus), string(vqlCancelFlow)}
 }

@@ -1,8 +1,13 @@
 package velotest
 
 import (
+	"crypto/md5"
+	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -50,9 +55,15 @@ type File struct {
 	Path              string
 	Size              int64
 	MD5, SHA1, SHA256 string
-	Mtime             time.Time
-	Process           bool
-	Pid               int
+	// Content, when set, is the file's bytes: AddEndpoint fills Size
+	// and the hashes left empty from it.
+	Content []byte
+	// Link, when set, makes the entry a symbolic link to Link: velohunt's
+	// hash hunt does not read it and its collection refuses it.
+	Link    string
+	Mtime   time.Time
+	Process bool
+	Pid     int
 }
 
 // Conn is a network connection.
@@ -85,6 +96,10 @@ func (s *Server) AddEndpoint(ep Endpoint) {
 	if ep.FQDN == "" {
 		ep.FQDN = ep.Hostname
 	}
+	ep.Files = slices.Clone(ep.Files)
+	for i := range ep.Files {
+		ep.Files[i].fill()
+	}
 	e := ep
 	var done []flowDone
 	s.mu.Lock()
@@ -97,9 +112,29 @@ func (s *Server) AddEndpoint(ep Endpoint) {
 				done = append(done, s.runOn(h, &e))
 			}
 		}
+		s.runWaitingCollections(&e)
 	}
 	s.mu.Unlock()
 	s.notify(done)
+}
+
+// fill sets the size and hashes left empty from Content.
+func (f *File) fill() {
+	if f.Content == nil {
+		return
+	}
+	if f.Size == 0 {
+		f.Size = int64(len(f.Content))
+	}
+	m, s1, s2 := md5.Sum(f.Content), sha1.Sum(f.Content), sha256.Sum256(f.Content)
+	for _, h := range []struct {
+		dst *string
+		sum []byte
+	}{{&f.MD5, m[:]}, {&f.SHA1, s1[:]}, {&f.SHA256, s2[:]}} {
+		if *h.dst == "" {
+			*h.dst = hex.EncodeToString(h.sum)
+		}
+	}
 }
 
 // Client versions of simulated endpoints.
@@ -219,6 +254,9 @@ func hashBehaviour(ep *Endpoint, params map[string]string) []map[string]any {
 	}
 	var rows []map[string]any
 	for _, f := range ep.Files {
+		if f.Link != "" {
+			continue // links are not followed
+		}
 		for _, h := range []string{f.MD5, f.SHA1, f.SHA256} {
 			if h == "" || !want[strings.ToLower(h)] {
 				continue

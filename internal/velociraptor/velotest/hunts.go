@@ -627,6 +627,9 @@ func (s *Server) flowResults(user string, env map[string]string, org string, out
 		return out.rows(nil)
 	}
 	start, _ := strconv.Atoi(vals[4])
+	if found, err := s.collectionResults(vals, org, start, out); found || err != nil {
+		return err
+	}
 	name := vals[2]
 	if vals[3] != "" {
 		name += "/" + vals[3]

@@ -82,6 +82,11 @@ type Server struct {
 	logOnHunt string
 	sources   map[string]RowSource
 	flowLoads int // flow details loaded by hunt_flows()
+	// Collections started by collect_client(), by flow id and in the
+	// order they were asked for; logOnCollect is SetCollectFailure's.
+	collections  map[string]*Collection
+	collectOrder []string
+	logOnCollect string
 }
 
 // Behaviour returns the rows an artifact yields on an endpoint for the
@@ -103,13 +108,14 @@ func Start() (*Server, error) {
 	}
 	s := &Server{
 		pki: p, lis: lis,
-		users:      map[string]map[string]bool{},
-		endpoints:  map[string]*Endpoint{},
-		artifacts:  map[string]string{},
-		hunts:      map[string]*Hunt{},
-		flowHunts:  map[string]string{},
-		watchers:   map[chan flowDone]struct{}{},
-		behaviours: defaultBehaviours(),
+		users:       map[string]map[string]bool{},
+		endpoints:   map[string]*Endpoint{},
+		artifacts:   map[string]string{},
+		hunts:       map[string]*Hunt{},
+		flowHunts:   map[string]string{},
+		watchers:    map[chan flowDone]struct{}{},
+		behaviours:  defaultBehaviours(),
+		collections: map[string]*Collection{},
 	}
 	s.SetUser("velohunt", Investigator...)
 	creds := credentials.NewTLS(&tls.Config{
@@ -380,6 +386,14 @@ func (s *Server) dispatch(ctx context.Context, user, text string, env map[string
 		return s.huntInfo(user, env, org, out)
 	case strings.Contains(text, "FROM source(hunt_id="):
 		return s.huntResults(user, env, org, out)
+	case strings.Contains(text, "collect_client("):
+		return s.collectClient(user, env, org, out)
+	case strings.Contains(text, "cancel_flow("):
+		return s.cancelFlow(user, env, org, out)
+	case strings.Contains(text, "FROM flows(client_id=VhClientId, flow_id="):
+		return s.flowStatus(user, env, org, out)
+	case strings.Contains(text, "FROM flows(client_id=VhClientId) WHERE VhArtifact in request.artifacts"):
+		return s.clientCollections(user, env, org, out)
 	case strings.Contains(text, "FROM source(client_id="):
 		return s.flowResults(user, env, org, out)
 	case strings.Contains(text, "FROM hunt_flows(hunt_id="):
