@@ -35,6 +35,7 @@ type Config struct {
 	Watcher      Watcher      `yaml:"watcher"`
 	Writeback    Writeback    `yaml:"writeback"`
 	Rehunt       Rehunt       `yaml:"rehunt"`
+	Collect      Collect      `yaml:"collect"`
 }
 
 // Rehunt holds the re-hunt rules.
@@ -199,6 +200,11 @@ type Limits struct {
 	// ClientTimeout bounds the artifact's run on each endpoint of this
 	// server (0: hunting.client_timeout).
 	ClientTimeout Duration `yaml:"client_timeout"`
+	// Follow-up collections on hits (0: the default): in flight at once
+	// (4), per client per day (5), bytes uploaded per day (2 GiB).
+	CollectInFlight      int   `yaml:"collect_in_flight"`
+	CollectPerHostPerDay int   `yaml:"collect_per_host_per_day"`
+	CollectBytesPerDay   int64 `yaml:"collect_bytes_per_day"`
 }
 
 // Target is a server and an org.
@@ -218,6 +224,8 @@ type Route struct {
 	// Scope limits the hunts of the cases it routes to some clients of
 	// the server (a customer's hosts, by label, for instance).
 	Scope Scope `yaml:"scope"`
+	// Collect: false starts no follow-up collection for these cases.
+	Collect *bool `yaml:"collect"`
 }
 
 // Hunting configures how IOCs become hunts.
@@ -252,6 +260,9 @@ type KindArt struct {
 	// Scope limits this kind's hunts to some clients, within each server's
 	// scope.
 	Scope Scope `yaml:"scope"`
+	// Collect is what a hit of this kind collects from its client (nothing
+	// by default).
+	Collect CollectKind `yaml:"collect"`
 }
 
 // Intake configures how IOCs are learned.
@@ -290,6 +301,7 @@ func Default() Config {
 			ArtifactsDir:    "templates/artifacts",
 			Kinds:           DefaultKinds(),
 		},
+		Collect: Collect{Timeout: Duration(DefaultCollectTimeout), Expire: Duration(DefaultCollectExpire), EvidenceType: DefaultCollectEvidenceType},
 		Intake:  Intake{Reconcile: "*/5 * * * *", TimeZone: "UTC", SyncDelay: Duration(2 * time.Second), FullSyncEvery: Duration(time.Hour)},
 		Watcher: Watcher{Schedule: "@every 30s", WatchFlows: true},
 		Writeback: Writeback{
@@ -352,8 +364,13 @@ func Parse(r io.Reader) (Config, error) {
 	if err := decode(data, &c); err != nil {
 		return Config{}, err
 	}
-	// Kinds the file leaves out keep their default artifact.
+	// Kinds the file leaves out keep their default artifact, and so do
+	// kinds it names without an artifact (to set a scope or a collection).
 	for k, v := range kinds {
+		if got, ok := c.Hunting.Kinds[k]; ok && got.Artifact == "" {
+			got.Artifact, got.Parameter, got.Format = v.Artifact, v.Parameter, v.Format
+			c.Hunting.Kinds[k] = got
+		}
 		if _, ok := c.Hunting.Kinds[k]; !ok {
 			if c.Hunting.Kinds == nil {
 				c.Hunting.Kinds = map[string]KindArt{}
@@ -460,7 +477,7 @@ func (c *Config) Route(cs ioc.Case) ioc.Route {
 		case r.CaseID != 0 && r.CaseID == cs.ID,
 			r.Customer != "" && strings.EqualFold(r.Customer, cs.Customer),
 			r.Tag != "" && hasTag(cs.Tags, r.Tag):
-			return ioc.Route{Server: r.Server, Org: r.Org, Scope: r.Scope.IOC().Encode()}
+			return ioc.Route{Server: r.Server, Org: r.Org, Scope: r.Scope.IOC().Encode(), NoCollect: r.Collect != nil && !*r.Collect}
 		}
 	}
 	return ioc.Route{Server: c.Velociraptor.Default.Server, Org: c.Velociraptor.Default.Org}

@@ -92,6 +92,9 @@ func (c *Config) Validate() error {
 	if err := c.validateRehunt(); err != nil {
 		return err
 	}
+	if err := c.validateCollect(); err != nil {
+		return err
+	}
 	return c.validateWriteback()
 }
 

@@ -36,6 +36,9 @@ type Route struct {
 	// Scope is the encoded scope of the routing rule that matched ("" :
 	// none); see Scope.Encode.
 	Scope string
+	// NoCollect turns follow-up collections off for the cases of the
+	// routing rule (they are hunted as usual).
+	NoCollect bool
 }
 
 // Hit is one match of an IOC on an endpoint, as read from a hunt's results.

@@ -21,13 +21,13 @@ type Case struct {
 func (db *DB) UpsertCase(ctx context.Context, c ioc.Case, r ioc.Route) error {
 	return db.tx(ctx, func(tx *Tx) error {
 		_, err := tx.ExecContext(ctx, `
-			INSERT INTO cases (case_id, name, customer, tags, is_open, server, org, state_name, updated_at, scope)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			INSERT INTO cases (case_id, name, customer, tags, is_open, server, org, state_name, updated_at, scope, no_collect)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (case_id) DO UPDATE SET name = excluded.name, customer = excluded.customer,
 				tags = excluded.tags, is_open = excluded.is_open, server = excluded.server,
 				org = excluded.org, state_name = excluded.state_name, updated_at = excluded.updated_at,
-				scope = excluded.scope`,
-			c.ID, c.Name, c.Customer, strings.Join(c.Tags, ","), c.Open, r.Server, r.Org, c.State, tx.nowMS(), r.Scope)
+				scope = excluded.scope, no_collect = excluded.no_collect`,
+			c.ID, c.Name, c.Customer, strings.Join(c.Tags, ","), c.Open, r.Server, r.Org, c.State, tx.nowMS(), r.Scope, r.NoCollect)
 		if err != nil {
 			return fmt.Errorf("upsert case %d: %w", c.ID, err)
 		}

@@ -61,12 +61,12 @@ func (db *DB) OpenCases(ctx context.Context) ([]Case, error) {
 	return out, rows.Err()
 }
 
-const caseColumns = `case_id, name, customer, tags, is_open, server, org, ioc_state, state_name, scope`
+const caseColumns = `case_id, name, customer, tags, is_open, server, org, ioc_state, state_name, scope, no_collect`
 
 func scanCase(s interface{ Scan(...any) error }) (Case, error) {
 	var c Case
 	var tags string
-	if err := s.Scan(&c.ID, &c.Name, &c.Customer, &tags, &c.Open, &c.Route.Server, &c.Route.Org, &c.IOCState, &c.State, &c.Route.Scope); err != nil {
+	if err := s.Scan(&c.ID, &c.Name, &c.Customer, &tags, &c.Open, &c.Route.Server, &c.Route.Org, &c.IOCState, &c.State, &c.Route.Scope, &c.Route.NoCollect); err != nil {
 		return c, err
 	}
 	if tags != "" {

@@ -231,9 +231,9 @@ func (db *DB) RecordNewHits(ctx context.Context, h Hunt, hits []HitInput, cur Fl
 				et = sql.NullInt64{Int64: x.EventTime.UnixMilli(), Valid: true}
 			}
 			res, err := tx.ExecContext(ctx, `INSERT INTO hits (ioc_id, hunt_id, server, org, client_id, evidence_key, evidence,
-				source, event_time, row_json, created_at, last_seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+				source, event_time, row_json, created_at, last_seen_at, collect_pending) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 				ON CONFLICT (ioc_id, client_id, evidence_key) DO NOTHING`,
-				x.IOCID, h.ID, h.Server, h.Org, x.ClientID, x.EvidenceKey, x.Evidence, x.Source, et, x.Row, tx.nowMS(), tx.nowMS())
+				x.IOCID, h.ID, h.Server, h.Org, x.ClientID, x.EvidenceKey, x.Evidence, x.Source, et, x.Row, tx.nowMS(), tx.nowMS(), db.CollectHits)
 			if err != nil {
 				return fmt.Errorf("record hit: %w", err)
 			}

@@ -28,6 +28,9 @@ type DB struct {
 	db *sql.DB
 	// Now returns the current time; tests replace it.
 	Now func() time.Time
+	// CollectHits marks each new hit for the collector (follow-up
+	// collections are configured); without it no hit waits for one.
+	CollectHits bool
 	// path is the database file ("" for a scratch copy in memory).
 	path   string
 	launch launchers

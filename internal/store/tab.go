@@ -38,6 +38,8 @@ type TabHit struct {
 	Source    string
 	EventTime time.Time
 	FirstSeen time.Time
+	// Collection is the hit's follow-up collection (ID 0: none).
+	Collection Collection
 }
 
 // TabCase is one case's part of an IOC's tab: its (case, IOC) row with the
@@ -124,8 +126,11 @@ func (db *DB) tabCase(ctx context.Context, r IOC, maxHits int) (TabCase, error) 
 		Scan(&c.HitCount, &c.HostCount); err != nil {
 		return c, fmt.Errorf("tab hits: %w", err)
 	}
-	rows, err := db.db.QueryContext(ctx, `SELECT h.client_id, COALESCE(cl.hostname, ''), h.evidence, h.source, h.event_time, h.created_at
+	rows, err := db.db.QueryContext(ctx, `SELECT h.client_id, COALESCE(cl.hostname, ''), h.evidence, h.source, h.event_time, h.created_at,
+		COALESCE(co.id, 0), COALESCE(co.state, ''), COALESCE(co.reason, ''), COALESCE(co.flow_id, ''), COALESCE(co.flow_state, ''),
+		COALESCE(co.file_size, 0), COALESCE(co.sha256, ''), COALESCE(co.path, ''), COALESCE(co.artifacts, '')
 		FROM hits h LEFT JOIN clients cl ON cl.server = h.server AND cl.org = h.org AND cl.client_id = h.client_id
+		LEFT JOIN collections co ON co.id = h.collection_id
 		WHERE h.ioc_id = ? ORDER BY h.id DESC LIMIT ?`, r.ID, maxHits)
 	if err != nil {
 		return c, fmt.Errorf("tab hits: %w", err)
@@ -135,7 +140,9 @@ func (db *DB) tabCase(ctx context.Context, r IOC, maxHits int) (TabCase, error) 
 		var t TabHit
 		var et sql.NullInt64
 		var created int64
-		if err := rows.Scan(&t.ClientID, &t.Hostname, &t.Evidence, &t.Source, &et, &created); err != nil {
+		co := &t.Collection
+		if err := rows.Scan(&t.ClientID, &t.Hostname, &t.Evidence, &t.Source, &et, &created, &co.ID, &co.State, &co.Reason, &co.FlowID,
+			&co.FlowState, &co.FileSize, &co.SHA256, &co.Path, &co.Artifacts); err != nil {
 			return c, err
 		}
 		t.EventTime = msToTime(et)
