@@ -18,31 +18,40 @@ import (
 //go:embed artifacts/*.yaml iris/*.tmpl
 var files embed.FS
 
-// IRIS returns the text templates of the IOC tab and the timeline events
-// (iris/*.tmpl) by file name: from dir when it exists, else embedded.
+// IRIS returns the text templates of the IOC tab, the timeline events and
+// the evidence records (iris/*.tmpl) by file name: the embedded ones, each
+// replaced by the file of the same name in dir when dir exists (a
+// directory copied from an older velohunt lacks the newer templates).
 func IRIS(dir string) (map[string]string, error) {
-	var fsys fs.FS = files
-	root := "iris"
+	out := map[string]string{}
+	if err := readTemplates(files, "iris", out); err != nil {
+		return nil, err
+	}
 	if dir != "" {
 		if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
-			fsys, root = os.DirFS(dir), "."
+			if err := readTemplates(os.DirFS(dir), ".", out); err != nil {
+				return nil, err
+			}
 		} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("templates dir: %w", err)
 		}
 	}
+	return out, nil
+}
+
+func readTemplates(fsys fs.FS, root string, out map[string]string) error {
 	paths, err := fs.Glob(fsys, root+"/*.tmpl")
 	if err != nil {
-		return nil, fmt.Errorf("templates: %w", err)
+		return fmt.Errorf("templates: %w", err)
 	}
-	out := map[string]string{}
 	for _, p := range paths {
 		b, err := fs.ReadFile(fsys, p)
 		if err != nil {
-			return nil, fmt.Errorf("template %s: %w", p, err)
+			return fmt.Errorf("template %s: %w", p, err)
 		}
 		out[filepath.Base(p)] = string(b)
 	}
-	return out, nil
+	return nil
 }
 
 // Artifacts returns artifact definitions by name: from dir when it exists,

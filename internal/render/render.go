@@ -35,7 +35,8 @@ type Renderer struct {
 }
 
 // Required template files.
-var required = []string{"event_title.tmpl", "event_content.tmpl", "tab_hunts.tmpl", "tab_hits.tmpl"}
+var required = []string{"event_title.tmpl", "event_content.tmpl", "tab_hunts.tmpl", "tab_hits.tmpl",
+	"collected_title.tmpl", "collected_content.tmpl", "evidence_description.tmpl"}
 
 // New parses the templates (file name → text).
 func New(files map[string]string) (*Renderer, error) {

@@ -132,6 +132,9 @@ type TabHit struct {
 	When     string
 	Source   string
 	Evidence string
+	// Collection says where the hit's follow-up collection stands ("" :
+	// none).
+	Collection string
 }
 
 // Field names of the tab, as created by `velohunt setup`.
@@ -160,13 +163,14 @@ func (r *Renderer) TabFields(t Tab) (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	type hitView struct{ Case, Host, When, Source, Evidence string }
+	type hitView struct{ Case, Host, When, Source, Evidence, Collection string }
 	tv := struct {
 		HitCount, HostCount int
 		Hits                []hitView
 	}{HitCount: t.HitCount, HostCount: t.HostCount}
 	for _, h := range t.Hits {
-		tv.Hits = append(tv.Hits, hitView{Case: Line(h.Case), Host: Clip(Line(h.Host), 80), When: Line(h.When), Source: Line(h.Source), Evidence: Line(h.Evidence)})
+		tv.Hits = append(tv.Hits, hitView{Case: Line(h.Case), Host: Clip(Line(h.Host), 80), When: Line(h.When), Source: Line(h.Source), Evidence: Line(h.Evidence),
+			Collection: Clip(Line(h.Collection), 400)})
 	}
 	hits, err := r.exec("tab_hits.tmpl", tv)
 	if err != nil {

@@ -281,7 +281,7 @@ func (w *Writer) tabView(d store.TabData) (t render.Tab, statusKey, detailKey st
 			if h.EventTime.IsZero() {
 				when = "found " + render.Date(h.FirstSeen)
 			}
-			th := render.TabHit{Host: host, When: when, Source: h.Source, Evidence: h.Evidence}
+			th := render.TabHit{Host: host, When: when, Source: h.Source, Evidence: h.Evidence, Collection: collectionLine(h.Collection)}
 			if !single {
 				th.Case = label
 			}
@@ -379,4 +379,40 @@ func status(c store.TabCase) (text, key string) {
 	default:
 		return fmt.Sprintf("hunting: %d of %d host(s) done", running.Finished, running.Scheduled), "hunting"
 	}
+}
+
+// collectionLine says where a hit's follow-up collection stands ("" :
+// none).
+func collectionLine(c store.Collection) string {
+	flow := ""
+	if c.FlowID != "" {
+		flow = " (flow " + c.FlowID + ")"
+	}
+	switch c.State {
+	case "":
+		return ""
+	case store.CollectQueued:
+		if c.Reason != "" {
+			return "collection queued: " + c.Reason
+		}
+		return "collection queued"
+	case store.CollectHeld:
+		return "collection " + c.Reason
+	case store.CollectLaunching:
+		return "collection starting"
+	case store.CollectRunning:
+		switch c.FlowState {
+		case "WAITING", "":
+			return "collection waiting for the client" + flow
+		case "UNRESPONSIVE":
+			return "collection: the client does not answer" + flow
+		}
+		return "collection running" + flow
+	case store.CollectDone:
+		if c.Path == "" {
+			return "collected" + flow
+		}
+		return fmt.Sprintf("collected: SHA-256 %s, %d bytes%s", c.SHA256, c.FileSize, flow)
+	}
+	return "collection failed: " + c.Reason + flow
 }

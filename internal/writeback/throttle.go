@@ -258,3 +258,11 @@ func (k *keyedLocks) lock(key string) func() {
 		k.mu.Unlock()
 	}
 }
+
+func (m metered) AddEvidence(ctx context.Context, cid int64, e iris.NewEvidence) (iris.Evidence, error) {
+	return timed(m, func() (iris.Evidence, error) { return m.api.AddEvidence(ctx, cid, e) })
+}
+
+func (m metered) ListEvidences(ctx context.Context, cid int64) ([]iris.Evidence, error) {
+	return timed(m, func() ([]iris.Evidence, error) { return m.api.ListEvidences(ctx, cid) })
+}

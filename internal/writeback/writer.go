@@ -34,6 +34,8 @@ type IRIS interface {
 	UpdateIOCAttributes(ctx context.Context, cid, iocID int64, tab string, fields map[string]string) error
 	// IOCAttributes reads an IOC's tab (field → value).
 	IOCAttributes(ctx context.Context, cid, iocID int64, tab string) (map[string]string, error)
+	AddEvidence(ctx context.Context, cid int64, e iris.NewEvidence) (iris.Evidence, error)
+	ListEvidences(ctx context.Context, cid int64) ([]iris.Evidence, error)
 }
 
 // Store is the part of the store the writer uses.
@@ -47,6 +49,7 @@ type Store interface {
 	AssetID(ctx context.Context, caseID int64, server, clientID string) (int64, error)
 	SetAssetID(ctx context.Context, caseID int64, server, clientID string, assetID int64) error
 	FindHitDetail(ctx context.Context, hitID int64) (store.HitDetail, error)
+	HitCollection(ctx context.Context, hitID int64) (store.Collection, error)
 	FindTabData(ctx context.Context, iocID int64, maxHits int) (store.TabData, error)
 	SetTabWritten(ctx context.Context, irisID int64, fingerprint, status string, at time.Time) error
 	CasesWithAttemptedOverwrites(ctx context.Context) ([]int64, error)
@@ -60,6 +63,8 @@ type Refs struct {
 	AnalysisStatusID   int64
 	CompromiseStatusID int64
 	EventCategoryID    int64
+	// EvidenceTypeID is the type of the evidence records of collections.
+	EvidenceTypeID int64
 }
 
 // Recorder counts write outcomes (metrics).
@@ -85,6 +90,8 @@ type Writer struct {
 	TabMinInterval time.Duration
 	// GUIURL returns the Velociraptor GUI link of a hunt, or "".
 	GUIURL func(server, org, huntID string) string
+	// FlowURL returns the Velociraptor GUI link of a client's flow, or "".
+	FlowURL func(server, org, clientID, flowID string) string
 	// Repair pushes the tab onto IOCs whose custom attributes are null (an
 	// administrator call); nil when no admin key is configured.
 	Repair func(ctx context.Context) error
@@ -416,6 +423,10 @@ func (w *Writer) send(ctx context.Context, c *batchCache, wr store.Write) (bool,
 		irisID, err = w.event(ctx, c, wr)
 	case "tab":
 		err = w.tab(ctx, wr, tab)
+	case "evidence":
+		irisID, err = w.evidence(ctx, wr)
+	case "collected":
+		irisID, err = w.collected(ctx, c, wr)
 	default:
 		err = fmt.Errorf("unknown write kind %q", wr.Kind)
 	}
