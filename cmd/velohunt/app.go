@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/velohunt/velohunt/internal/collect"
 	"github.com/velohunt/velohunt/internal/config"
 	"github.com/velohunt/velohunt/internal/fleet"
 	"github.com/velohunt/velohunt/internal/intake"
@@ -58,10 +59,13 @@ type App struct {
 	Planner *planner.Planner
 	Watcher *watcher.Watcher
 	Writer  *writeback.Writer
-	Rehunt  *rehunt.Runner
-	Fleet   *fleet.Refresher // nil when the artifacts cannot be checked
-	Cron    *schedule.Scheduler
-	Metrics *metrics.Metrics
+	// Collector runs follow-up collections on hits; nil when none is
+	// configured.
+	Collector *collect.Collector
+	Rehunt    *rehunt.Runner
+	Fleet     *fleet.Refresher // nil when the artifacts cannot be checked
+	Cron      *schedule.Scheduler
+	Metrics   *metrics.Metrics
 	// ReadyWindow is how long a successful request to a peer counts for
 	// /readyz before the peer is asked again (default 5m).
 	ReadyWindow time.Duration
@@ -111,7 +115,13 @@ func (a *App) Build(ctx context.Context) error {
 	for name, cl := range a.VR {
 		watchServers[name] = cl
 	}
-	a.Watcher = &watcher.Watcher{Store: watchStore{a.Store, a.Logger.With("component", "watcher")}, Servers: watchServers, EventPerHost: c.Writeback.EventPer == "host", Recorder: a.Metrics,
+	a.Store.CollectHits = c.Collecting()
+	a.Collector = a.newCollector()
+	ws := watchStore{DB: a.Store, Logger: a.Logger.With("component", "watcher")}
+	if a.Collector != nil {
+		ws.NewHits = a.Collector.Wake
+	}
+	a.Watcher = &watcher.Watcher{Store: ws, Servers: watchServers, EventPerHost: c.Writeback.EventPer == "host", Recorder: a.Metrics,
 		Logger: a.Logger.With("component", "watcher")}
 	files, err := templates.IRIS(c.Writeback.TemplatesDir)
 	if err != nil {
@@ -123,7 +133,7 @@ func (a *App) Build(ctx context.Context) error {
 	}
 	a.Writer = &writeback.Writer{IRIS: a.IRIS, Store: a.Store, Render: rnd, TabName: c.Writeback.TabName,
 		EventColor: c.Writeback.EventColor, MaxHitsOnTab: c.Writeback.MaxHitsOnTab, TabMinInterval: c.Writeback.TabMinInterval.D(),
-		GUIURL: a.huntURL, Settle: c.Writeback.Settle.D(), Concurrency: c.Writeback.Concurrency,
+		GUIURL: a.huntURL, FlowURL: a.flowURL, Settle: c.Writeback.Settle.D(), Concurrency: c.Writeback.Concurrency,
 		Resolve: a.resolveRefs, Recorder: a.Metrics, Logger: a.Logger.With("component", "writeback")}
 	a.Metrics.WriterConcurrency(a.Writer.ConcurrencyInUse)
 	if c.IRIS.AdminAPIKey != "" {
@@ -198,6 +208,15 @@ func (a *App) resolveRefs(ctx context.Context) (writeback.Refs, error) {
 	types, err := a.IRIS.AssetTypes(ctx)
 	if err != nil {
 		return refs, err
+	}
+	if a.Config.Collecting() {
+		types, err := a.IRIS.EvidenceTypes(ctx)
+		if err != nil {
+			return refs, err
+		}
+		if refs.EvidenceTypeID, err = byName(types, a.Config.Collect.EvidenceType, "collect.evidence_type"); err != nil {
+			return refs, err
+		}
 	}
 	for key, name := range wb.AssetTypes {
 		id, err := byName(types, name, "writeback.asset_types."+key)
@@ -338,6 +357,9 @@ func (a *App) Open(ctx context.Context) (err error) {
 	a.goLoop(func() { a.Watcher.Run(runCtx) })
 	a.goLoop(func() { a.Rehunt.Run(runCtx) })
 	a.goLoop(func() { a.Writer.Run(runCtx) })
+	if a.Collector != nil {
+		a.goLoop(func() { a.Collector.Run(runCtx) })
+	}
 	if a.Fleet != nil {
 		a.goLoop(func() { a.Fleet.Run(runCtx) })
 	}
@@ -551,6 +573,9 @@ func (a *App) uploadArtifacts(ctx context.Context, server, org string) error {
 		if _, ok := defs[k.Artifact]; ok {
 			names = append(names, k.Artifact)
 		}
+	}
+	if _, ok := defs[velociraptor.CollectArtifact]; ok && a.Config.Collecting() {
+		names = append(names, velociraptor.CollectArtifact)
 	}
 	cl := a.VR[server]
 	have, err := cl.Artifacts(ctx, org, names)

@@ -30,6 +30,9 @@ func (s syncStore) CloseCasesExcept(ctx context.Context, open []int64) ([]int64,
 type watchStore struct {
 	*store.DB
 	Logger *slog.Logger
+	// NewHits, when set, is called after new hits were recorded (it wakes
+	// the collector).
+	NewHits func()
 }
 
 // RecordHits records hits and logs each new one at info: case, IOC, host;
@@ -39,6 +42,9 @@ func (s watchStore) RecordHits(ctx context.Context, h store.Hunt, hits []store.H
 	for _, x := range fresh {
 		s.Logger.Info("new hit", "case_id", x.CaseID, "ioc_id", x.IRISIOC, "server", x.Server, "client_id", x.ClientID,
 			"hostname", x.Hostname, "hunt_id", h.VRHuntID)
+	}
+	if len(fresh) > 0 && s.NewHits != nil {
+		s.NewHits()
 	}
 	return len(fresh), err
 }

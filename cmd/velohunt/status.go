@@ -47,6 +47,21 @@ type Status struct {
 	// Fleets are the client releases of each server and org, as serve
 	// last read them.
 	Fleets []FleetLine `json:"client_releases,omitempty"`
+	// Collections counts follow-up collections by state; Collecting lists
+	// the newest ones not collected (live or failed), with why.
+	Collections map[string]int   `json:"collections,omitempty"`
+	Collecting  []CollectionLine `json:"collections_recent,omitempty"`
+}
+
+// CollectionLine is a follow-up collection in `velohunt status`.
+type CollectionLine struct {
+	ID       int64  `json:"id"`
+	Server   string `json:"server"`
+	ClientID string `json:"client_id"`
+	State    string `json:"state"`
+	FlowID   string `json:"flow_id,omitempty"`
+	Reason   string `json:"reason,omitempty"`
+	SHA256   string `json:"sha256,omitempty"`
 }
 
 // ServeLine names the serve holding the database, if any.
@@ -214,6 +229,20 @@ func collectStatus(ctx context.Context, db *store.DB) (Status, error) {
 	for _, p := range parked {
 		out.Parked = append(out.Parked, ParkedLine{Kind: p.Kind, CaseID: p.CaseID, IOCID: p.IRISID, Reason: p.Reason})
 	}
+	cols, err := db.Collections(ctx, 200)
+	if err != nil {
+		return out, err
+	}
+	for _, c := range cols {
+		if out.Collections == nil {
+			out.Collections = map[string]int{}
+		}
+		out.Collections[c.State]++
+		if len(out.Collecting) < 10 {
+			out.Collecting = append(out.Collecting, CollectionLine{ID: c.ID, Server: c.Server, ClientID: c.ClientID, State: c.State,
+				FlowID: c.FlowID, Reason: clip(c.Reason, 200), SHA256: c.SHA256})
+		}
+	}
 	fleets, err := db.Fleets(ctx)
 	if err != nil {
 		return out, err
@@ -342,6 +371,16 @@ func printStatus(w io.Writer, st Status) {
 	}
 	if st.Outbox.Concurrency != nil {
 		fmt.Fprintf(w, "  IRIS requests in flight: %d (bound now %d)\n", *st.Outbox.InFlight, *st.Outbox.Concurrency)
+	}
+	if len(st.Collections) > 0 {
+		fmt.Fprintf(w, "follow-up collections (the newest 200): %s\n", counts(st.Collections))
+		for _, c := range st.Collecting {
+			what := c.Reason
+			if c.SHA256 != "" {
+				what = "SHA-256 " + c.SHA256
+			}
+			fmt.Fprintf(w, "  #%d %s %s %s %s %s\n", c.ID, c.Server, c.ClientID, c.State, dash(c.FlowID), what)
+		}
 	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	for server, why := range st.Holds {
