@@ -135,6 +135,9 @@ func (a *App) Build(ctx context.Context) error {
 		EventColor: c.Writeback.EventColor, MaxHitsOnTab: c.Writeback.MaxHitsOnTab, TabMinInterval: c.Writeback.TabMinInterval.D(),
 		GUIURL: a.huntURL, FlowURL: a.flowURL, Settle: c.Writeback.Settle.D(), Concurrency: c.Writeback.Concurrency,
 		Resolve: a.resolveRefs, Recorder: a.Metrics, Logger: a.Logger.With("component", "writeback")}
+	if a.Collector != nil {
+		a.Collector.Ended = a.Writer.Wake
+	}
 	a.Metrics.WriterConcurrency(a.Writer.ConcurrencyInUse)
 	if c.IRIS.AdminAPIKey != "" {
 		admin, err := adminClient(c)

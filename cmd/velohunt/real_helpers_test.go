@@ -51,7 +51,7 @@ type realIRISEnv struct {
 
 // needRealIRIS reads the VELOHUNT_TEST_IRIS_* variables, and skips the test
 // when they do not name a real IRIS.
-func needRealIRIS(t *testing.T) realIRISEnv {
+func needRealIRIS(t testing.TB) realIRISEnv {
 	t.Helper()
 	e := realIRISEnv{url: os.Getenv("VELOHUNT_TEST_IRIS_URL"), key: os.Getenv("VELOHUNT_TEST_IRIS_KEY"),
 		adminKey: os.Getenv("VELOHUNT_TEST_IRIS_ADMIN_KEY"), insecure: os.Getenv("VELOHUNT_TEST_IRIS_INSECURE") == "1"}
@@ -80,7 +80,7 @@ func realIRISConfig(dir, url, key, adminKey string, insecure bool, apiPath strin
 
 // openTestApp validates cfg and opens velohunt with it, its log discarded.
 // The caller closes it.
-func openTestApp(t *testing.T, cfg config.Config) *App {
+func openTestApp(t testing.TB, cfg config.Config) *App {
 	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)

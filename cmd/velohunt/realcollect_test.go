@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -26,6 +27,7 @@ import (
 // matches it.
 type realCollectEnv struct {
 	apiCfg, bin, windows string
+	root, name           string // the client's C: here, the folder's name in it
 	dir                  string // the planted file's folder, as the client sees it
 	path                 string // the planted file, as the client sees it
 	sum                  string
@@ -33,31 +35,36 @@ type realCollectEnv struct {
 	globs                string
 }
 
-func needRealCollect(t *testing.T) realCollectEnv {
+func needRealCollect(t testing.TB) realCollectEnv {
 	t.Helper()
 	e := realCollectEnv{apiCfg: os.Getenv("VELOHUNT_TEST_VELOCIRAPTOR_API_CONFIG"), bin: os.Getenv("VELOHUNT_TEST_VELOCIRAPTOR_BINARY"),
-		windows: os.Getenv("VELOHUNT_TEST_VELOCIRAPTOR_WINDOWS_CLIENT")}
-	root := os.Getenv("VELOHUNT_TEST_VELOCIRAPTOR_WINDOWS_ROOT")
-	if e.apiCfg == "" || e.bin == "" || e.windows == "" || root == "" {
+		windows: os.Getenv("VELOHUNT_TEST_VELOCIRAPTOR_WINDOWS_CLIENT"), root: os.Getenv("VELOHUNT_TEST_VELOCIRAPTOR_WINDOWS_ROOT")}
+	if e.apiCfg == "" || e.bin == "" || e.windows == "" || e.root == "" {
 		t.Skip("needs a real Velociraptor with the Windows-impersonating client: set VELOHUNT_TEST_VELOCIRAPTOR_API_CONFIG, _BINARY, _WINDOWS_CLIENT and _WINDOWS_ROOT")
 	}
-	name := fmt.Sprintf("vh-collect-%d", time.Now().UnixNano())
-	local := filepath.Join(root, name)
-	if err := os.MkdirAll(local, 0o755); err != nil {
+	e.name = fmt.Sprintf("vh-collect-%d", time.Now().UnixNano())
+	if err := os.MkdirAll(filepath.Join(e.root, e.name), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(local) })
+	t.Cleanup(func() { os.RemoveAll(filepath.Join(e.root, e.name)) })
+	g, _ := json.Marshal([]string{"C:/" + e.name + "/**"})
+	e.globs = string(g)
+	e.plant(t, "payload.exe")
+	return e
+}
+
+// plant writes a new random file of 300,000 bytes in the folder and makes
+// it the one the env names.
+func (e *realCollectEnv) plant(t testing.TB, name string) {
+	t.Helper()
 	data := make([]byte, 300_000)
 	crand.Read(data)
-	if err := os.WriteFile(filepath.Join(local, "payload.exe"), data, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(e.root, e.name, name), data, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	s := sha256.Sum256(data)
 	e.sum, e.size = hex.EncodeToString(s[:]), int64(len(data))
-	e.dir, e.path = `C:\`+name, `C:\`+name+`\payload.exe`
-	g, _ := json.Marshal([]string{"C:/" + name + "/**"})
-	e.globs = string(g)
-	return e
+	e.dir, e.path = `C:\`+e.name, `C:\`+e.name+`\`+name
 }
 
 // collectConfig hunts hashes on Windows clients only, under the planted
@@ -225,7 +232,7 @@ writeback: {settle: 2s, tab_min_interval: 0s}
 	// Kill it first while the collection is being started or running,
 	// then while its records are written, then at random moments.
 	rnd := rand.New(rand.NewPCG(uint64(run), 11))
-	moments := []string{"launched", "collected", "random", "random"}
+	moments := []string{"launched", "collected", "random", "random", "random"}
 	deadline := time.Now().Add(6 * time.Minute)
 	for _, m := range moments {
 		cmd := start()
@@ -238,7 +245,7 @@ writeback: {settle: 2s, tab_min_interval: 0s}
 			time.Sleep(50 * time.Millisecond)
 		}
 		if m == "random" {
-			time.Sleep(time.Duration(rnd.IntN(1500)) * time.Millisecond)
+			time.Sleep(time.Duration(rnd.IntN(4000)) * time.Millisecond)
 		}
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
@@ -289,7 +296,7 @@ writeback: {settle: 2s, tab_min_interval: 0s}
 	}
 }
 
-func iocTypeID(t *testing.T, c *iris.Client, name string) int64 {
+func iocTypeID(t testing.TB, c *iris.Client, name string) int64 {
 	t.Helper()
 	types, err := c.IOCTypes(context.Background())
 	if err != nil {
@@ -302,4 +309,73 @@ func iocTypeID(t *testing.T, c *iris.Client, name string) int64 {
 	}
 	t.Fatalf("IRIS has no IOC type %q", name)
 	return 0
+}
+
+// BenchmarkRealHitToEvidence measures, on the real IRIS and the real
+// Velociraptor, the time from a SHA-256 hit on the Windows-impersonating
+// client (read by the watcher) to its IRIS evidence, and from the IOC's
+// creation in IRIS to that evidence: each iteration plants a new file and
+// adds its hash to the case.
+//
+//	go test -run XXX -bench RealHitToEvidence -benchtime 5x ./cmd/velohunt
+func BenchmarkRealHitToEvidence(b *testing.B) {
+	env := needRealIRIS(b)
+	e := needRealCollect(b)
+	ctx := context.Background()
+	cfg := realIRISConfig(b.TempDir(), env.url, env.key, env.adminKey, env.insecure, e.apiCfg)
+	e.collectConfig(&cfg)
+	admin, _ := iris.New(iris.Options{URL: env.url, APIKey: env.adminKey, InsecureSkipVerify: env.insecure})
+	cid, err := admin.AddCase(ctx, fmt.Sprintf("velohunt collect bench %d", time.Now().UnixNano()), "velohunt bench: hit to evidence", 1, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer admin.CloseCase(context.Background(), cid)
+	app := openTestApp(b, cfg)
+	defer func() {
+		stopRealHunts(app)
+		app.Close(context.Background())
+	}()
+	sha := iocTypeID(b, admin, "sha256")
+	var hitToEv, iocToEv []time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		e.plant(b, fmt.Sprintf("payload-%d.exe", i))
+		added := time.Now()
+		x, err := admin.AddIOC(ctx, cid, iris.NewIOC{Value: e.sum, TypeID: sha, TLPID: 2})
+		if err != nil {
+			b.Fatal(err)
+		}
+		app.Intake.RequestFullSync()
+		var hit time.Time
+		for end := time.Now().Add(3 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
+			if time.Now().After(end) {
+				b.Fatalf("no evidence for %s after 3 minutes", e.sum)
+			}
+			if hit.IsZero() {
+				if rows, _ := app.Store.FindIOCs(ctx, x.ID); len(rows) > 0 {
+					if d, _ := app.Store.FindTabData(ctx, rows[0].ID, 10); len(d.Cases) > 0 && len(d.Cases[0].Hits) > 0 {
+						hit = d.Cases[0].Hits[0].FirstSeen
+					}
+				}
+				continue
+			}
+			list, _ := admin.ListEvidences(ctx, cid)
+			if slices.ContainsFunc(list, func(ev iris.Evidence) bool { return ev.Hash == e.sum }) {
+				hitToEv, iocToEv = append(hitToEv, time.Since(hit)), append(iocToEv, time.Since(added))
+				break
+			}
+		}
+	}
+	b.StopTimer()
+	mean := func(ds []time.Duration) float64 {
+		var s time.Duration
+		for _, d := range ds {
+			s += d
+		}
+		return s.Seconds() / float64(len(ds))
+	}
+	b.ReportMetric(mean(hitToEv), "s-hit-to-evidence")
+	b.ReportMetric(slices.Max(hitToEv).Seconds(), "s-hit-to-evidence-max")
+	b.ReportMetric(mean(iocToEv), "s-ioc-to-evidence")
+	b.Logf("hit to evidence: %v; IOC added to evidence: %v", hitToEv, iocToEv)
 }

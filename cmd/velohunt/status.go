@@ -375,11 +375,11 @@ func printStatus(w io.Writer, st Status) {
 	if len(st.Collections) > 0 {
 		fmt.Fprintf(w, "follow-up collections (the newest 200): %s\n", counts(st.Collections))
 		for _, c := range st.Collecting {
-			what := c.Reason
+			what := inert(c.Reason, 200)
 			if c.SHA256 != "" {
 				what = "SHA-256 " + c.SHA256
 			}
-			fmt.Fprintf(w, "  #%d %s %s %s %s %s\n", c.ID, c.Server, c.ClientID, c.State, dash(c.FlowID), what)
+			fmt.Fprintf(w, "  #%d %s %s %s %s %s\n", c.ID, inert(c.Server, 60), inert(c.ClientID, 60), c.State, inert(dash(c.FlowID), 60), what)
 		}
 	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)

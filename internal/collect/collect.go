@@ -79,8 +79,12 @@ type Collector struct {
 	// MaxAge: a hit older than this when the collector first sees it (one
 	// recorded while collections were off) collects nothing (default 1h).
 	MaxAge time.Duration
-	// Every is the pass interval while collections are live (default 5s).
-	Every  time.Duration
+	// Every is the pass interval when no collection launched recently
+	// runs (default 5s).
+	Every time.Duration
+	// Ended, when set, is called after a collection ended (it wakes the
+	// writer).
+	Ended  func()
 	Logger *slog.Logger
 	Now    func() time.Time
 
@@ -120,34 +124,83 @@ func (c *Collector) Wake() {
 	}
 }
 
-// Run makes passes until ctx ends.
+// fresh is how long after its launch a collection is checked every
+// second (a file upload from an online client ends within seconds),
+// instead of every Every.
+const fresh = 2 * time.Minute
+
+// Run makes passes until ctx ends: when woken, every second while a
+// collection launched recently runs, else every Every, and with backoff
+// while passes fail.
 func (c *Collector) Run(ctx context.Context) {
 	c.init()
-	loop.Every(ctx, c.Every, c.wake, c.Logger, "collector pass", c.Pass)
+	var errs loop.ErrorLog
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-c.wake:
+			if !t.Stop() {
+				select {
+				case <-t.C:
+				default:
+				}
+			}
+		}
+		soon, err := c.pass(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		next := c.Every
+		if failures := errs.Report(c.Logger, "collector pass", err); failures > 0 {
+			next = loop.Backoff(failures, 5*time.Minute)
+		} else if soon {
+			next = time.Second
+		}
+		t.Reset(next)
+	}
 }
 
 // Pass decides on new hits, launches what the limits allow and reads the
 // flows of running collections.
 func (c *Collector) Pass(ctx context.Context) error {
+	_, err := c.pass(ctx)
+	return err
+}
+
+// pass is Pass; it reports whether a collection launched recently is
+// still live (the next pass should come soon).
+func (c *Collector) pass(ctx context.Context) (bool, error) {
 	c.init()
 	if err := c.decide(ctx); err != nil {
-		return err
+		return false, err
 	}
 	live, err := c.Store.LiveCollections(ctx)
 	if err != nil {
-		return err
+		return false, err
 	}
 	usage := map[string]*store.CollectUsage{}
 	var errs []error
 	for _, col := range live {
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return false, ctx.Err()
 		}
 		if err := c.step(ctx, col, usage); err != nil {
 			errs = append(errs, fmt.Errorf("collection %d on %s %s: %w", col.ID, col.Server, col.ClientID, err))
 		}
 	}
-	return errors.Join(errs...)
+	soon := false
+	if live, err := c.Store.LiveCollections(ctx); err == nil {
+		for _, col := range live {
+			if col.State == store.CollectLaunching || (col.State == store.CollectRunning && c.Now().Sub(col.Launched) < fresh) {
+				soon = true
+			}
+		}
+	}
+	return soon, errors.Join(errs...)
 }
 
 // decide links each new hit to the collection it calls for, or to none.
@@ -192,12 +245,29 @@ func (c *Collector) plan(h store.CollectHit) *store.NewCollection {
 		len(h.Evidence) < maxPath && !strings.ContainsAny(h.Evidence, "\x00\n\r")
 	switch {
 	case file:
-		return &store.NewCollection{Target: "file:" + h.Evidence, Path: h.Evidence, Artifacts: string(arts), MaxBytes: k.MaxBytes}
+		return &store.NewCollection{Target: "file:" + h.Evidence, Path: h.Evidence, Artifacts: string(arts), MaxBytes: k.MaxBytes,
+			Expect: expected(h.Row)}
 	case len(k.Artifacts) > 0:
 		return &store.NewCollection{Target: "hit:" + h.EvidenceKey, Artifacts: string(arts), MaxBytes: k.MaxBytes}
 	}
 	return nil
 }
+
+// expected is the hash a hash hunt's row found ("sha256:<hex>", else
+// "md5:<hex>"), "" when it has none (a file name hit).
+func expected(row []byte) string {
+	var r struct{ SHA256, MD5 string }
+	json.Unmarshal(row, &r)
+	switch {
+	case sha256Hex.MatchString(strings.ToLower(r.SHA256)):
+		return "sha256:" + strings.ToLower(r.SHA256)
+	case md5Hex.MatchString(strings.ToLower(r.MD5)):
+		return "md5:" + strings.ToLower(r.MD5)
+	}
+	return ""
+}
+
+var md5Hex = regexp.MustCompile(`^[0-9a-f]{32}$`)
 
 func nonNil(a []velociraptor.ArtifactSpec) []velociraptor.ArtifactSpec {
 	if a == nil {
@@ -212,6 +282,17 @@ func (c *Collector) step(ctx context.Context, col store.Collection, usage map[st
 	if !ok {
 		return c.fail(ctx, col, fmt.Sprintf("server %q is no longer configured", col.Server))
 	}
+	// A collection whose flow cannot be read (the peer keeps failing)
+	// still ends: it would hold a slot of its server for ever.
+	expired := c.Now().Sub(col.Created) > c.Expire
+	if expired && (col.State == store.CollectLaunching || col.State == store.CollectRunning) {
+		if col.FlowID != "" {
+			if err := vr.CancelFlow(ctx, col.Org, col.ClientID, col.FlowID); err != nil && ioc.ErrorCode(err) != ioc.ENOTFOUND {
+				c.Logger.Warn("cannot cancel an expired collection", "collection", col.ID, "flow_id", col.FlowID, "error", err)
+			}
+		}
+		return c.fail(ctx, col, fmt.Sprintf("not done within %s (flow %s)", c.Expire, strings.ToLower(orDash(col.FlowState))))
+	}
 	switch col.State {
 	case store.CollectLaunching:
 		if c.Now().Before(col.NextAt) {
@@ -221,8 +302,11 @@ func (c *Collector) step(ctx context.Context, col store.Collection, usage map[st
 	case store.CollectRunning:
 		return c.watch(ctx, vr, col)
 	}
+	// A collection a limit holds waits for it (the limits' windows are as
+	// long as Expire: it would never start); one that cannot start for
+	// another reason expires.
 	now := c.Now()
-	if now.Sub(col.Created) > c.Expire {
+	if expired && col.State != store.CollectHeld {
 		why := "not started within " + c.Expire.String()
 		if col.Reason != "" {
 			why += ": " + col.Reason
@@ -421,14 +505,36 @@ func (c *Collector) finished(ctx context.Context, vr Velociraptor, col store.Col
 			return c.fail(ctx, col, fmt.Sprintf("the upload's size %d is over the cap %d", f.Size, col.MaxBytes))
 		}
 		res.FilePath, res.FileSize, res.SHA256, res.MD5 = f.Path, f.Size, strings.ToLower(f.SHA256), strings.ToLower(f.MD5)
+		if kind, want, ok := strings.Cut(col.Expect, ":"); ok {
+			got := res.SHA256
+			if kind == "md5" {
+				got = res.MD5
+			}
+			if got != want {
+				return c.fail(ctx, col, fmt.Sprintf("the collected file's %s (%s) is not the one the hunt found (%s): it changed since the hunt, not recorded as evidence",
+					strings.ToUpper(kind), got, want))
+			}
+		}
 	}
 	c.Logger.Info("collection done", "collection", col.ID, "client_id", col.ClientID, "flow_id", col.FlowID, "bytes", res.FileSize)
-	return c.Store.EndCollection(ctx, col.ID, res)
+	return c.end(ctx, col.ID, res)
 }
 
 func (c *Collector) fail(ctx context.Context, col store.Collection, why string) error {
 	c.Logger.Warn("collection failed", "collection", col.ID, "server", col.Server, "client_id", col.ClientID, "flow_id", col.FlowID, "reason", why)
-	return c.Store.EndCollection(ctx, col.ID, store.CollectionResult{State: store.CollectFailed, Reason: why})
+	return c.end(ctx, col.ID, store.CollectionResult{State: store.CollectFailed, Reason: why})
+}
+
+// end records how a collection ended and tells Ended (the writer has
+// records to write).
+func (c *Collector) end(ctx context.Context, id int64, res store.CollectionResult) error {
+	if err := c.Store.EndCollection(ctx, id, res); err != nil {
+		return err
+	}
+	if c.Ended != nil {
+		c.Ended()
+	}
+	return nil
 }
 
 func clip(s string, n int) string {
@@ -436,4 +542,11 @@ func clip(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

@@ -312,7 +312,7 @@ func TestCollectionExpires(t *testing.T) {
 	e.clk.Add(25 * time.Hour)
 	e.pass(t)
 	c := e.only(t)
-	if c.State != store.CollectFailed || !strings.Contains(c.Reason, "not done within 24h0m0s (flow waiting)") || len(e.vr.canceled) != 1 {
+	if c.State != store.CollectFailed || !strings.Contains(c.Reason, "not done within 24h0m0s (flow ") || len(e.vr.canceled) != 1 {
 		t.Fatalf("collection %+v canceled %v", c, e.vr.canceled)
 	}
 }
@@ -358,5 +358,26 @@ func TestNothingToCollect(t *testing.T) {
 	e.pass(t)
 	if list, _ := e.db.Collections(context.Background(), 10); len(list) != 0 {
 		t.Fatalf("collections %+v", list)
+	}
+}
+
+// A hash hit's file collected with another hash (replaced since the hunt)
+// is not recorded as the hit's evidence (adversarial review).
+func TestCollectedHashMustMatchHit(t *testing.T) {
+	e := setup(t, ioc.KindHash, collect.Kind{File: true, MaxBytes: 1 << 20}, collect.Limits{})
+	in := store.HitInput{IOCID: e.ioc[0].ID, CaseID: e.cid, ClientID: "C.1", EvidenceKey: "k", Evidence: "/tmp/evil", Source: "file",
+		Row: []byte(`{"OSPath":"/tmp/evil","SHA256":"` + sum + `"}`)}
+	if _, err := e.db.RecordHits(context.Background(), e.h, []store.HitInput{in}, store.FlowCursor{}, false); err != nil {
+		t.Fatal(err)
+	}
+	e.pass(t)
+	other := strings.Repeat("ab", 32)
+	e.vr.finish("F.1", velociraptor.CollectedFile{Marker: e.vr.asked[0].Marker, Path: "/tmp/evil", Size: 4, Uploaded: true, SHA256: other})
+	e.pass(t)
+	if c := e.only(t); c.State != store.CollectFailed || !strings.Contains(c.Reason, "is not the one the hunt found") {
+		t.Fatalf("collection %+v", c)
+	}
+	if k := e.outbox(t); k["evidence"] != 0 {
+		t.Fatalf("outbox %v", k)
 	}
 }

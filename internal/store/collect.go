@@ -28,6 +28,7 @@ type CollectHit struct {
 	ClientID             string
 	Evidence, Source     string
 	EvidenceKey          string
+	Row                  []byte // the hunt's row, clipped
 	// NoCollect: the case's routing rule turns collections off.
 	NoCollect bool
 	CaseOpen  bool
@@ -38,7 +39,7 @@ type CollectHit struct {
 // decision, oldest first.
 func (db *DB) PendingCollectHits(ctx context.Context, limit int) ([]CollectHit, error) {
 	rows, err := db.db.QueryContext(ctx, `SELECT h.id, h.ioc_id, i.case_id, i.kind, h.server, h.org, h.client_id, h.evidence,
-		h.source, h.evidence_key, COALESCE(c.no_collect, 0), COALESCE(c.is_open, 0), h.created_at
+		h.source, h.evidence_key, h.row_json, COALESCE(c.no_collect, 0), COALESCE(c.is_open, 0), h.created_at
 		FROM hits h JOIN iocs i ON i.id = h.ioc_id LEFT JOIN cases c ON c.case_id = i.case_id
 		WHERE h.collect_pending = 1 ORDER BY h.id LIMIT ?`, limit)
 	if err != nil {
@@ -50,7 +51,7 @@ func (db *DB) PendingCollectHits(ctx context.Context, limit int) ([]CollectHit, 
 		var h CollectHit
 		var created int64
 		if err := rows.Scan(&h.HitID, &h.IOCID, &h.CaseID, &h.Kind, &h.Server, &h.Org, &h.ClientID, &h.Evidence, &h.Source,
-			&h.EvidenceKey, &h.NoCollect, &h.CaseOpen, &created); err != nil {
+			&h.EvidenceKey, &h.Row, &h.NoCollect, &h.CaseOpen, &created); err != nil {
 			return nil, fmt.Errorf("pending collections: %w", err)
 		}
 		h.Created = time.UnixMilli(created).UTC()
@@ -67,6 +68,9 @@ type NewCollection struct {
 	Path      string
 	Artifacts string // JSON
 	MaxBytes  int64
+	// Expect is the hash the hunt found ("sha256:<hex>" or "md5:<hex>"):
+	// a collected file with another is not the hit's.
+	Expect string
 }
 
 // DecideCollect records the collector's decision on a hit: nil collects
@@ -91,9 +95,9 @@ func (db *DB) DecideCollect(ctx context.Context, hitID int64, nc *NewCollection)
 		if err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO collections (server, org, client_id, target, path, artifacts, max_bytes, marker,
-			state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?) ON CONFLICT (server, org, client_id, target) DO NOTHING`,
-			server, org, client, nc.Target, nc.Path, nc.Artifacts, nc.MaxBytes, marker, tx.nowMS())
+		res, err := tx.ExecContext(ctx, `INSERT INTO collections (server, org, client_id, target, path, artifacts, max_bytes, expect, marker,
+			state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?) ON CONFLICT (server, org, client_id, target) DO NOTHING`,
+			server, org, client, nc.Target, nc.Path, nc.Artifacts, nc.MaxBytes, nc.Expect, marker, tx.nowMS())
 		if err != nil {
 			return fmt.Errorf("decide collection of hit %d: %w", hitID, err)
 		}
@@ -122,6 +126,7 @@ type Collection struct {
 	Server, Org, ClientID   string
 	Target, Path, Artifacts string
 	MaxBytes                int64
+	Expect                  string
 	Marker                  string
 	State, Reason           string
 	FlowID                  string
@@ -135,13 +140,13 @@ type Collection struct {
 	Ended, NextAt           time.Time
 }
 
-const collectionColumns = `id, server, org, client_id, target, path, artifacts, max_bytes, marker, state, reason, flow_id, attempts,
+const collectionColumns = `id, server, org, client_id, target, path, artifacts, max_bytes, expect, marker, state, reason, flow_id, attempts,
 	flow_state, file_path, file_size, sha256, md5, uploaded, reserved, created_at, launched_at, ended_at, next_at`
 
 func scanCollection(s interface{ Scan(...any) error }) (Collection, error) {
 	var c Collection
 	var created, launched, ended, next int64
-	err := s.Scan(&c.ID, &c.Server, &c.Org, &c.ClientID, &c.Target, &c.Path, &c.Artifacts, &c.MaxBytes, &c.Marker, &c.State, &c.Reason,
+	err := s.Scan(&c.ID, &c.Server, &c.Org, &c.ClientID, &c.Target, &c.Path, &c.Artifacts, &c.MaxBytes, &c.Expect, &c.Marker, &c.State, &c.Reason,
 		&c.FlowID, &c.Attempts, &c.FlowState, &c.FilePath, &c.FileSize, &c.SHA256, &c.MD5, &c.Uploaded, &c.Reserved,
 		&created, &launched, &ended, &next)
 	c.Created, c.Launched, c.Ended, c.NextAt = msOrZero(created), msOrZero(launched), msOrZero(ended), msOrZero(next)
@@ -311,7 +316,7 @@ func (db *DB) EndCollection(ctx context.Context, id int64, r CollectionResult) e
 	}
 	return db.tx(ctx, func(tx *Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE collections SET state = ?, reason = ?, file_path = ?, file_size = ?, sha256 = ?, md5 = ?,
-			uploaded = ?, ended_at = ? WHERE id = ? AND state NOT IN ('collected','failed')`,
+			uploaded = ?, reserved = 0, ended_at = ? WHERE id = ? AND state NOT IN ('collected','failed')`,
 			r.State, r.Reason, r.FilePath, r.FileSize, r.SHA256, r.MD5, r.Uploaded, tx.nowMS(), id)
 		if err != nil {
 			return fmt.Errorf("end collection %d: %w", id, err)

@@ -14,6 +14,7 @@ CREATE TABLE collections (
 	path        TEXT NOT NULL DEFAULT '',   -- the file to upload ('' : none)
 	artifacts   TEXT NOT NULL DEFAULT '[]', -- JSON: the named artifacts and their parameters
 	max_bytes   INTEGER NOT NULL,           -- the file's cap
+	expect      TEXT NOT NULL DEFAULT '',   -- the hash the hunt found ("sha256:…"), '' : none
 	marker      TEXT NOT NULL,              -- Custom.Velohunt.Collect's Marker: finds the flow after a crash
 	-- queued, held (by a limit: reason says which), launching (asked, flow
 	-- id not recorded yet), running, collected, failed (reason says why).
