@@ -115,8 +115,10 @@ func (a *App) Build(ctx context.Context) error {
 	for name, cl := range a.VR {
 		watchServers[name] = cl
 	}
-	a.Store.CollectHits = c.Collecting()
-	a.Collector = a.newCollector()
+	if a.Store != nil { // check builds without a store
+		a.Store.CollectHits = c.Collecting()
+		a.Collector = a.newCollector()
+	}
 	ws := watchStore{DB: a.Store, Logger: a.Logger.With("component", "watcher")}
 	if a.Collector != nil {
 		ws.NewHits = a.Collector.Wake

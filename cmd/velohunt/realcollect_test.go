@@ -154,9 +154,16 @@ func TestRealCollectEvidence(t *testing.T) {
 	if collected != 1 {
 		t.Fatalf("%d collected events, want 1", collected)
 	}
-	tab, _ := admin.IOCAttributes(ctx, cid, x.ID, cfg.Writeback.TabName)
-	if !strings.Contains(tab["Hits"], "collected: SHA-256 "+e.sum) {
-		t.Fatalf("tab hits:\n%s", tab["Hits"])
+	// The tab follows (a tab write rendered before the collection ended is
+	// written again).
+	for end := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		tab, _ := admin.IOCAttributes(ctx, cid, x.ID, cfg.Writeback.TabName)
+		if strings.Contains(tab["Hits"], "collected: SHA-256 "+e.sum) {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("tab hits after 30 s:\n%s", tab["Hits"])
+		}
 	}
 	cols, _ := app.Store.Collections(ctx, 10)
 	if len(cols) != 1 || cols[0].FilePath != e.path {
