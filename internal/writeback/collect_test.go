@@ -122,3 +122,34 @@ func TestCollectionFailedRecorded(t *testing.T) {
 		t.Fatalf("tab:\n%s", tab)
 	}
 }
+
+// A tab written while a hit's collection ran shows its end at once, though
+// the tab's least interval has not passed: the end of a collection is
+// substance, like a status (found by the browser test: the line stayed at
+// "waiting for the client").
+func TestTabFollowsCollectionEnd(t *testing.T) {
+	e := setup(t, 1)
+	ctx := context.Background()
+	e.w.TabMinInterval = time.Hour
+	e.db.CollectHits = true
+	e.hits(t, 1, func(h, i int) string { return "/tmp/evil" })
+	pending, _ := e.db.PendingCollectHits(ctx, 10)
+	id, _, err := e.db.DecideCollect(ctx, pending[0].HitID, &store.NewCollection{Target: "file:/tmp/evil", Path: "/tmp/evil", Artifacts: `[]`, MaxBytes: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.db.BeginCollectionLaunch(ctx, id, 100)
+	e.db.CollectionLaunched(ctx, id, "F.TAB")
+	e.db.SetCollectionFlowState(ctx, id, "WAITING")
+	e.drain(t, 30*time.Second)
+	if tab := e.tabField(t, e.rows[0].IRISID, "Hits"); !strings.Contains(tab, "collection waiting for the client (flow F.TAB)") {
+		t.Fatalf("tab:\n%s", tab)
+	}
+	if err := e.db.EndCollection(ctx, id, store.CollectionResult{State: store.CollectDone, FilePath: "/tmp/evil", FileSize: 4, SHA256: sha}); err != nil {
+		t.Fatal(err)
+	}
+	e.flush(t)
+	if tab := e.tabField(t, e.rows[0].IRISID, "Hits"); !strings.Contains(tab, "collected: SHA-256 "+sha) {
+		t.Fatalf("tab after the collection ended:\n%s", tab)
+	}
+}

@@ -295,6 +295,15 @@ func (w *Writer) tabView(d store.TabData) (t render.Tab, statusKey, detailKey st
 			break
 		}
 		t.Hits = append(t.Hits, h.hit)
+		// A collection's end (collected, failed) is written at once, like
+		// a status; its other moves (queued, held, running) are details.
+		switch line := h.hit.Collection; {
+		case line == "":
+		case strings.HasPrefix(line, "collected") || strings.HasPrefix(line, "collection failed"):
+			keys = append(keys, fmt.Sprintf("hit %d: %s", i, line))
+		default:
+			details = append(details, fmt.Sprintf("hit %d: %s", i, line))
+		}
 	}
 	t.HostCount = d.HostCount
 	t.Status = strings.Join(statuses, " | ")
