@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path"
 	"regexp"
 	"strings"
 	"sync"
@@ -50,6 +51,7 @@ type Store interface {
 	DeferCollection(ctx context.Context, id int64, reason string, next time.Time) error
 	SetCollectionFlowState(ctx context.Context, id int64, state string) error
 	EndCollection(ctx context.Context, id int64, r store.CollectionResult) error
+	CollectionWanted(ctx context.Context, id int64) (bool, error)
 }
 
 // Kind is what a hit of one kind collects.
@@ -76,6 +78,10 @@ type Collector struct {
 	// a collection may take from its hit, waiting for its client included,
 	// before its flow is cancelled and it fails.
 	Timeout, Expire time.Duration
+	// Never are path patterns (path.Match, case-insensitive, "/" for
+	// "\\") of files never uploaded, whatever IOC matched them:
+	// credential stores an IOC could otherwise pull into Velociraptor.
+	Never []string
 	// MaxAge: a hit older than this when the collector first sees it (one
 	// recorded while collections were off) collects nothing (default 1h).
 	MaxAge time.Duration
@@ -94,6 +100,10 @@ type Collector struct {
 
 // Launch attempts before a collection fails for good.
 const maxAttempts = 5
+
+// launchGrace is how long after a start whose outcome was not recorded
+// the collector waits before it looks for the flow by marker.
+const launchGrace = 30 * time.Second
 
 func (c *Collector) init() {
 	c.mu.Lock()
@@ -243,6 +253,10 @@ func (c *Collector) plan(h store.CollectHit) *store.NewCollection {
 	arts, _ := json.Marshal(nonNil(k.Artifacts))
 	file := k.File && (h.Source == "file" || h.Source == "process") && absPath.MatchString(h.Evidence) &&
 		len(h.Evidence) < maxPath && !strings.ContainsAny(h.Evidence, "\x00\n\r")
+	if file && c.never(h.Evidence) {
+		c.Logger.Warn("hit's file not collected: its path is on collect.never_paths", "hit", h.HitID, "client_id", h.ClientID)
+		file = false
+	}
 	switch {
 	case file:
 		return &store.NewCollection{Target: "file:" + h.Evidence, Path: h.Evidence, Artifacts: string(arts), MaxBytes: k.MaxBytes,
@@ -295,7 +309,9 @@ func (c *Collector) step(ctx context.Context, col store.Collection, usage map[st
 	}
 	switch col.State {
 	case store.CollectLaunching:
-		if c.Now().Before(col.NextAt) {
+		// A start cut off by a crash is looked up by marker only once the
+		// server has surely recorded a flow the request made.
+		if c.Now().Before(col.NextAt) || c.Now().Sub(col.Launched) < launchGrace {
 			return nil
 		}
 		return c.recover(ctx, vr, col)
@@ -315,6 +331,12 @@ func (c *Collector) step(ctx context.Context, col store.Collection, usage map[st
 	}
 	if now.Before(col.NextAt) {
 		return nil
+	}
+	switch wanted, err := c.Store.CollectionWanted(ctx, col.ID); {
+	case err != nil:
+		return err
+	case !wanted:
+		return c.fail(ctx, col, "not started: the case was closed, the IOC removed, or collections turned off for the case")
 	}
 	u, err := c.usage(ctx, col.Server, usage)
 	if err != nil {
@@ -549,4 +571,15 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// never reports whether a path matches one of the Never patterns.
+func (c *Collector) never(p string) bool {
+	p = strings.ToLower(strings.ReplaceAll(p, `\`, "/"))
+	for _, pat := range c.Never {
+		if ok, _ := path.Match(strings.ToLower(strings.ReplaceAll(pat, `\`, "/")), p); ok {
+			return true
+		}
+	}
+	return false
 }

@@ -205,11 +205,68 @@ func TestOneCollectionPerFile(t *testing.T) {
 	if k := e.outbox(t); k["evidence"] != 1 || k["collected"] != 2 {
 		t.Fatalf("outbox %v, want 1 evidence (one case) and 2 collected events (two hits)", k)
 	}
-	// A later hit on the same file records the collection at once.
+	// A hit on the same file found after the collection ended is not
+	// given that collection (the file may have changed since; the hit may
+	// be another case's): it gets its own (adversarial review).
+	e.clk.Add(time.Minute)
 	e.hit(t, 0, "C.1", "process", path)
 	e.pass(t)
+	if len(e.vr.asked) != 2 {
+		t.Fatalf("asked %d collections, want a second one for the later hit", len(e.vr.asked))
+	}
+	list, _ := e.db.Collections(context.Background(), 10)
+	if len(list) != 2 || list[1].State != store.CollectDone || list[1].Target != "file:"+path+"#1" {
+		t.Fatalf("collections %+v", list)
+	}
+}
+
+// A hit found while its file's collection runs shares it.
+func TestHitDuringCollectionShares(t *testing.T) {
+	e := setup(t, ioc.KindFile, collect.Kind{File: true, MaxBytes: 100}, collect.Limits{})
+	e.hit(t, 0, "C.1", "file", "/tmp/a")
+	e.pass(t)
+	e.clk.Add(time.Second)
+	e.hit(t, 1, "C.1", "file", "/tmp/a")
+	e.pass(t)
+	e.vr.finish("F.1", velociraptor.CollectedFile{Marker: e.vr.asked[0].Marker, Path: "/tmp/a", Size: 4, Uploaded: true, SHA256: sum})
+	e.pass(t)
 	if len(e.vr.asked) != 1 {
-		t.Fatalf("asked again")
+		t.Fatalf("asked %d", len(e.vr.asked))
+	}
+	if k := e.outbox(t); k["collected"] != 2 || k["evidence"] != 1 {
+		t.Fatalf("outbox %v", k)
+	}
+}
+
+// Credential stores are never uploaded, whatever IOC matched them.
+func TestNeverPaths(t *testing.T) {
+	e := setup(t, ioc.KindFile, collect.Kind{File: true, MaxBytes: 100}, collect.Limits{})
+	e.c.Never = []string{"/etc/shadow", "C:/Windows/System32/config/*"}
+	e.hit(t, 0, "C.1", "file", "/etc/shadow")
+	e.hit(t, 0, "C.2", "file", `c:\windows\system32\CONFIG\SAM`)
+	e.hit(t, 0, "C.3", "file", "/etc/passwd")
+	e.pass(t)
+	if len(e.vr.asked) != 1 || e.vr.asked[0].Path != "/etc/passwd" {
+		t.Fatalf("asked %+v", e.vr.asked)
+	}
+}
+
+// A queued collection whose case was closed, or turned to collect: false,
+// since its hit was found does not start.
+func TestUnwantedCollectionNotStarted(t *testing.T) {
+	e := setup(t, ioc.KindFile, collect.Kind{File: true, MaxBytes: 100}, collect.Limits{InFlight: 1})
+	e.hit(t, 0, "C.1", "file", "/tmp/a")
+	e.hit(t, 0, "C.1", "file", "/tmp/b")
+	e.pass(t)
+	if err := e.db.UpsertCase(context.Background(), ioc.Case{ID: e.cid, Open: true}, ioc.Route{Server: "main", NoCollect: true}); err != nil {
+		t.Fatal(err)
+	}
+	e.vr.finish("F.1", velociraptor.CollectedFile{Marker: e.vr.asked[0].Marker, Path: "/tmp/a", Size: 4, Uploaded: true, SHA256: sum})
+	e.pass(t)
+	e.pass(t)
+	list, _ := e.db.Collections(context.Background(), 10)
+	if len(e.vr.asked) != 1 || list[0].State != store.CollectFailed || !strings.Contains(list[0].Reason, "turned off") {
+		t.Fatalf("asked %d, collections %+v", len(e.vr.asked), list)
 	}
 }
 

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"path"
 	"regexp"
 	"time"
 
@@ -23,6 +24,19 @@ type Collect struct {
 	// EvidenceType is the IRIS evidence type of the records velohunt adds
 	// (default "Unspecified").
 	EvidenceType string `yaml:"evidence_type"`
+	// NeverPaths are files never uploaded, whatever IOC matched them
+	// (path.Match patterns, case-insensitive, "/" for "\\"; "*" does not
+	// cross a folder): credential stores a path IOC typed into IRIS could
+	// otherwise pull into Velociraptor. Setting it replaces the defaults.
+	NeverPaths []string `yaml:"never_paths"`
+}
+
+// DefaultNeverPaths are the credential stores velohunt never uploads.
+func DefaultNeverPaths() []string {
+	return []string{"/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/security/opasswd",
+		"/etc/ssh/ssh_host_*_key", "/root/.ssh/id_*", "/home/*/.ssh/id_*", "/etc/krb5.keytab",
+		"C:/Windows/System32/config/*", "C:/Windows/System32/config/RegBack/*", "C:/Windows/NTDS/*",
+		"C:/Users/*/AppData/Roaming/Microsoft/Protect/*/*", "C:/Users/*/NTUSER.DAT"}
 }
 
 // CollectKind is what a hit of one kind collects.
@@ -96,6 +110,11 @@ func (c *Config) validateCollect() error {
 	}
 	if c.Collect.EvidenceType == "" {
 		return &FieldError{Field: "collect.evidence_type", Err: ErrMissing}
+	}
+	for i, p := range c.Collect.NeverPaths {
+		if _, err := path.Match(p, ""); err != nil {
+			return fieldErr(fmt.Sprintf("collect.never_paths[%d]", i), "%q is not a path pattern: %v", p, err)
+		}
 	}
 	for name, k := range c.Hunting.Kinds {
 		f := "hunting.kinds." + name + ".collect"

@@ -301,7 +301,8 @@ func Default() Config {
 			ArtifactsDir:    "templates/artifacts",
 			Kinds:           DefaultKinds(),
 		},
-		Collect: Collect{Timeout: Duration(DefaultCollectTimeout), Expire: Duration(DefaultCollectExpire), EvidenceType: DefaultCollectEvidenceType},
+		Collect: Collect{Timeout: Duration(DefaultCollectTimeout), Expire: Duration(DefaultCollectExpire), EvidenceType: DefaultCollectEvidenceType,
+			NeverPaths: DefaultNeverPaths()},
 		Intake:  Intake{Reconcile: "*/5 * * * *", TimeZone: "UTC", SyncDelay: Duration(2 * time.Second), FullSyncEvery: Duration(time.Hour)},
 		Watcher: Watcher{Schedule: "@every 30s", WatchFlows: true},
 		Writeback: Writeback{

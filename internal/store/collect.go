@@ -86,9 +86,18 @@ func (db *DB) DecideCollect(ctx context.Context, hitID int64, nc *NewCollection)
 			return err
 		}
 		var server, org, client string
-		var iocID int64
-		if err := tx.QueryRowContext(ctx, `SELECT server, org, client_id, ioc_id FROM hits WHERE id = ?`, hitID).
-			Scan(&server, &org, &client, &iocID); err != nil {
+		var iocID, created int64
+		if err := tx.QueryRowContext(ctx, `SELECT server, org, client_id, ioc_id, created_at FROM hits WHERE id = ?`, hitID).
+			Scan(&server, &org, &client, &iocID, &created); err != nil {
+			return fmt.Errorf("decide collection of hit %d: %w", hitID, err)
+		}
+		// A collection that ended before this hit was found is not its
+		// evidence (the file at that path may be another one by now, or
+		// the hit another case's): it keeps its records under a retired
+		// target, and the hit gets a collection of its own.
+		if _, err := tx.ExecContext(ctx, `UPDATE collections SET target = target || '#' || id WHERE server = ? AND org = ?
+			AND client_id = ? AND target = ? AND state IN ('collected','failed') AND ended_at < ?`,
+			server, org, client, nc.Target, created); err != nil {
 			return fmt.Errorf("decide collection of hit %d: %w", hitID, err)
 		}
 		marker, err := randomMarker()
@@ -403,4 +412,17 @@ func (db *DB) HitCollection(ctx context.Context, hitID int64) (Collection, error
 		return c, fmt.Errorf("collection of hit %d: %w", hitID, err)
 	}
 	return c, nil
+}
+
+// CollectionWanted reports whether a collection still serves a hit of an
+// open case whose route allows collections (a case closed, or turned to
+// collect: false, since its hit was found wants none).
+func (db *DB) CollectionWanted(ctx context.Context, id int64) (bool, error) {
+	var n int
+	err := db.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM hits h JOIN iocs i ON i.id = h.ioc_id JOIN cases c ON c.case_id = i.case_id
+		WHERE h.collection_id = ? AND c.is_open = 1 AND c.no_collect = 0 AND i.state != 'removed'`, id).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("collection %d: %w", id, err)
+	}
+	return n > 0, nil
 }
