@@ -26,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/velohunt/velohunt/internal/config"
 	"github.com/velohunt/velohunt/internal/iris"
 	"github.com/velohunt/velohunt/internal/velociraptor/velotest"
 )
@@ -52,10 +53,16 @@ func TestRealIRISUI(t *testing.T) {
 	}
 	defer vr.Close()
 	vr.AddEndpoint(velotest.Endpoint{ClientID: "C.3333333333333333", Hostname: host, OS: "windows", Online: true,
-		Files: []velotest.File{{Path: file, Size: 32, MD5: hex.EncodeToString(sum[:])}}})
+		Files: []velotest.File{{Path: file, Content: content}}})
 	apiPath, _ := vr.WriteAPIConfig(dir, "velohunt")
 	cfg := realIRISConfig(dir, url, key, adminKey, insecure, apiPath)
 	cfg.Intake.Reconcile = "* * * * *"
+	// The hit is collected: an evidence whose name and description carry
+	// the endpoint's text, and a "collected" event.
+	k := cfg.Hunting.Kinds["hash"]
+	k.Collect = config.CollectKind{File: true}
+	cfg.Hunting.Kinds["hash"] = k
+	cfg.Writeback.TabMinInterval = 0
 	app := openTestApp(t, cfg)
 	defer app.Close(context.Background())
 	admin, _ := iris.New(iris.Options{URL: url, APIKey: adminKey, InsecureSkipVerify: insecure, Timeout: 30 * time.Second})
@@ -85,51 +92,26 @@ func TestRealIRISUI(t *testing.T) {
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
 		events, _ := admin.ListEvents(ctx, cid)
+		evidences, _ := admin.ListEvidences(ctx, cid)
 		tab, _ := admin.IOCAttributes(ctx, cid, x.ID, cfg.Writeback.TabName)
-		if len(events) > 0 && strings.HasPrefix(tab["Status"], "HIT") {
+		if len(events) > 1 && len(evidences) > 0 && strings.HasPrefix(tab["Status"], "HIT") {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no hit in IRIS after 3 minutes: %d events, tab %q", len(events), tab["Status"])
+			t.Fatalf("no hit and evidence in IRIS after 3 minutes: %d events, %d evidences, tab %q", len(events), len(evidences), tab["Status"])
 		}
 		time.Sleep(time.Second)
 	}
 
-	// The browser.
-	work := t.TempDir()
-	script, _ := os.ReadFile("testdata/iris_ui.mjs")
-	os.WriteFile(filepath.Join(work, "iris_ui.mjs"), script, 0o644)
-	if err := os.Symlink(filepath.Join(pw, "node_modules"), filepath.Join(work, "node_modules")); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("node", "iris_ui.mjs")
-	cmd.Dir = work
-	cmd.Env = append(os.Environ(), "IRIS_URL="+strings.TrimRight(url, "/"), "IRIS_USER=administrator", "IRIS_PASSWORD="+password,
-		fmt.Sprintf("CASE_ID=%d", cid), fmt.Sprintf("IOC_ID=%d", x.ID), "CHROMIUM="+os.Getenv("VELOHUNT_TEST_CHROMIUM"))
-	out, err := cmd.Output()
-	if err != nil {
-		var stderr string
-		if ee, ok := err.(*exec.ExitError); ok {
-			stderr = string(ee.Stderr)
-		}
-		t.Fatalf("browser: %v\n%s", err, stderr)
-	}
-	var seen struct {
-		Events  []string `json:"events"`
-		IOC     []string `json:"ioc"`
-		Assets  string   `json:"assets"`
-		Dialogs int      `json:"dialogs"`
-		Images  []string `json:"images"`
-	}
-	if err := json.Unmarshal(out, &seen); err != nil {
-		t.Fatalf("browser output %q: %v", out, err)
-	}
+	waitDrained(t, app, time.Minute)
+
+	seen := runIRISBrowser(t, url, password, pw, cid, x.ID, true, "", "")
 	if seen.Dialogs != 0 {
 		t.Fatalf("%d JavaScript dialogs opened: endpoint text ran as script", seen.Dialogs)
 	}
-	for _, src := range seen.Images {
-		if src == "x" {
-			t.Fatal("the timeline shows an <img> made from endpoint text")
+	for _, img := range seen.Images {
+		if img.Src == "x" || strings.Contains(strings.ToLower(img.HTML), "onerror") {
+			t.Fatalf("the %s shows an <img> made from endpoint text: %s", img.Where, img.HTML)
 		}
 	}
 	// Timeline: title and content show the file name with the documented
@@ -152,5 +134,92 @@ func TestRealIRISUI(t *testing.T) {
 	if !strings.Contains(seen.Assets, shownHost) {
 		t.Fatalf("the assets table does not show %q:\n%s", shownHost, seen.Assets)
 	}
-	t.Logf("timeline, IOC tab and assets show the planted names; %d dialogs", seen.Dialogs)
+	// Evidence list: the file's name as velohunt wrote it (‹ ›), as text.
+	shownName := strings.NewReplacer("<", "‹", ">", "›").Replace(file[strings.LastIndex(file, `\`)+1:])
+	if !strings.Contains(seen.Evidences, shownName) {
+		t.Fatalf("the evidence list (/case/evidences) does not show %q:\n%s", shownName, seen.Evidences)
+	}
+	// Evidence dialog: the name field, and the description as IRIS renders
+	// it (Markdown to HTML): the file path and host name as velohunt wrote
+	// them (code blocks, with the ‹ › substitution), as text, no element
+	// made from them.
+	ev := seen.Evidence
+	if ev == nil {
+		t.Fatal("the evidence dialog was not read")
+	}
+	if ev.Inputs["filename"] != shownName {
+		t.Fatalf("the evidence dialog's name field shows %q, want %q", ev.Inputs["filename"], shownName)
+	}
+	if !ev.PreviewShown {
+		t.Fatal("the evidence dialog's description preview (#target_evidence_desc) is not displayed")
+	}
+	if !strings.Contains(ev.Preview, shownFile) || !strings.Contains(ev.Preview, shownHost) {
+		t.Fatalf("the evidence dialog's description preview (#target_evidence_desc) does not show %q and %q as text:\n%s", shownFile, shownHost, ev.Preview)
+	}
+	for _, tag := range ev.PreviewTags {
+		switch tag {
+		case "img", "i", "script", "iframe", "svg", "object", "embed", "style", "form", "input":
+			t.Fatalf("the evidence dialog's description preview (#target_evidence_desc) has a <%s> element (endpoint text became HTML); elements: %v\n%s", tag, ev.PreviewTags, ev.Preview)
+		}
+	}
+	t.Logf("timeline, IOC tab, assets, evidence list and evidence dialog show the planted names; %d dialogs; preview elements %v", seen.Dialogs, ev.PreviewTags)
+}
+
+// irisSeen is what testdata/iris_ui.mjs read in the browser.
+type irisSeen struct {
+	Events    []string `json:"events"`
+	IOC       []string `json:"ioc"`
+	Assets    string   `json:"assets"`
+	Evidences string   `json:"evidences"`
+	Evidence  *struct {
+		Inputs       map[string]string `json:"inputs"`
+		Preview      string            `json:"preview"`
+		PreviewTags  []string          `json:"previewTags"`
+		PreviewShown bool              `json:"previewShown"`
+	} `json:"evidence"`
+	Dialogs int `json:"dialogs"`
+	Images  []struct {
+		Where string `json:"where"`
+		Src   string `json:"src"`
+		HTML  string `json:"html"`
+	} `json:"images"`
+}
+
+// runIRISBrowser runs testdata/iris_ui.mjs in headless Chromium, logged
+// in to IRIS at url as the administrator, on case cid and IOC iocID; with
+// evidence, it reads the evidence list and dialog too. With shots set, the
+// script saves its screenshots there, the IOC dialog on the tab tabName.
+func runIRISBrowser(t *testing.T, url, password, pw string, cid, iocID int64, evidence bool, tabName, shots string) irisSeen {
+	t.Helper()
+	work := t.TempDir()
+	script, err := os.ReadFile("testdata/iris_ui.mjs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(work, "iris_ui.mjs"), script, 0o644)
+	if err := os.Symlink(filepath.Join(pw, "node_modules"), filepath.Join(work, "node_modules")); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("node", "iris_ui.mjs")
+	cmd.Dir = work
+	ev := "0"
+	if evidence {
+		ev = "1"
+	}
+	cmd.Env = append(os.Environ(), "IRIS_URL="+strings.TrimRight(url, "/"), "IRIS_USER=administrator", "IRIS_PASSWORD="+password,
+		fmt.Sprintf("CASE_ID=%d", cid), fmt.Sprintf("IOC_ID=%d", iocID), "CHROMIUM="+os.Getenv("VELOHUNT_TEST_CHROMIUM"),
+		"EVIDENCE="+ev, "TAB_NAME="+tabName, "SCREENSHOT_DIR="+shots)
+	out, err := cmd.Output()
+	if err != nil {
+		var stderr string
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = string(ee.Stderr)
+		}
+		t.Fatalf("browser: %v\n%s", err, stderr)
+	}
+	var seen irisSeen
+	if err := json.Unmarshal(out, &seen); err != nil {
+		t.Fatalf("browser output %q: %v", out, err)
+	}
+	return seen
 }
