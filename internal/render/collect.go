@@ -53,7 +53,7 @@ func (c Collection) view() collectionView {
 	v.Host = Clip(Line(host), 80)
 	v.ClientID = Token(c.ClientID)
 	v.Collected, v.Reason, v.Path, v.Size = c.Collected, Line(c.Reason), Line(c.Path), c.Size
-	v.SHA256, v.MD5 = Token(c.SHA256), Token(c.MD5)
+	v.SHA256, v.MD5 = tokenOrEmpty(c.SHA256), tokenOrEmpty(c.MD5)
 	for _, a := range c.Artifacts {
 		v.Artifacts = append(v.Artifacts, Token(a))
 	}
@@ -61,7 +61,7 @@ func (c Collection) view() collectionView {
 	if c.Path != "" {
 		v.What = Clip(Line(FileName(c.Path)), 80)
 	}
-	v.FlowID, v.HuntID, v.Server, v.Org = Token(c.FlowID), Token(c.HuntID), Token(c.Server), Token(c.Org)
+	v.FlowID, v.HuntID, v.Server, v.Org = Token(c.FlowID), Token(c.HuntID), Token(c.Server), tokenOrEmpty(c.Org)
 	v.FlowURL, v.Marker = Line(c.FlowURL), Token(c.Marker)
 	return v
 }
@@ -110,4 +110,13 @@ func EvidenceFilename(c Collection) string {
 		name = fmt.Sprintf("file %s", name)
 	}
 	return name
+}
+
+// tokenOrEmpty is Token, and "" for "" (templates test it to leave a part
+// out).
+func tokenOrEmpty(s string) string {
+	if s == "" {
+		return ""
+	}
+	return Token(s)
 }
