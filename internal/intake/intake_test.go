@@ -693,3 +693,49 @@ func TestManualTriggersOneBatch(t *testing.T) {
 		t.Fatalf("X triggered again from case %d queued in %v, want only there (no task left over)", m.a, got)
 	}
 }
+
+// duringList calls fn with the first case it listed IOCs of, when the
+// sync lists the IOCs of a second case: the first is done by then.
+type duringList struct {
+	intake.IRIS
+	first int64
+	fn    func(first int64)
+}
+
+func (d *duringList) ListIOCs(ctx context.Context, cid int64) ([]ioc.IOC, error) {
+	switch {
+	case d.first == 0:
+		d.first = cid
+	case d.fn != nil:
+		d.fn(d.first)
+		d.fn = nil
+	}
+	return d.IRIS.ListIOCs(ctx, cid)
+}
+
+// A full sync requested while one runs (a cron tick, or the start-up sync
+// running when an IOC is added to a case it already listed) runs after
+// it: the running one's end used to clear the request, and the IOC waited
+// for the next tick (found by the real hit-to-evidence test, which waited
+// up to 5 minutes on an IRIS with many cases).
+func TestFullSyncRequestedDuringSync(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t)
+	e.admin.AddCase(ctx, "case d1", "desc", 1, "")
+	e.admin.AddCase(ctx, "case d2", "desc", 1, "")
+	var late int64
+	e.syncer.IRIS = &duringList{IRIS: e.syncer.IRIS, fn: func(first int64) {
+		late = first
+		e.admin.AddIOC(ctx, first, iris.NewIOC{Value: "late.example", TypeID: iristest.TypeID("domain")})
+		e.in.RequestFullSync()
+	}}
+	if err := e.in.Step(ctx); err != nil { // start-up sync
+		t.Fatal(err)
+	}
+	if err := e.in.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.states(t, late)["late.example"]; got != store.StateQueued {
+		t.Fatalf("the IOC added during a sync was not synced by the one requested then: state %q", got)
+	}
+}

@@ -102,18 +102,24 @@ func (in *Intake) afterStep(err error) time.Duration {
 // Step runs one iteration: a full sync if one is due, then the stored
 // webhook events. Events stay stored until they are handled.
 func (in *Intake) Step(ctx context.Context) error {
+	// The request is taken before the sync runs: one made while it runs
+	// (a cron tick, an IOC added meanwhile) makes another sync after it,
+	// instead of being cleared by this one's end.
 	in.mu.Lock()
 	due := in.fullDue
+	in.fullDue = false
 	complete := in.lastComplete.IsZero() || in.Now().Sub(in.lastComplete) >= in.FullEvery
 	in.mu.Unlock()
 	if due {
 		rep, err := in.Syncer.Sync(ctx, "reconcile", complete)
 		in.notify(rep.Added + rep.Changed)
 		if err != nil {
+			in.mu.Lock()
+			in.fullDue = true
+			in.mu.Unlock()
 			return err
 		}
 		in.mu.Lock()
-		in.fullDue = false
 		if complete {
 			in.lastComplete = in.Now()
 		}
