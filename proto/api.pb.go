@@ -1,9 +1,11 @@
 // velohunt's own description of the part of Velociraptor's gRPC API that it
-// calls: the streaming Query method and its messages. Written for velohunt;
-// the package, message names and field numbers match Velociraptor's wire
-// format (package "proto", service "API", method "/proto.API/Query") so the
-// real server understands it. Only the fields velohunt reads or writes are
-// declared; unknown fields sent by the server are kept and ignored.
+// calls: the streaming Query method and its messages, and VFSGetBuffer
+// (reading a stored file, such as a flow's upload, in slices). Written for
+// velohunt; the package, message names and field numbers match
+// Velociraptor's wire format (package "proto", service "API", methods
+// "/proto.API/Query" and "/proto.API/VFSGetBuffer") so the real server
+// understands it. Only the fields velohunt reads or writes are declared;
+// unknown fields sent by the server are kept and ignored.
 //
 // Regenerate the Go code with: go generate ./proto
 
@@ -407,6 +409,102 @@ func (x *VQLResponse) GetOrgId() string {
 	return ""
 }
 
+// VFSFileBuffer asks for, and returns, a slice of a file in the server's
+// file store. With client_id empty, components is the path from the root
+// of org_id's file store (e.g. a flow's upload, as uploads() names it).
+// padding unset or true fills the holes of a sparse upload with zeros.
+type VFSFileBuffer struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClientId      string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	Offset        uint64                 `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	Length        uint32                 `protobuf:"varint,4,opt,name=length,proto3" json:"length,omitempty"`
+	Data          []byte                 `protobuf:"bytes,5,opt,name=data,proto3" json:"data,omitempty"`
+	Components    []string               `protobuf:"bytes,6,rep,name=components,proto3" json:"components,omitempty"`
+	OrgId         string                 `protobuf:"bytes,7,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	Padding       *bool                  `protobuf:"varint,8,opt,name=padding,proto3,oneof" json:"padding,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VFSFileBuffer) Reset() {
+	*x = VFSFileBuffer{}
+	mi := &file_api_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VFSFileBuffer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VFSFileBuffer) ProtoMessage() {}
+
+func (x *VFSFileBuffer) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VFSFileBuffer.ProtoReflect.Descriptor instead.
+func (*VFSFileBuffer) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *VFSFileBuffer) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *VFSFileBuffer) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *VFSFileBuffer) GetLength() uint32 {
+	if x != nil {
+		return x.Length
+	}
+	return 0
+}
+
+func (x *VFSFileBuffer) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *VFSFileBuffer) GetComponents() []string {
+	if x != nil {
+		return x.Components
+	}
+	return nil
+}
+
+func (x *VFSFileBuffer) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+func (x *VFSFileBuffer) GetPadding() bool {
+	if x != nil && x.Padding != nil {
+		return *x.Padding
+	}
+	return false
+}
+
 var File_api_proto protoreflect.FileDescriptor
 
 const file_api_proto_rawDesc = "" +
@@ -443,9 +541,22 @@ const file_api_proto_rawDesc = "" +
 	"total_rows\x18\a \x01(\x04R\ttotalRows\x12'\n" +
 	"\x05types\x18\b \x03(\v2\x11.proto.VQLTypeMapR\x05types\x12\x10\n" +
 	"\x03log\x18\t \x01(\tR\x03log\x12\x15\n" +
-	"\x06org_id\x18\f \x01(\tR\x05orgId2?\n" +
+	"\x06org_id\x18\f \x01(\tR\x05orgId\"\xd2\x01\n" +
+	"\rVFSFileBuffer\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x16\n" +
+	"\x06offset\x18\x03 \x01(\x04R\x06offset\x12\x16\n" +
+	"\x06length\x18\x04 \x01(\rR\x06length\x12\x12\n" +
+	"\x04data\x18\x05 \x01(\fR\x04data\x12\x1e\n" +
+	"\n" +
+	"components\x18\x06 \x03(\tR\n" +
+	"components\x12\x15\n" +
+	"\x06org_id\x18\a \x01(\tR\x05orgId\x12\x1d\n" +
+	"\apadding\x18\b \x01(\bH\x00R\apadding\x88\x01\x01B\n" +
+	"\n" +
+	"\b_padding2}\n" +
 	"\x03API\x128\n" +
-	"\x05Query\x12\x17.proto.VQLCollectorArgs\x1a\x12.proto.VQLResponse\"\x000\x01B*Z(github.com/velohunt/velohunt/proto;protob\x06proto3"
+	"\x05Query\x12\x17.proto.VQLCollectorArgs\x1a\x12.proto.VQLResponse\"\x000\x01\x12<\n" +
+	"\fVFSGetBuffer\x12\x14.proto.VFSFileBuffer\x1a\x14.proto.VFSFileBuffer\"\x00B*Z(github.com/velohunt/velohunt/proto;protob\x06proto3"
 
 var (
 	file_api_proto_rawDescOnce sync.Once
@@ -459,13 +570,14 @@ func file_api_proto_rawDescGZIP() []byte {
 	return file_api_proto_rawDescData
 }
 
-var file_api_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_api_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_api_proto_goTypes = []any{
 	(*VQLRequest)(nil),       // 0: proto.VQLRequest
 	(*VQLEnv)(nil),           // 1: proto.VQLEnv
 	(*VQLCollectorArgs)(nil), // 2: proto.VQLCollectorArgs
 	(*VQLTypeMap)(nil),       // 3: proto.VQLTypeMap
 	(*VQLResponse)(nil),      // 4: proto.VQLResponse
+	(*VFSFileBuffer)(nil),    // 5: proto.VFSFileBuffer
 }
 var file_api_proto_depIdxs = []int32{
 	0, // 0: proto.VQLCollectorArgs.Query:type_name -> proto.VQLRequest
@@ -473,9 +585,11 @@ var file_api_proto_depIdxs = []int32{
 	0, // 2: proto.VQLResponse.Query:type_name -> proto.VQLRequest
 	3, // 3: proto.VQLResponse.types:type_name -> proto.VQLTypeMap
 	2, // 4: proto.API.Query:input_type -> proto.VQLCollectorArgs
-	4, // 5: proto.API.Query:output_type -> proto.VQLResponse
-	5, // [5:6] is the sub-list for method output_type
-	4, // [4:5] is the sub-list for method input_type
+	5, // 5: proto.API.VFSGetBuffer:input_type -> proto.VFSFileBuffer
+	4, // 6: proto.API.Query:output_type -> proto.VQLResponse
+	5, // 7: proto.API.VFSGetBuffer:output_type -> proto.VFSFileBuffer
+	6, // [6:8] is the sub-list for method output_type
+	4, // [4:6] is the sub-list for method input_type
 	4, // [4:4] is the sub-list for extension type_name
 	4, // [4:4] is the sub-list for extension extendee
 	0, // [0:4] is the sub-list for field type_name
@@ -486,13 +600,14 @@ func file_api_proto_init() {
 	if File_api_proto != nil {
 		return
 	}
+	file_api_proto_msgTypes[5].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_proto_rawDesc), len(file_api_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

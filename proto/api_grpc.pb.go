@@ -1,9 +1,11 @@
 // velohunt's own description of the part of Velociraptor's gRPC API that it
-// calls: the streaming Query method and its messages. Written for velohunt;
-// the package, message names and field numbers match Velociraptor's wire
-// format (package "proto", service "API", method "/proto.API/Query") so the
-// real server understands it. Only the fields velohunt reads or writes are
-// declared; unknown fields sent by the server are kept and ignored.
+// calls: the streaming Query method and its messages, and VFSGetBuffer
+// (reading a stored file, such as a flow's upload, in slices). Written for
+// velohunt; the package, message names and field numbers match
+// Velociraptor's wire format (package "proto", service "API", methods
+// "/proto.API/Query" and "/proto.API/VFSGetBuffer") so the real server
+// understands it. Only the fields velohunt reads or writes are declared;
+// unknown fields sent by the server are kept and ignored.
 //
 // Regenerate the Go code with: go generate ./proto
 
@@ -28,16 +30,20 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	API_Query_FullMethodName = "/proto.API/Query"
+	API_Query_FullMethodName        = "/proto.API/Query"
+	API_VFSGetBuffer_FullMethodName = "/proto.API/VFSGetBuffer"
 )
 
 // APIClient is the client API for API service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// API is the Velociraptor API service; velohunt uses only Query.
+// API is the Velociraptor API service; velohunt uses Query, and
+// VFSGetBuffer to read collected files (both part of the server's stable
+// API).
 type APIClient interface {
 	Query(ctx context.Context, in *VQLCollectorArgs, opts ...grpc.CallOption) (grpc.ServerStreamingClient[VQLResponse], error)
+	VFSGetBuffer(ctx context.Context, in *VFSFileBuffer, opts ...grpc.CallOption) (*VFSFileBuffer, error)
 }
 
 type aPIClient struct {
@@ -67,13 +73,26 @@ func (c *aPIClient) Query(ctx context.Context, in *VQLCollectorArgs, opts ...grp
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type API_QueryClient = grpc.ServerStreamingClient[VQLResponse]
 
+func (c *aPIClient) VFSGetBuffer(ctx context.Context, in *VFSFileBuffer, opts ...grpc.CallOption) (*VFSFileBuffer, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(VFSFileBuffer)
+	err := c.cc.Invoke(ctx, API_VFSGetBuffer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // APIServer is the server API for API service.
 // All implementations must embed UnimplementedAPIServer
 // for forward compatibility.
 //
-// API is the Velociraptor API service; velohunt uses only Query.
+// API is the Velociraptor API service; velohunt uses Query, and
+// VFSGetBuffer to read collected files (both part of the server's stable
+// API).
 type APIServer interface {
 	Query(*VQLCollectorArgs, grpc.ServerStreamingServer[VQLResponse]) error
+	VFSGetBuffer(context.Context, *VFSFileBuffer) (*VFSFileBuffer, error)
 	mustEmbedUnimplementedAPIServer()
 }
 
@@ -86,6 +105,9 @@ type UnimplementedAPIServer struct{}
 
 func (UnimplementedAPIServer) Query(*VQLCollectorArgs, grpc.ServerStreamingServer[VQLResponse]) error {
 	return status.Error(codes.Unimplemented, "method Query not implemented")
+}
+func (UnimplementedAPIServer) VFSGetBuffer(context.Context, *VFSFileBuffer) (*VFSFileBuffer, error) {
+	return nil, status.Error(codes.Unimplemented, "method VFSGetBuffer not implemented")
 }
 func (UnimplementedAPIServer) mustEmbedUnimplementedAPIServer() {}
 func (UnimplementedAPIServer) testEmbeddedByValue()             {}
@@ -119,13 +141,36 @@ func _API_Query_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type API_QueryServer = grpc.ServerStreamingServer[VQLResponse]
 
+func _API_VFSGetBuffer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(VFSFileBuffer)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(APIServer).VFSGetBuffer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: API_VFSGetBuffer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(APIServer).VFSGetBuffer(ctx, req.(*VFSFileBuffer))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // API_ServiceDesc is the grpc.ServiceDesc for API service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
 var API_ServiceDesc = grpc.ServiceDesc{
 	ServiceName: "proto.API",
 	HandlerType: (*APIServer)(nil),
-	Methods:     []grpc.MethodDesc{},
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "VFSGetBuffer",
+			Handler:    _API_VFSGetBuffer_Handler,
+		},
+	},
 	Streams: []grpc.StreamDesc{
 		{
 			StreamName:    "Query",

@@ -42,6 +42,7 @@ var (
 	_ watcher.Store        = (*store.DB)(nil)
 	_ writeback.IRIS       = (*iris.Client)(nil)
 	_ writeback.Store      = (*store.DB)(nil)
+	_ writeback.Files      = (*velociraptor.Client)(nil)
 	_ fleet.Velociraptor   = (*velociraptor.Client)(nil)
 	_ fleet.Store          = (*store.DB)(nil)
 )
@@ -136,7 +137,11 @@ func (a *App) Build(ctx context.Context) error {
 	a.Writer = &writeback.Writer{IRIS: a.IRIS, Store: a.Store, Render: rnd, TabName: c.Writeback.TabName,
 		EventColor: c.Writeback.EventColor, MaxHitsOnTab: c.Writeback.MaxHitsOnTab, TabMinInterval: c.Writeback.TabMinInterval.D(),
 		GUIURL: a.huntURL, FlowURL: a.flowURL, Settle: c.Writeback.Settle.D(), Concurrency: c.Writeback.Concurrency,
-		Resolve: a.resolveRefs, Recorder: a.Metrics, Logger: a.Logger.With("component", "writeback")}
+		Resolve: a.resolveRefs, Recorder: a.Metrics, Logger: a.Logger.With("component", "writeback"),
+		DatastoreMaxBytes: c.Collect.IRISDatastoreMaxBytes, Files: map[string]writeback.Files{}}
+	for name, cl := range a.VR {
+		a.Writer.Files[name] = cl
+	}
 	if a.Collector != nil {
 		a.Collector.Ended = a.Writer.Wake
 	}

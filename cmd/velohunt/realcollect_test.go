@@ -82,13 +82,16 @@ func (e realCollectEnv) collectConfig(cfg *config.Config) {
 // TestRealCollectEvidence: a SHA-256 hit on the real Windows-impersonating
 // client ends, within 30 s of the hit, as an IRIS evidence whose SHA-256
 // is the planted file's, a "collected" event linked to the host's asset,
-// and the hit's tab line saying so.
+// and the hit's tab line saying so; with collect.iris_datastore_max_bytes
+// set, a copy of the file (read back from Velociraptor) is in the case's
+// datastore, and the evidence says so.
 func TestRealCollectEvidence(t *testing.T) {
 	env := needRealIRIS(t)
 	e := needRealCollect(t)
 	ctx := context.Background()
 	cfg := realIRISConfig(t.TempDir(), env.url, env.key, env.adminKey, env.insecure, e.apiCfg)
 	e.collectConfig(&cfg)
+	cfg.Collect.IRISDatastoreMaxBytes = 1 << 20
 	admin, _ := iris.New(iris.Options{URL: env.url, APIKey: env.adminKey, InsecureSkipVerify: env.insecure})
 	cid, err := admin.AddCase(ctx, fmt.Sprintf("velohunt collect %d", time.Now().UnixNano()), "velohunt test: hit to evidence", 1, "")
 	if err != nil {
@@ -143,6 +146,18 @@ func TestRealCollectEvidence(t *testing.T) {
 	if lag > 30*time.Second {
 		t.Errorf("the evidence reached IRIS %s after the hit, want within 30 s", lag)
 	}
+	ds, err := admin.ListDatastore(ctx, cid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ds.Files) != 1 || ds.Files[0].SHA256 != e.sum || ds.Files[0].Size != e.size || ds.Files[0].Password != "infected" ||
+		ds.Files[0].IsIOC || ds.Files[0].Evidence || !strings.Contains(ev.Description, "A copy is in IRIS's datastore") {
+		t.Fatalf("datastore %+v; evidence description:\n%s", ds, ev.Description)
+	}
+	if id, ok := ds.Folder("velohunt"); !ok || ds.Files[0].Folder != id {
+		t.Fatalf("datastore %+v, want the copy in the velohunt folder", ds)
+	}
+	t.Logf("IRIS datastore copy: file #%d %s", ds.Files[0].ID, ds.Files[0].Name)
 	waitDrained(t, app, time.Minute)
 	events, _ := admin.ListEvents(ctx, cid)
 	collected := 0

@@ -29,6 +29,12 @@ type Collect struct {
 	// cross a folder): credential stores a path IOC typed into IRIS could
 	// otherwise pull into Velociraptor. Setting it replaces the defaults.
 	NeverPaths []string `yaml:"never_paths"`
+	// IRISDatastoreMaxBytes, when above 0, also stores a copy of each
+	// collected file of at most this size in the case's IRIS datastore
+	// (folder "velohunt", in a zip with the password "infected"), read
+	// back from Velociraptor and checked against the client's SHA-256.
+	// 0 (the default) keeps the bytes in Velociraptor only.
+	IRISDatastoreMaxBytes int64 `yaml:"iris_datastore_max_bytes"`
 }
 
 // DefaultNeverPaths are the credential stores velohunt never uploads.
@@ -70,6 +76,9 @@ const (
 	DefaultCollectTimeout       = 10 * time.Minute
 	DefaultCollectExpire        = 24 * time.Hour
 	DefaultCollectEvidenceType  = "Unspecified"
+	// MaxIRISDatastoreBytes bounds collect.iris_datastore_max_bytes: the
+	// copy is held in memory, and sent to IRIS in one request.
+	MaxIRISDatastoreBytes = 50 << 20
 )
 
 // artifactName is what Velociraptor accepts as an artifact name.
@@ -110,6 +119,9 @@ func (c *Config) validateCollect() error {
 	}
 	if c.Collect.EvidenceType == "" {
 		return &FieldError{Field: "collect.evidence_type", Err: ErrMissing}
+	}
+	if n := c.Collect.IRISDatastoreMaxBytes; n < 0 || n > MaxIRISDatastoreBytes {
+		return fieldErr("collect.iris_datastore_max_bytes", "must be between 0 (off) and %d (50 MiB)", MaxIRISDatastoreBytes)
 	}
 	for i, p := range c.Collect.NeverPaths {
 		if _, err := path.Match(p, ""); err != nil {

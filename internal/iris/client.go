@@ -93,7 +93,23 @@ type envelope struct {
 
 // do sends a request and decodes data into out (if not nil). cid < 0 means
 // the route takes no case.
-func (c *Client) do(ctx context.Context, method, path string, cid int64, body, out any) (err error) {
+func (c *Client) do(ctx context.Context, method, path string, cid int64, body, out any) error {
+	var rd io.Reader
+	if body == nil && method == http.MethodPost {
+		body = map[string]any{}
+	}
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return fmt.Errorf("iris %s %s: encode: %w", method, path, err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	return c.send(ctx, method, path, cid, "application/json", rd, out)
+}
+
+// send is do with a body of any content type.
+func (c *Client) send(ctx context.Context, method, path string, cid int64, contentType string, rd io.Reader, out any) (err error) {
 	op := method + " " + path
 	if c.observe != nil {
 		start := time.Now()
@@ -113,24 +129,13 @@ func (c *Client) do(ctx context.Context, method, path string, cid int64, body, o
 		q.Set("cid", strconv.FormatInt(cid, 10))
 		u.RawQuery = q.Encode()
 	}
-	var rd io.Reader
-	if body == nil && method == http.MethodPost {
-		body = map[string]any{}
-	}
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return fmt.Errorf("iris %s: encode: %w", op, err)
-		}
-		rd = bytes.NewReader(b)
-	}
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
 	if err != nil {
 		return fmt.Errorf("iris %s: %w", op, err)
 	}
 	req.Header.Set("Authorization", "Bearer "+c.key)
 	// With a JSON content type IRIS answers unknown routes with JSON, not HTML.
-	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Content-Type", contentType)
 	req.Header.Set("Accept", "application/json")
 	resp, err := c.http.Do(req)
 	if err != nil {

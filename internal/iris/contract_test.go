@@ -17,6 +17,8 @@ package iris_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -628,6 +630,76 @@ func TestIRISEvidence(t *testing.T) {
 		var se *iris.StatusError
 		if !errors.As(err, &se) || se.Status != 400 {
 			t.Fatalf("a 1-character file name: err=%v, want 400", err)
+		}
+	})
+}
+
+// TestIRISDatastore: the service user (non-admin, full access to the case)
+// reads the case's datastore tree (made on first use: root "Case N" with
+// Evidences, IOCs and Images), adds a folder under the root, and stores a
+// file there password-protected: IRIS keeps the name and description as
+// sent, the tags, the password (returned in clear), the SHA-256 and size of
+// the bytes sent (the hash upper-case), makes neither an IOC nor an
+// evidence of it, and lists it under the folder. A folder or file under a
+// node of another case, or none, is refused with 400.
+func TestIRISDatastore(t *testing.T) {
+	RunWithIRIS(t, func(t *testing.T, e *irisEnv) {
+		ctx := context.Background()
+		cid := e.newCase(t)
+		ds, err := e.svc.ListDatastore(ctx, cid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, f := range ds.Folders {
+			if f.Parent == ds.Root {
+				names = append(names, f.Name)
+			}
+		}
+		slices.Sort(names)
+		if ds.Root == 0 || !slices.Equal(names, []string{"Evidences", "IOCs", "Images"}) || len(ds.Files) != 0 {
+			t.Fatalf("new tree %+v, want a root with Evidences, IOCs, Images", ds)
+		}
+		folder, err := e.svc.AddDatastoreFolder(ctx, cid, ds.Root, "velohunt")
+		if err != nil || folder == 0 {
+			t.Fatalf("folder %d err=%v", folder, err)
+		}
+		content := []byte("MZ\x00\x01 velohunt datastore conformance " + time.Now().String())
+		sum := sha256.Sum256(content)
+		n := iris.NewDatastoreFile{Name: "evil ‹img src=x›.exe", Description: "copy `vh-0123` of <b>x</b>", Tags: "velohunt,vh-0123",
+			Password: "infected", Content: bytes.NewReader(content)}
+		got, err := e.svc.AddDatastoreFile(ctx, cid, folder, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check := func(what string, f iris.DatastoreFile) {
+			t.Helper()
+			if f.ID == 0 || f.Folder != folder || f.Name != n.Name || f.Description != n.Description || f.Tags != n.Tags ||
+				f.Password != n.Password || f.SHA256 != hex.EncodeToString(sum[:]) || f.Size != int64(len(content)) || f.IsIOC || f.Evidence {
+				t.Fatalf("%s: %+v, want the fields sent (%+v), sha256 %x, %d bytes, not an IOC or evidence", what, f, n, sum, len(content))
+			}
+		}
+		check("added", got)
+		ds, err = e.svc.ListDatastore(ctx, cid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id, ok := ds.Folder("velohunt"); !ok || id != folder || len(ds.Files) != 1 {
+			t.Fatalf("tree after %+v, want the folder %d and one file", ds, folder)
+		}
+		check("listed", ds.Files[0])
+		iocs, _ := e.svc.ListIOCs(ctx, cid)
+		evs, _ := e.svc.ListEvidences(ctx, cid)
+		if len(iocs) != 0 || len(evs) != 0 {
+			t.Fatalf("IOCs %+v evidences %+v: the file made some", iocs, evs)
+		}
+		other := e.newCase(t)
+		var se *iris.StatusError
+		if _, err := e.svc.AddDatastoreFile(ctx, other, folder, iris.NewDatastoreFile{Name: "x", Content: strings.NewReader("x")}); !errors.As(err, &se) || se.Status != 400 {
+			t.Fatalf("a folder of another case: err=%v, want 400", err)
+		}
+		if _, err := e.svc.AddDatastoreFolder(ctx, other, folder, "x"); !errors.As(err, &se) || se.Status != 400 {
+			t.Fatalf("a folder under another case's: err=%v, want 400", err)
 		}
 	})
 }

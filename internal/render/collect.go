@@ -23,6 +23,9 @@ type Collection struct {
 	Server, Org       string
 	FlowURL           string
 	Marker            string
+	// Datastore is velohunt's sentence on the file's copy in IRIS's
+	// datastore (made, or why not); "" when copies are off.
+	Datastore string
 }
 
 // collectionView is what the collection templates see; each field is safe
@@ -41,6 +44,7 @@ type collectionView struct {
 	FlowID, HuntID       string
 	Server, Org, FlowURL string
 	Marker               string
+	Datastore            string
 }
 
 func (c Collection) view() collectionView {
@@ -62,7 +66,7 @@ func (c Collection) view() collectionView {
 		v.What = Clip(Line(FileName(c.Path)), 80)
 	}
 	v.FlowID, v.HuntID, v.Server, v.Org = Token(c.FlowID), Token(c.HuntID), Token(c.Server), tokenOrEmpty(c.Org)
-	v.FlowURL, v.Marker = Line(c.FlowURL), Token(c.Marker)
+	v.FlowURL, v.Marker, v.Datastore = Line(c.FlowURL), Token(c.Marker), Shown(Line(c.Datastore))
 	return v
 }
 

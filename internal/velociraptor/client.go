@@ -244,6 +244,8 @@ func grpcError(op string, err error) error {
 		}
 	case codes.InvalidArgument:
 		code = ioc.EINVALID
+	case codes.NotFound:
+		code = ioc.ENOTFOUND // VFSGetBuffer: no such file in the file store
 	}
 	return fmt.Errorf("velociraptor %s: %w", op, &ioc.Error{Code: code, Message: s.Code().String() + ": " + s.Message()})
 }

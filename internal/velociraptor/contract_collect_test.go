@@ -26,6 +26,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -285,6 +286,45 @@ func collectOnHost(t *testing.T, c *velociraptor.Client, org string, h collectHo
 		found, err := c.FindCollection(ctx, org, h.client, marker)
 		if err != nil || found != flow {
 			t.Fatalf("FindCollection=%q err=%v, want %s", found, err, flow)
+		}
+	})
+	// The collected file's bytes, read back through the stable API
+	// (uploads() and VFSGetBuffer) as the IRIS datastore copy does; a file
+	// of several slices, read whole, hashes as the client reported.
+	t.Run("ReadUpload", func(t *testing.T) {
+		big := make([]byte, 5<<19+7)
+		for i := range big {
+			big[i] = byte(i * 7)
+		}
+		p := h.plant(t, "slices.bin", big)
+		flow, _, got := collect(t, c, org, h, velociraptor.CollectRequest{Path: p, MaxBytes: 4 << 20})
+		ups, err := c.FlowUploads(ctx, org, h.client, flow)
+		if err != nil {
+			t.Fatal(err)
+		}
+		i := slices.IndexFunc(ups, func(u velociraptor.Upload) bool { return u.ClientPath == got.Path })
+		if i < 0 {
+			t.Fatalf("uploads %+v: none at %s", ups, got.Path)
+		}
+		u := ups[i]
+		if u.Size != int64(len(big)) || len(u.Components) < 6 || u.Components[0] != "clients" || u.Components[3] != flow {
+			t.Fatalf("upload %+v", u)
+		}
+		hash := sha256.New()
+		n, err := c.ReadUpload(ctx, org, u, int64(len(big)), hash)
+		if err != nil || n != int64(len(big)) || hex.EncodeToString(hash.Sum(nil)) != got.SHA256 {
+			t.Fatalf("read %d bytes, sha256 %x, err=%v; want %d bytes, %s", n, hash.Sum(nil), err, len(big), got.SHA256)
+		}
+		if _, err := c.ReadUpload(ctx, org, u, int64(len(big))-1, io.Discard); ioc.ErrorCode(err) != ioc.EINVALID {
+			t.Fatalf("over the limit: err=%v, want EINVALID", err)
+		}
+		gone := u
+		gone.Components = append(slices.Clone(u.Components[:len(u.Components)-1]), "not-uploaded.bin")
+		if _, err := c.ReadUpload(ctx, org, gone, 1<<20, io.Discard); ioc.ErrorCode(err) != ioc.ENOTFOUND {
+			t.Fatalf("a path not in the file store: err=%v, want ENOTFOUND", err)
+		}
+		if ups, err := c.FlowUploads(ctx, org, h.client, "F.DOESNOTEXIST"); err != nil || len(ups) != 0 {
+			t.Fatalf("unknown flow: %+v err=%v, want none", ups, err)
 		}
 	})
 	t.Run("ErrTooLarge", func(t *testing.T) {

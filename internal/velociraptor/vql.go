@@ -97,6 +97,14 @@ SELECT VhFlow.flow_id AS FlowId FROM scope()`
 	vqlCancelFlow vql = `LET VhFound <= SELECT state FROM flows(client_id=VhClientId, flow_id=VhFlowId, summary=TRUE)
 SELECT VhFound[0].state AS State, if(condition=VhFound AND VhFound[0].state != "FINISHED" AND VhFound[0].state != "ERROR", then=cancel_flow(client_id=VhClientId, flow_id=VhFlowId).flow_id) AS Cancelled FROM scope()`
 
+	// Env: VhClientId, VhFlowId. The files a flow uploaded, from its
+	// upload metadata (0.77.2 vql/server/flows/uploads.go, READ_RESULTS):
+	// client_path is the path on the client (empty for a client that sent
+	// no components), _Components the file's path in the org's file store
+	// (clients/C/collections/F/uploads/<accessor>/...), which VFSGetBuffer
+	// reads. An unknown flow gives no row.
+	vqlFlowUploads vql = `SELECT client_path, _Components AS Components, file_size, uploaded_size FROM uploads(client_id=VhClientId, flow_id=VhFlowId)`
+
 	// Completed flows, as an endless stream; wakes the watcher early. Never
 	// System.Hunt.Participation: watching it breaks hunt scheduling.
 	vqlWatchFlowCompletion vql = `SELECT FlowId, ClientId FROM watch_monitoring(artifact='System.Flow.Completion') WHERE FlowId =~ '[.]H$'`
@@ -108,5 +116,5 @@ func Queries() []string {
 	return []string{string(vqlVersion), string(vqlCreateHunt), string(vqlStartHunt), string(vqlStopHunt),
 		string(vqlFindHuntByTag), string(vqlHuntInfo), string(vqlHuntFlows), string(vqlHuntFlowsPage), string(vqlFlowResults), string(vqlClientInfo),
 		string(vqlSetArtifact), string(vqlGetArtifacts), string(vqlWatchFlowCompletion), string(vqlWhoAmI), string(vqlProbeReadResults), string(vqlClientVersions),
-		string(vqlCollectClient), string(vqlClientCollections), string(vqlFlowStatus), string(vqlCancelFlow)}
+		string(vqlCollectClient), string(vqlClientCollections), string(vqlFlowStatus), string(vqlCancelFlow), string(vqlFlowUploads)}
 }

@@ -52,7 +52,8 @@ func (w *Writer) collection(ctx context.Context, wr store.Write) (collection, er
 // file's name, size and SHA-256 as the client computed it at upload, a
 // description naming host, client, flow and link, and a chain of custody.
 // A retry after an attempt whose answer was lost finds the record by the
-// marker in its description.
+// marker in its description. With DatastoreMaxBytes set, a copy of the
+// file goes to the case's datastore first, and the description says so.
 func (w *Writer) evidence(ctx context.Context, wr store.Write) (int64, error) {
 	c, err := w.collection(ctx, wr)
 	if err != nil {
@@ -71,6 +72,9 @@ func (w *Writer) evidence(ctx context.Context, wr store.Write) (int64, error) {
 				return e.ID, nil
 			}
 		}
+	}
+	if c.view.Datastore, err = w.datastoreCopy(ctx, c, wr); err != nil {
+		return 0, err
 	}
 	desc, err := w.Render.EvidenceDescription(c.view)
 	if err != nil {

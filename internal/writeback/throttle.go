@@ -266,3 +266,15 @@ func (m metered) AddEvidence(ctx context.Context, cid int64, e iris.NewEvidence)
 func (m metered) ListEvidences(ctx context.Context, cid int64) ([]iris.Evidence, error) {
 	return timed(m, func() ([]iris.Evidence, error) { return m.api.ListEvidences(ctx, cid) })
 }
+
+func (m metered) ListDatastore(ctx context.Context, cid int64) (iris.Datastore, error) {
+	return timed(m, func() (iris.Datastore, error) { return m.api.ListDatastore(ctx, cid) })
+}
+
+func (m metered) AddDatastoreFolder(ctx context.Context, cid, parent int64, name string) (int64, error) {
+	return timed(m, func() (int64, error) { return m.api.AddDatastoreFolder(ctx, cid, parent, name) })
+}
+
+func (m metered) AddDatastoreFile(ctx context.Context, cid, folder int64, f iris.NewDatastoreFile) (iris.DatastoreFile, error) {
+	return timed(m, func() (iris.DatastoreFile, error) { return m.api.AddDatastoreFile(ctx, cid, folder, f) })
+}

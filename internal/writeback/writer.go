@@ -36,6 +36,9 @@ type IRIS interface {
 	IOCAttributes(ctx context.Context, cid, iocID int64, tab string) (map[string]string, error)
 	AddEvidence(ctx context.Context, cid int64, e iris.NewEvidence) (iris.Evidence, error)
 	ListEvidences(ctx context.Context, cid int64) ([]iris.Evidence, error)
+	ListDatastore(ctx context.Context, cid int64) (iris.Datastore, error)
+	AddDatastoreFolder(ctx context.Context, cid, parent int64, name string) (int64, error)
+	AddDatastoreFile(ctx context.Context, cid, folder int64, f iris.NewDatastoreFile) (iris.DatastoreFile, error)
 }
 
 // Store is the part of the store the writer uses.
@@ -98,8 +101,13 @@ type Writer struct {
 	// Resolve, when set, fills Refs before the first write (IRIS may be
 	// down at start-up); it is called again until it succeeds.
 	Resolve func(ctx context.Context) (Refs, error)
-	Logger  *slog.Logger
-	Now     func() time.Time
+	// DatastoreMaxBytes, above 0, also stores a copy of each collected
+	// file of at most this size in its case's IRIS datastore, read from
+	// Files (by server name).
+	DatastoreMaxBytes int64
+	Files             map[string]Files
+	Logger            *slog.Logger
+	Now               func() time.Time
 	// MinBackoff and MaxBackoff bound the retry delay (defaults 2s, 10m).
 	MinBackoff, MaxBackoff time.Duration
 	// Settle is the least delay after a write whose request may still be

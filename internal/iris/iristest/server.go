@@ -46,6 +46,8 @@ type Server struct {
 	assets     map[int64]*Asset
 	events     map[int64]*Event
 	evidences  map[int64]*Evidence
+	dsFolders  map[int64]*DSFolder
+	dsFiles    map[int64]*DSFile
 	templates  map[string]map[string]any // object type → attribute template
 	nextID     int64
 	requests   map[string]int // "METHOD /route" → count
@@ -217,6 +219,8 @@ func Start() *Server {
 		assets:    map[int64]*Asset{},
 		events:    map[int64]*Event{},
 		evidences: map[int64]*Evidence{},
+		dsFolders: map[int64]*DSFolder{},
+		dsFiles:   map[int64]*DSFile{},
 		templates: map[string]map[string]any{},
 		requests:  map[string]int{},
 		nextID:    100,
@@ -414,6 +418,7 @@ func (s *Server) routes() http.Handler {
 	s.assetRoutes(mux)
 	s.eventRoutes(mux)
 	s.evidenceRoutes(mux)
+	s.datastoreRoutes(mux)
 	s.attributeRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if strings.Contains(r.Header.Get("Content-Type"), "application/json") {

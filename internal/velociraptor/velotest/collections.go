@@ -39,6 +39,26 @@ type Collection struct {
 	Rows          map[string][]json.RawMessage
 	UploadedFiles int64
 	UploadedBytes int64
+	// Uploads are the files the flow uploaded, as the server stores them.
+	Uploads []Upload
+}
+
+// Upload is a file a collection uploaded: its path on the client, its
+// path in the file store (as 0.77.2 lays it out:
+// clients/C/collections/F/uploads/auto/<the client path's parts>) and its
+// bytes (the file's Content, else Size zeros).
+type Upload struct {
+	ClientPath string
+	Components []string
+	Size       int64
+	Content    []byte
+}
+
+func (u Upload) bytes() []byte {
+	if u.Content != nil {
+		return u.Content
+	}
+	return make([]byte, u.Size)
 }
 
 // Done reports whether the collection ended.
@@ -54,6 +74,7 @@ func (c *Collection) copy() Collection {
 			out.Spec[k][pk] = pv
 		}
 	}
+	out.Uploads = slices.Clone(c.Uploads)
 	out.Rows = map[string][]json.RawMessage{}
 	for k, v := range c.Rows {
 		out.Rows[k] = slices.Clone(v)
@@ -221,15 +242,17 @@ func (s *Server) runCollection(c *Collection, ep *Endpoint) {
 		c.State = "IN_PROGRESS"
 		return
 	}
-	c.State, c.Status, c.Rows, c.UploadedFiles, c.UploadedBytes = "FINISHED", "", map[string][]json.RawMessage{}, 0, 0
+	c.State, c.Status, c.Rows, c.UploadedFiles, c.UploadedBytes, c.Uploads = "FINISHED", "", map[string][]json.RawMessage{}, 0, 0, nil
 	for _, a := range c.Artifacts {
 		var rows []map[string]any
 		switch src, ok := s.sources[a]; {
 		case a == collectArtifact:
-			row, uploaded := collectRow(ep, c.Spec[a])
-			if uploaded > 0 {
+			row, f := collectRow(ep, c.Spec[a])
+			if f != nil {
 				c.UploadedFiles++
-				c.UploadedBytes += uploaded
+				c.UploadedBytes += f.Size
+				c.Uploads = append(c.Uploads, Upload{ClientPath: f.Path, Size: f.Size, Content: f.Content,
+					Components: append([]string{"clients", c.ClientID, "collections", c.FlowID, "uploads", "auto"}, clientComponents(f.Path)...)})
 			}
 			if c.MaxBytes > 0 && c.UploadedBytes > c.MaxBytes {
 				c.State, c.Status = "ERROR", "Collection exceeded upload limits"
@@ -262,14 +285,15 @@ func (s *Server) runCollection(c *Collection, ep *Endpoint) {
 }
 
 // collectRow is the row Custom.Velohunt.Collect writes on the endpoint for
-// its parameters, and the bytes it uploaded: a missing file, a link and a
-// file over MaxBytes are refused with the artifact's words. Paths match as
-// the client's file system does: case-insensitively on Windows.
-func collectRow(ep *Endpoint, params map[string]string) (map[string]any, int64) {
+// its parameters, and the file it uploaded (nil for none): a missing
+// file, a link and a file over MaxBytes are refused with the artifact's
+// words. Paths match as the client's file system does: case-insensitively
+// on Windows.
+func collectRow(ep *Endpoint, params map[string]string) (map[string]any, *File) {
 	path := params["Path"]
 	row := map[string]any{"Marker": params["Marker"], "Path": path, "Size": 0, "Uploaded": false, "SHA256": "", "MD5": "", "Error": ""}
 	if path == "" {
-		return row, 0
+		return row, nil
 	}
 	max, _ := strconv.ParseInt(params["MaxBytes"], 10, 64)
 	i := slices.IndexFunc(ep.Files, func(f File) bool {
@@ -277,7 +301,7 @@ func collectRow(ep *Endpoint, params map[string]string) (map[string]any, int64) 
 	})
 	if i < 0 {
 		row["Error"] = "no such file"
-		return row, 0
+		return row, nil
 	}
 	f := ep.Files[i]
 	row["Size"] = f.Size
@@ -288,9 +312,15 @@ func collectRow(ep *Endpoint, params map[string]string) (map[string]any, int64) 
 		row["Error"] = fmt.Sprintf("%d bytes, larger than MaxBytes (%d bytes)", f.Size, max)
 	default:
 		row["Uploaded"], row["SHA256"], row["MD5"] = true, f.SHA256, f.MD5
-		return row, f.Size
+		return row, &f
 	}
-	return row, 0
+	return row, nil
+}
+
+// clientComponents splits a client path into the parts the file store
+// keeps: "/srv/a" is srv, a; `C:\Users\a` is C:, Users, a.
+func clientComponents(p string) []string {
+	return strings.FieldsFunc(p, func(r rune) bool { return r == '/' || r == '\\' })
 }
 
 // runWaitingCollections runs the endpoint's collections that waited for

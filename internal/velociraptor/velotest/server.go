@@ -87,6 +87,8 @@ type Server struct {
 	collections  map[string]*Collection
 	collectOrder []string
 	logOnCollect string
+	// vfsReads counts VFSGetBuffer calls that reached the file store.
+	vfsReads int
 }
 
 // Behaviour returns the rows an artifact yields on an endpoint for the
@@ -394,6 +396,8 @@ func (s *Server) dispatch(ctx context.Context, user, text string, env map[string
 		return s.flowStatus(user, env, org, out)
 	case strings.Contains(text, "FROM flows(client_id=VhClientId) WHERE VhArtifact in request.artifacts"):
 		return s.clientCollections(user, env, org, out)
+	case strings.Contains(text, "FROM uploads(client_id="):
+		return s.flowUploads(user, env, org, out)
 	case strings.Contains(text, "FROM source(client_id="):
 		return s.flowResults(user, env, org, out)
 	case strings.Contains(text, "FROM hunt_flows(hunt_id="):
