@@ -223,6 +223,12 @@ func (c *Collector) decide(ctx context.Context) error {
 		for _, h := range hits {
 			nc := c.plan(h)
 			id, made, err := c.Store.DecideCollect(ctx, h.HitID, nc)
+			if err != nil && ctx.Err() == nil && nc != nil {
+				// One hit's decision failing must not stop every other
+				// collection: it collects nothing, and says so in the log.
+				c.Logger.Error("hit's collection not decided; it collects nothing", "hit", h.HitID, "client_id", h.ClientID, "error", err)
+				_, _, err = c.Store.DecideCollect(ctx, h.HitID, nil)
+			}
 			if err != nil {
 				return err
 			}
@@ -236,9 +242,22 @@ func (c *Collector) decide(ctx context.Context) error {
 	}
 }
 
-// absPath is an absolute path as a hunt reports a file: /..., C:\... or
-// \\?\... (device and UNC paths included).
-var absPath = regexp.MustCompile(`^(/|[A-Za-z]:[\\/]|\\\\)`)
+// absPath is an absolute path as a hunt reports a file: /... or C:\...
+var absPath = regexp.MustCompile(`^(/|[A-Za-z]:[\\/])`)
+
+// shortName is a Windows 8.3 short name (PROGRA~1): a spelling of a path
+// that collect.never_paths, written with long names, would not match.
+var shortName = regexp.MustCompile(`[\\/][^\\/.]{1,6}~[0-9]+(\.[^\\/]{0,3})?([\\/]|$)`)
+
+// indirect reports a path that names a file through another one: under
+// /proc (/proc/self/root/etc/shadow is /etc/shadow, and its links are
+// root's, so the artifact follows them), or with 8.3 short names. Hunts
+// report such paths only for an IOC typed that way; they are not
+// collected, so that no spelling goes round collect.never_paths.
+func indirect(p string) bool {
+	lp := strings.ToLower(p)
+	return lp == "/proc" || strings.HasPrefix(lp, "/proc/") || shortName.MatchString(p)
+}
 
 // maxPath is the longest path a hit carries whole (hits clip evidence at
 // 4096 bytes): a longer one may be clipped and is not collected.
@@ -252,7 +271,7 @@ func (c *Collector) plan(h store.CollectHit) *store.NewCollection {
 	}
 	arts, _ := json.Marshal(nonNil(k.Artifacts))
 	file := k.File && (h.Source == "file" || h.Source == "process") && absPath.MatchString(h.Evidence) &&
-		len(h.Evidence) < maxPath && !strings.ContainsAny(h.Evidence, "\x00\n\r")
+		len(h.Evidence) < maxPath && !strings.ContainsAny(h.Evidence, "\x00\n\r") && !indirect(h.Evidence)
 	if file && c.never(h.Evidence) {
 		c.Logger.Warn("hit's file not collected: its path is on collect.never_paths", "hit", h.HitID, "client_id", h.ClientID)
 		file = false

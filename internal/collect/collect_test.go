@@ -215,7 +215,7 @@ func TestOneCollectionPerFile(t *testing.T) {
 		t.Fatalf("asked %d collections, want a second one for the later hit", len(e.vr.asked))
 	}
 	list, _ := e.db.Collections(context.Background(), 10)
-	if len(list) != 2 || list[1].State != store.CollectDone || list[1].Target != "file:"+path+"#1" {
+	if len(list) != 2 || list[1].State != store.CollectDone || list[1].Target != "retired:1:file:"+path {
 		t.Fatalf("collections %+v", list)
 	}
 }
@@ -436,5 +436,40 @@ func TestCollectedHashMustMatchHit(t *testing.T) {
 	}
 	if k := e.outbox(t); k["evidence"] != 0 {
 		t.Fatalf("outbox %v", k)
+	}
+}
+
+// A file named like a retired target ("x#1" once targets were retired as
+// target#id) neither collides with it nor stops the collector
+// (adversarial review: the unique key failed, and every pass after it).
+func TestRetiredTargetNoCollision(t *testing.T) {
+	e := setup(t, ioc.KindFile, collect.Kind{File: true, MaxBytes: 100}, collect.Limits{})
+	e.hit(t, 0, "C.1", "file", "/tmp/x")
+	e.pass(t)
+	e.vr.finish("F.1", velociraptor.CollectedFile{Marker: e.vr.asked[0].Marker, Path: "/tmp/x", Size: 4, Uploaded: true, SHA256: sum})
+	e.pass(t)
+	e.clk.Add(time.Minute)
+	e.hit(t, 0, "C.1", "file", "/tmp/x#1")
+	e.hit(t, 1, "C.1", "file", "/tmp/x")
+	e.hit(t, 0, "C.2", "file", "/tmp/y")
+	e.pass(t)
+	if len(e.vr.asked) != 4 {
+		t.Fatalf("asked %d collections, want 4 (x, x#1, x again, y)", len(e.vr.asked))
+	}
+}
+
+// Paths that name a file through another (/proc/self/root/..., 8.3 short
+// names) are not collected: no spelling goes round never_paths.
+func TestIndirectPathsNotCollected(t *testing.T) {
+	e := setup(t, ioc.KindFile, collect.Kind{File: true, MaxBytes: 100}, collect.Limits{})
+	e.c.Never = []string{"/etc/shadow", "C:/Users/*/AppData/Roaming/Microsoft/Protect/*/*"}
+	for i, p := range []string{"/proc/self/root/etc/shadow", "/PROC/1/root/etc/shadow", `C:\Users\bob\AppData\Roaming\MICROS~1\Protect\S-1\key`,
+		`\\?\C:\Windows\System32\config\SAM`, `\\.\C:\x`} {
+		e.hit(t, 0, fmt.Sprintf("C.%d", i), "file", p)
+	}
+	e.hit(t, 0, "C.9", "file", `C:\Users\bob\report~final.docx`)
+	e.pass(t)
+	if len(e.vr.asked) != 1 || e.vr.asked[0].Path != `C:\Users\bob\report~final.docx` {
+		t.Fatalf("asked %+v", e.vr.asked)
 	}
 }

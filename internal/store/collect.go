@@ -95,7 +95,9 @@ func (db *DB) DecideCollect(ctx context.Context, hitID int64, nc *NewCollection)
 		// evidence (the file at that path may be another one by now, or
 		// the hit another case's): it keeps its records under a retired
 		// target, and the hit gets a collection of its own.
-		if _, err := tx.ExecContext(ctx, `UPDATE collections SET target = target || '#' || id WHERE server = ? AND org = ?
+		// Live targets start "file:" or "hit:": a retired one never takes
+		// a live one's name, whatever the path (a file named "x#12").
+		if _, err := tx.ExecContext(ctx, `UPDATE collections SET target = 'retired:' || id || ':' || target WHERE server = ? AND org = ?
 			AND client_id = ? AND target = ? AND state IN ('collected','failed') AND ended_at < ?`,
 			server, org, client, nc.Target, created); err != nil {
 			return fmt.Errorf("decide collection of hit %d: %w", hitID, err)

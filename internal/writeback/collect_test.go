@@ -2,6 +2,7 @@ package writeback_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -151,5 +152,37 @@ func TestTabFollowsCollectionEnd(t *testing.T) {
 	e.flush(t)
 	if tab := e.tabField(t, e.rows[0].IRISID, "Hits"); !strings.Contains(tab, "collected: SHA-256 "+sha) {
 		t.Fatalf("tab after the collection ended:\n%s", tab)
+	}
+}
+
+// New hits after a collected one wait for the tab's least interval like
+// any detail: the collected line's key does not move with them
+// (adversarial review: each new hit was an IOC update).
+func TestNewHitsAfterCollectionKeepInterval(t *testing.T) {
+	e := setup(t, 1)
+	e.w.TabMinInterval = time.Hour
+	e.collectedHits(t, "/tmp/evil", store.CollectionResult{State: store.CollectDone, FilePath: "/tmp/evil", FileSize: 4, SHA256: sha})
+	e.drain(t, 30*time.Second)
+	before := e.tabUpdates()
+	for i := range 5 {
+		e.clk.Add(time.Minute)
+		e.hitsOn(t, fmt.Sprintf("C.%016x", 100+i), fmt.Sprintf("/tmp/other-%d", i))
+		e.flush(t)
+	}
+	if got := e.tabUpdates() - before; got != 0 {
+		t.Fatalf("%d tab updates for 5 new hits within the tab's least interval, want 0", got)
+	}
+}
+
+// hitsOn records a hit of the first IOC on a client.
+func (e *env) hitsOn(t *testing.T, client, evidence string) {
+	t.Helper()
+	in := store.HitInput{IOCID: e.rows[0].ID, CaseID: e.cid, ClientID: client, EvidenceKey: evidence, Evidence: evidence, Source: "file",
+		Row: []byte(`{}`)}
+	if _, err := e.db.RecordHits(context.Background(), e.hunt, []store.HitInput{in}, store.FlowCursor{}, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.db.EnqueueTabs(context.Background(), []int64{e.rows[0].ID}); err != nil { // as the watcher's pass does
+		t.Fatal(err)
 	}
 }

@@ -61,8 +61,11 @@ func (w *Writer) datastoreCopy(ctx context.Context, c collection, wr store.Write
 	if err != nil {
 		return "", err
 	}
+	// The copy an earlier attempt made: its marker, and the collected
+	// bytes (a file another user of the case planted or swapped in with
+	// the marker, which velohunt's copy shows, is not taken for it).
 	for _, f := range ds.Files {
-		if slices.Contains(strings.Split(f.Tags, ","), wr.Marker) {
+		if slices.Contains(strings.Split(f.Tags, ","), wr.Marker) && f.SHA256 == col.SHA256 && f.Size == col.FileSize {
 			return copied(f), nil
 		}
 	}
@@ -97,8 +100,8 @@ func copied(f iris.DatastoreFile) string {
 		"(its SHA-256 checked against the client's before it was stored).", DatastoreFolder, f.ID, DatastorePassword)
 }
 
-// readCollected reads a collected file from its Velociraptor server, at
-// most DatastoreMaxBytes of it, and checks its SHA-256 against the
+// readCollected reads a collected file from its Velociraptor server, no
+// more than the size the client reported, and checks its SHA-256 against the
 // client's. why says why there are no bytes to store; a server that
 // cannot be reached holds the write (for datastoreRetry after the
 // collection ended).
@@ -128,10 +131,14 @@ func (w *Writer) readCollected(ctx context.Context, c collection) (content []byt
 	if i < 0 {
 		return nil, "", ioc.Errorf(ioc.ENOTFOUND, "flow %s has no upload of the collected path", col.FlowID)
 	}
+	// One copy is read at a time: the writer's requests in flight could
+	// otherwise each hold up to the cap. The read stops past the size the
+	// client reported (at most the cap).
+	defer w.locks.lock("datastore-read")()
 	var buf bytes.Buffer
 	buf.Grow(int(col.FileSize))
 	h := sha256.New()
-	n, err := files.ReadUpload(ctx, col.Org, ups[i], w.DatastoreMaxBytes, io.MultiWriter(&buf, h))
+	n, err := files.ReadUpload(ctx, col.Org, ups[i], col.FileSize, io.MultiWriter(&buf, h))
 	if err != nil {
 		return nil, "", err
 	}

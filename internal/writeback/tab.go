@@ -235,8 +235,9 @@ func (w *Writer) tabView(d store.TabData) (t render.Tab, statusKey, detailKey st
 	single := len(d.Cases) == 1
 	var keys, details, statuses []string
 	type dated struct {
-		at  time.Time
-		hit render.TabHit
+		at         time.Time
+		hit        render.TabHit
+		collection int64
 	}
 	var hits []dated
 	seen := map[int64]bool{}
@@ -285,7 +286,7 @@ func (w *Writer) tabView(d store.TabData) (t render.Tab, statusKey, detailKey st
 			if !single {
 				th.Case = label
 			}
-			hits = append(hits, dated{at: h.FirstSeen, hit: th})
+			hits = append(hits, dated{at: h.FirstSeen, hit: th, collection: h.Collection.ID})
 		}
 	}
 	// Newest found first over every case, as within one.
@@ -297,12 +298,15 @@ func (w *Writer) tabView(d store.TabData) (t render.Tab, statusKey, detailKey st
 		t.Hits = append(t.Hits, h.hit)
 		// A collection's end (collected, failed) is written at once, like
 		// a status; its other moves (queued, held, running) are details.
+		// Keyed by the collection, not the hit's place in the list: a new
+		// hit moves every place, and would make each new hit a status
+		// change (adversarial review: one IOC update per hit).
 		switch line := h.hit.Collection; {
 		case line == "":
 		case strings.HasPrefix(line, "collected") || strings.HasPrefix(line, "collection failed"):
-			keys = append(keys, fmt.Sprintf("hit %d: %s", i, line))
+			keys = append(keys, fmt.Sprintf("collection %d: %s", h.collection, line))
 		default:
-			details = append(details, fmt.Sprintf("hit %d: %s", i, line))
+			details = append(details, fmt.Sprintf("collection %d: %s", h.collection, line))
 		}
 	}
 	t.HostCount = d.HostCount
