@@ -33,6 +33,8 @@ type demoIOC struct{ typ, value string }
 // Evidence planted on the simulated endpoints, and IOCs that find it.
 var (
 	demoInvoiceMD5 = "3b5d5c3712955042212316173ccf37be"
+	demoInvoiceSHA = "0f3a6b1c9e2d4f5a6b7c8d9e0f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c"
+	demoImplantMD5 = "6f1ed002ab5595859014ebf0951522d9"
 	demoImplantSHA = "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8"
 	demoCleanSHA1  = "da39a3ee5e6b4b0d3255bfef95601890afd80709"
 	demoC2IP       = "203.0.113.66"
@@ -56,14 +58,14 @@ func demoEndpoints() []velotest.Endpoint {
 	return []velotest.Endpoint{
 		{ClientID: "C.4f1e2d3c4b5a6978", Hostname: "WS-FINANCE-01", FQDN: "ws-finance-01.corp.example", OS: "windows",
 			Release: "Windows 11 Enterprise", LastIP: "10.20.1.15", Online: true,
-			Files: []velotest.File{{Path: `C:\Users\alice\Downloads\invoice.pdf.exe`, Size: 482304, MD5: demoInvoiceMD5, Mtime: t0},
-				{Path: `C:\Users\alice\Downloads\invoice.pdf.exe`, MD5: demoInvoiceMD5, Process: true, Pid: 4242}},
+			Files: []velotest.File{{Path: `C:\Users\alice\Downloads\invoice.pdf.exe`, Size: 482304, MD5: demoInvoiceMD5, SHA256: demoInvoiceSHA, Mtime: t0},
+				{Path: `C:\Users\alice\Downloads\invoice.pdf.exe`, Size: 482304, MD5: demoInvoiceMD5, SHA256: demoInvoiceSHA, Process: true, Pid: 4242}},
 			Conns: []velotest.Conn{{Pid: 4242, Process: "invoice.pdf.exe", LocalIP: "10.20.1.15", LocalPort: 50112,
 				RemoteIP: demoC2IP, RemotePort: 443, Status: "ESTABLISHED", Time: t0.Add(40 * time.Second)}},
 			DNS: []velotest.DNSEntry{{Name: "update.evil-cdn.example", Record: demoC2IP}}},
 		{ClientID: "C.8a7b6c5d4e3f2a1b", Hostname: "srv-web-02", FQDN: "srv-web-02.dmz.example", OS: "linux",
 			Release: "Debian 12", LastIP: "10.30.0.8", Online: true,
-			Files: []velotest.File{{Path: "/tmp/.x/implant", Size: 1337, SHA256: demoImplantSHA, Mtime: t0.Add(-26 * time.Hour)}},
+			Files: []velotest.File{{Path: "/tmp/.x/implant", Size: 1337, SHA256: demoImplantSHA, MD5: demoImplantMD5, Mtime: t0.Add(-26 * time.Hour)}},
 			Conns: []velotest.Conn{{Pid: 911, Process: "implant", LocalIP: "10.30.0.8", LocalPort: 41000,
 				RemoteIP: "198.51.100.23", RemotePort: 8443, Status: "ESTABLISHED", Time: t0.Add(-25 * time.Hour)}}},
 		{ClientID: "C.0123456789abcdef", Hostname: "mac-dev-03", OS: "darwin", Release: "14.6", LastIP: "10.20.7.3", Online: true},
@@ -144,6 +146,10 @@ func startDemoWith(ctx context.Context, dir string, logOut io.Writer, endpoints 
 	cfg.Intake.SyncDelay = config.Duration(100 * time.Millisecond)
 	cfg.Intake.Reconcile = "* * * * *"
 	cfg.Watcher.Schedule = "@every 1s"
+	// A hash hit collects the matched file: the case gets an IRIS evidence.
+	hash := cfg.Hunting.Kinds["hash"]
+	hash.Collect = config.CollectKind{File: true}
+	cfg.Hunting.Kinds["hash"] = hash
 	if tune != nil {
 		tune(&cfg, d.VR)
 	}
@@ -269,6 +275,16 @@ func (d *demo) missing(ctx context.Context) (string, error) {
 		parked, _ := d.App.Store.ParkedWrites(ctx, 0, 5)
 		return "", fmt.Errorf("%d IRIS writes parked, e.g. %+v", ob.Parked, parked)
 	}
+	if live, err := d.App.Store.LiveCollections(ctx); err != nil {
+		return "", err
+	} else if len(live) > 0 {
+		out = append(out, fmt.Sprintf("%d follow-up collection(s) not ended", len(live)))
+	}
+	if pending, err := d.App.Store.PendingCollectHits(ctx, 1); err != nil {
+		return "", err
+	} else if len(pending) > 0 {
+		out = append(out, "hits the collector has not decided on")
+	}
 	stale, err := d.App.Store.StaleTabs(ctx, 10)
 	if err != nil {
 		return "", err
@@ -288,9 +304,17 @@ func (d *demo) reportIRIS(ctx context.Context, w io.Writer, cid int64) error {
 		fmt.Fprintf(w, "    %-16s type=%d  ioc_links=%v  %s\n", a.Name, a.TypeID, a.IOCLinks, clip(a.Description, 70))
 	}
 	events := d.IRIS.Events(cid)
-	fmt.Fprintf(w, "  %d timeline event(s), one per hit:\n", len(events))
+	fmt.Fprintf(w, "  %d timeline event(s), one per hit and one per hit's collection:\n", len(events))
 	for _, e := range events {
 		fmt.Fprintf(w, "    %s  %s\n", e.Date, clip(e.Title, 100))
+	}
+	evidences, err := d.Admin.ListEvidences(ctx, cid)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "  %d evidence(s), the files the hash hits collected (the bytes stay in Velociraptor):\n", len(evidences))
+	for _, e := range evidences {
+		fmt.Fprintf(w, "    %-18s %8d bytes  SHA-256 %s\n", clip(e.Filename, 18), e.Size, e.Hash)
 	}
 	rows, err := d.App.Store.CaseIOCs(ctx, cid)
 	if err != nil {

@@ -50,8 +50,11 @@ func TestDemo(t *testing.T) {
 	if got := len(d.IRIS.Assets(cid)); got != 2 {
 		t.Fatalf("%d assets, want the 2 hosts with hits\n%s", got, out.String())
 	}
-	if got := len(d.IRIS.Events(cid)); got != 10 {
-		t.Fatalf("%d events, want 10 (one per hit)\n%s", got, out.String())
+	if got := len(d.IRIS.Events(cid)); got != 13 {
+		t.Fatalf("%d events, want 13 (one per hit, one per hash hit's collection)\n%s", got, out.String())
+	}
+	if ev, _ := d.Admin.ListEvidences(ctx, cid); len(ev) != 2 {
+		t.Fatalf("%d evidences, want the 2 files hash hits matched\n%s", len(ev), out.String())
 	}
 	for _, want := range []string{"refused: md5 must be 32 hex digits", `"email-src" is not huntable`,
 		"[Status]\n    HIT: found on 1 host(s), 2 hit(s)", "Status on the tab of refused IOC"} {
