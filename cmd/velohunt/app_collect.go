@@ -41,7 +41,7 @@ func (a *App) newCollector() *collect.Collector {
 		servers[s.Name] = a.VR[s.Name]
 	}
 	return &collect.Collector{Store: a.Store, Servers: servers, Kinds: kinds, Limits: limits, Timeout: c.Collect.Timeout.D(),
-		Expire: c.Collect.Expire.D(), Never: c.Collect.NeverPaths, Logger: a.Logger.With("component", "collector")}
+		Expire: c.Collect.Expire.D(), Never: c.Collect.NeverPaths, Recorder: a.Metrics, Logger: a.Logger.With("component", "collector")}
 }
 
 // flowURL links to a client's flow in the Velociraptor GUI of its server.

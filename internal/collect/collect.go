@@ -54,6 +54,18 @@ type Store interface {
 	CollectionWanted(ctx context.Context, id int64) (bool, error)
 }
 
+// Recorder counts collections by server and outcome (queued, started,
+// collected, failed).
+type Recorder interface {
+	Collection(server, outcome string)
+}
+
+func (c *Collector) record(server, outcome string) {
+	if c.Recorder != nil {
+		c.Recorder.Collection(server, outcome)
+	}
+}
+
 // Kind is what a hit of one kind collects.
 type Kind struct {
 	File      bool
@@ -88,6 +100,8 @@ type Collector struct {
 	// Every is the pass interval when no collection launched recently
 	// runs (default 5s).
 	Every time.Duration
+	// Recorder counts collections (metrics); nil counts nothing.
+	Recorder Recorder
 	// Ended, when set, is called after a collection ended (it wakes the
 	// writer).
 	Ended  func()
@@ -233,6 +247,7 @@ func (c *Collector) decide(ctx context.Context) error {
 				return err
 			}
 			if made {
+				c.record(h.Server, "queued")
 				c.Logger.Info("collection queued", "collection", id, "server", h.Server, "client_id", h.ClientID, "case_id", h.CaseID)
 			}
 		}
@@ -436,6 +451,7 @@ func (c *Collector) launch(ctx context.Context, vr Velociraptor, col store.Colle
 	if err != nil {
 		return c.launchFailed(ctx, col, err)
 	}
+	c.record(col.Server, "started")
 	c.Logger.Info("collection started", "collection", col.ID, "server", col.Server, "client_id", col.ClientID, "flow_id", flow)
 	return c.Store.CollectionLaunched(ctx, col.ID, flow)
 }
@@ -558,20 +574,21 @@ func (c *Collector) finished(ctx context.Context, vr Velociraptor, col store.Col
 		}
 	}
 	c.Logger.Info("collection done", "collection", col.ID, "client_id", col.ClientID, "flow_id", col.FlowID, "bytes", res.FileSize)
-	return c.end(ctx, col.ID, res)
+	return c.end(ctx, col, res)
 }
 
 func (c *Collector) fail(ctx context.Context, col store.Collection, why string) error {
 	c.Logger.Warn("collection failed", "collection", col.ID, "server", col.Server, "client_id", col.ClientID, "flow_id", col.FlowID, "reason", why)
-	return c.end(ctx, col.ID, store.CollectionResult{State: store.CollectFailed, Reason: why})
+	return c.end(ctx, col, store.CollectionResult{State: store.CollectFailed, Reason: why})
 }
 
 // end records how a collection ended and tells Ended (the writer has
 // records to write).
-func (c *Collector) end(ctx context.Context, id int64, res store.CollectionResult) error {
-	if err := c.Store.EndCollection(ctx, id, res); err != nil {
+func (c *Collector) end(ctx context.Context, col store.Collection, res store.CollectionResult) error {
+	if err := c.Store.EndCollection(ctx, col.ID, res); err != nil {
 		return err
 	}
+	c.record(col.Server, res.State)
 	if c.Ended != nil {
 		c.Ended()
 	}

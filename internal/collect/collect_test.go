@@ -473,3 +473,23 @@ func TestIndirectPathsNotCollected(t *testing.T) {
 		t.Fatalf("asked %+v", e.vr.asked)
 	}
 }
+
+type counts map[string]int
+
+func (c counts) Collection(server, outcome string) { c[server+"/"+outcome]++ }
+
+// The collector counts each step of a collection for the metrics.
+func TestCollectionCounted(t *testing.T) {
+	e := setup(t, ioc.KindFile, collect.Kind{File: true, MaxBytes: 100}, collect.Limits{})
+	n := counts{}
+	e.c.Recorder = n
+	e.hit(t, 0, "C.1", "file", "/tmp/a")
+	e.hit(t, 0, "C.1", "file", "/tmp/b")
+	e.pass(t)
+	e.vr.finish("F.1", velociraptor.CollectedFile{Marker: e.vr.asked[0].Marker, Path: "/tmp/a", Size: 4, Uploaded: true, SHA256: sum})
+	e.vr.finish("F.2", velociraptor.CollectedFile{Marker: e.vr.asked[1].Marker, Path: "/tmp/b", Error: "no such file"})
+	e.pass(t)
+	if want := (counts{"main/queued": 2, "main/started": 2, "main/collected": 1, "main/failed": 1}); fmt.Sprint(n) != fmt.Sprint(want) {
+		t.Fatalf("counted %v, want %v", n, want)
+	}
+}

@@ -44,6 +44,7 @@ type Metrics struct {
 	irisErrors   *prometheus.CounterVec
 	vrLatency    *prometheus.HistogramVec
 	vrErrors     *prometheus.CounterVec
+	collections  *prometheus.CounterVec
 
 	mu     sync.Mutex
 	lastOK map[string]time.Time
@@ -76,11 +77,13 @@ func New(st StoreStats) *Metrics {
 		vrLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "velohunt_velociraptor_request_seconds",
 			Help:    "Velociraptor query latency by server, operation and result (streams last as long as they run).",
 			Buckets: prometheus.DefBuckets}, []string{"server", "op", "result"}),
+		collections: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "velohunt_collections_total",
+			Help: "Follow-up collections on hits by server and outcome: queued, started, collected, failed."}, []string{"server", "outcome"}),
 		vrErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "velohunt_velociraptor_request_errors_total",
 			Help: "Failed Velociraptor queries by server and error code."}, []string{"server", "code"}),
 	}
 	r.MustRegister(m.iocs, m.webhooks, m.huntsPlanned, m.huntsStarted, m.launchFailed, m.rowsRead, m.hits, m.writes,
-		m.irisLatency, m.irisErrors, m.vrLatency, m.vrErrors,
+		m.irisLatency, m.irisErrors, m.vrLatency, m.vrErrors, m.collections,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if st != nil {
 		r.MustRegister(&storeCollector{st: st})
@@ -148,6 +151,12 @@ func (m *Metrics) Hits(n int) {
 	if n > 0 {
 		m.hits.Add(float64(n))
 	}
+}
+
+// Collection counts a follow-up collection's step (server: a configured
+// server name; outcome: queued, started, collected or failed).
+func (m *Metrics) Collection(server, outcome string) {
+	m.collections.WithLabelValues(server, outcome).Inc()
 }
 
 // Write counts an outbox write outcome.
