@@ -156,7 +156,11 @@ func checkIRIS(ctx context.Context, a *App) []finding {
 	if _, err := a.resolveRefs(ctx); err != nil {
 		add("write-back names", checkFail, err.Error())
 	} else {
-		add("write-back names", checkOK, "asset types, analysis and compromise statuses, event category resolved")
+		what := "asset types, analysis and compromise statuses, event category resolved"
+		if a.Config.Collecting() {
+			what = "asset types, analysis and compromise statuses, event category and evidence type (collect.evidence_type) resolved"
+		}
+		add("write-back names", checkOK, what)
 	}
 	if len(a.Config.Rehunt.Rules) > 0 {
 		if _, err := rehunt.Compile(a.Config, a.tlpIDs(ctx)); err != nil {
