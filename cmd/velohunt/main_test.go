@@ -360,6 +360,19 @@ func TestCheck(t *testing.T) {
 			}
 		}
 	})
+	t.Run("UnknownEvidenceType", func(t *testing.T) {
+		cfg := d.App.Config
+		cfg.Collect.EvidenceType = "No such type"
+		list, err := runChecks(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range list {
+			if f.What == "write-back names" && (f.Status != checkFail || !strings.Contains(f.Detail, "collect.evidence_type")) {
+				t.Fatalf("%+v", f)
+			}
+		}
+	})
 	t.Run("OldWebhooksModule", func(t *testing.T) {
 		if got := status(runChecksT(t, d), "webhooks module"); got != "absent" {
 			t.Fatalf("IRIS 2.4.20 (module 1.0.8): %s", got)
