@@ -341,11 +341,19 @@ func iocTypeID(t testing.TB, c *iris.Client, name string) int64 {
 //
 //	go test -run XXX -bench RealHitToEvidence -benchtime 5x ./cmd/velohunt
 func BenchmarkRealHitToEvidence(b *testing.B) {
+	b.Run("bytes-in-velociraptor", func(b *testing.B) { benchHitToEvidence(b, 0) })
+	b.Run("copy-in-iris-datastore", func(b *testing.B) { benchHitToEvidence(b, 1<<20) })
+}
+
+// benchHitToEvidence runs BenchmarkRealHitToEvidence with
+// collect.iris_datastore_max_bytes set to copy.
+func benchHitToEvidence(b *testing.B, copy int64) {
 	env := needRealIRIS(b)
 	e := needRealCollect(b)
 	ctx := context.Background()
 	cfg := realIRISConfig(b.TempDir(), env.url, env.key, env.adminKey, env.insecure, e.apiCfg)
 	e.collectConfig(&cfg)
+	cfg.Collect.IRISDatastoreMaxBytes = copy
 	admin, _ := iris.New(iris.Options{URL: env.url, APIKey: env.adminKey, InsecureSkipVerify: env.insecure})
 	cid, err := admin.AddCase(ctx, fmt.Sprintf("velohunt collect bench %d", time.Now().UnixNano()), "velohunt bench: hit to evidence", 1, "")
 	if err != nil {
