@@ -100,24 +100,9 @@ func (w *Writer) collected(ctx context.Context, c *batchCache, wr store.Write) (
 	if err != nil {
 		return 0, err
 	}
-	var assets []int64
-	assetID, err := w.Store.AssetID(ctx, wr.CaseID, col.col.Server, col.col.ClientID)
-	switch {
-	case err == nil:
-		assets = []int64{assetID}
-	case ioc.ErrorCode(err) != ioc.ENOTFOUND:
-		return 0, err
-	case w.Now().Sub(col.hit.FirstSeen) < 15*time.Minute:
-		return 0, errDefer // the asset write comes first; wait for it
-	}
-	if wr.Attempts > 0 {
-		tags, err := w.eventMarkers(ctx, c, wr.CaseID)
-		if err != nil {
-			return 0, err
-		}
-		if id, ok := tags[wr.Marker]; ok {
-			return id, nil
-		}
+	assets, found, err := w.eventLinks(ctx, c, wr, col.col.Server, col.col.ClientID, col.hit.FirstSeen)
+	if err != nil || found != 0 {
+		return found, err
 	}
 	title, err := w.Render.CollectedTitle(col.view)
 	if err != nil {

@@ -40,31 +40,42 @@ func (w *Writer) eventMarkers(ctx context.Context, c *batchCache, cid int64) (ma
 	return tags, nil
 }
 
+// eventLinks prepares a timeline event of a hit on a host: the host's
+// asset to link (none once the asset write has had 15 minutes; errDefer
+// before, as the asset write comes first), and the event an earlier
+// attempt of the write made before its answer was lost (found by marker;
+// 0 when none).
+func (w *Writer) eventLinks(ctx context.Context, c *batchCache, wr store.Write, server, clientID string, firstSeen time.Time) (assets []int64, found int64, err error) {
+	assetID, err := w.Store.AssetID(ctx, wr.CaseID, server, clientID)
+	switch {
+	case err == nil:
+		assets = []int64{assetID}
+	case ioc.ErrorCode(err) != ioc.ENOTFOUND:
+		return nil, 0, err
+	case w.Now().Sub(firstSeen) < 15*time.Minute:
+		return nil, 0, errDefer
+	}
+	if wr.Attempts > 0 {
+		tags, err := w.eventMarkers(ctx, c, wr.CaseID)
+		if err != nil {
+			return nil, 0, err
+		}
+		if id, ok := tags[wr.Marker]; ok {
+			return assets, id, nil
+		}
+	}
+	return assets, 0, nil
+}
+
 // event creates the hit's timeline event, linked to the asset and the IOC.
 func (w *Writer) event(ctx context.Context, c *batchCache, wr store.Write) (int64, error) {
 	d, err := w.Store.FindHitDetail(ctx, wr.HitID)
 	if err != nil {
 		return 0, err
 	}
-	var assets []int64
-	assetID, err := w.Store.AssetID(ctx, wr.CaseID, d.Hunt.Server, d.Client.ClientID)
-	switch {
-	case err == nil:
-		assets = []int64{assetID}
-	case ioc.ErrorCode(err) != ioc.ENOTFOUND:
-		return 0, err
-	case w.Now().Sub(d.FirstSeen) < 15*time.Minute:
-		return 0, errDefer // the asset write comes first; wait for it
-	}
-	if wr.Attempts > 0 {
-		// An earlier attempt may have created it before its answer was lost.
-		tags, err := w.eventMarkers(ctx, c, wr.CaseID)
-		if err != nil {
-			return 0, err
-		}
-		if id, ok := tags[wr.Marker]; ok {
-			return id, nil
-		}
+	assets, found, err := w.eventLinks(ctx, c, wr, d.Hunt.Server, d.Client.ClientID, d.FirstSeen)
+	if err != nil || found != 0 {
+		return found, err
 	}
 	when, isEvidence := d.EventTime, true
 	if when.IsZero() {
