@@ -426,18 +426,30 @@ func (s *Server) unknownClient(out *responder, clientID, org string) bool {
 	return true
 }
 
-// flowStatus serves flows(client_id=, flow_id=, summary=TRUE): the flow's
-// context, or no row.
-func (s *Server) flowStatus(user string, env map[string]string, org string, out *responder) error {
-	vals, ok := need(out, env, "VhClientId", "VhFlowId")
+// clientQuery reads VhClientId and the named variables of a query on one
+// client's flows, as the server answers it: not ok (the caller answers
+// its empty result) when a variable is missing, the user may not read
+// results, or the org does not know the client (each logged).
+func (s *Server) clientQuery(user string, env map[string]string, org string, out *responder, names ...string) ([]string, bool) {
+	vals, ok := need(out, env, append([]string{"VhClientId"}, names...)...)
 	if !ok {
-		return out.rows(nil)
+		return nil, false
 	}
 	if !s.can(user, PermReadResults) {
 		out.log("flows: PermissionDenied: Permission denied: [READ_RESULTS]")
-		return out.rows(nil)
+		return nil, false
 	}
 	if s.unknownClient(out, vals[0], org) {
+		return nil, false
+	}
+	return vals, true
+}
+
+// flowStatus serves flows(client_id=, flow_id=, summary=TRUE): the flow's
+// context, or no row.
+func (s *Server) flowStatus(user string, env map[string]string, org string, out *responder) error {
+	vals, ok := s.clientQuery(user, env, org, out, "VhFlowId")
+	if !ok {
 		return out.rows(nil)
 	}
 	s.mu.Lock()
@@ -454,15 +466,8 @@ func (s *Server) flowStatus(user string, env map[string]string, org string, out 
 // request.artifacts: the client's collections of the artifact, with
 // their specs.
 func (s *Server) clientCollections(user string, env map[string]string, org string, out *responder) error {
-	vals, ok := need(out, env, "VhClientId", "VhArtifact")
+	vals, ok := s.clientQuery(user, env, org, out, "VhArtifact")
 	if !ok {
-		return out.rows(nil)
-	}
-	if !s.can(user, PermReadResults) {
-		out.log("flows: PermissionDenied: Permission denied: [READ_RESULTS]")
-		return out.rows(nil)
-	}
-	if s.unknownClient(out, vals[0], org) {
 		return out.rows(nil)
 	}
 	s.mu.Lock()
@@ -482,15 +487,8 @@ func (s *Server) clientCollections(user string, env map[string]string, org strin
 // unknown), and cancel_flow() for a flow that has not ended, which marks
 // it ERROR "Cancelled by VQL query" as 0.77.2 does.
 func (s *Server) cancelFlow(user string, env map[string]string, org string, out *responder) error {
-	vals, ok := need(out, env, "VhClientId", "VhFlowId")
+	vals, ok := s.clientQuery(user, env, org, out, "VhFlowId")
 	if !ok {
-		return out.rows(nil)
-	}
-	if !s.can(user, PermReadResults) {
-		out.log("flows: PermissionDenied: Permission denied: [READ_RESULTS]")
-		return out.rows([]json.RawMessage{json.RawMessage(`{"State":null,"Cancelled":null}`)})
-	}
-	if s.unknownClient(out, vals[0], org) {
 		return out.rows([]json.RawMessage{json.RawMessage(`{"State":null,"Cancelled":null}`)})
 	}
 	s.mu.Lock()
