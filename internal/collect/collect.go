@@ -206,25 +206,28 @@ func (c *Collector) pass(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	usage := map[string]*store.CollectUsage{}
+	ps := &passState{usage: map[string]*store.CollectUsage{}}
 	var errs []error
 	for _, col := range live {
 		if ctx.Err() != nil {
 			return false, ctx.Err()
 		}
-		if err := c.step(ctx, col, usage); err != nil {
+		if col.State == store.CollectLaunching || (col.State == store.CollectRunning && c.Now().Sub(col.Launched) < fresh) {
+			ps.soon = true
+		}
+		if err := c.step(ctx, col, ps); err != nil {
 			errs = append(errs, fmt.Errorf("collection %d on %s %s: %w", col.ID, col.Server, col.ClientID, err))
 		}
 	}
-	soon := false
-	if live, err := c.Store.LiveCollections(ctx); err == nil {
-		for _, col := range live {
-			if col.State == store.CollectLaunching || (col.State == store.CollectRunning && c.Now().Sub(col.Launched) < fresh) {
-				soon = true
-			}
-		}
-	}
-	return soon, errors.Join(errs...)
+	return ps.soon, errors.Join(errs...)
+}
+
+// passState is what one pass learns as it goes: each server's usage of its
+// limits (read once, counted up as collections launch), and whether a
+// collection launched recently may end soon.
+type passState struct {
+	usage map[string]*store.CollectUsage
+	soon  bool
 }
 
 // decide links each new hit to the collection it calls for, or to none.
@@ -325,7 +328,7 @@ func nonNil(a []velociraptor.ArtifactSpec) []velociraptor.ArtifactSpec {
 }
 
 // step moves one live collection on.
-func (c *Collector) step(ctx context.Context, col store.Collection, usage map[string]*store.CollectUsage) error {
+func (c *Collector) step(ctx context.Context, col store.Collection, ps *passState) error {
 	vr, ok := c.Servers[col.Server]
 	if !ok {
 		return c.fail(ctx, col, fmt.Sprintf("server %q is no longer configured", col.Server))
@@ -372,15 +375,25 @@ func (c *Collector) step(ctx context.Context, col store.Collection, usage map[st
 	case !wanted:
 		return c.fail(ctx, col, "not started: the case was closed, the IOC removed, or collections turned off for the case")
 	}
-	u, err := c.usage(ctx, col.Server, usage)
+	var arts []velociraptor.ArtifactSpec
+	if err := json.Unmarshal([]byte(col.Artifacts), &arts); err != nil {
+		return c.fail(ctx, col, "its artifacts cannot be read: "+err.Error())
+	}
+	u, err := c.usage(ctx, col.Server, ps.usage)
 	if err != nil {
 		return err
 	}
-	reserve := c.reserve(col)
+	// What it counts against the day's byte budget until it ends: its
+	// flow's upload cap.
+	reserve := uploadCap(col.MaxBytes, len(arts))
 	if why := c.limited(col, u, reserve); why != "" {
 		return c.Store.HoldCollection(ctx, col.ID, why)
 	}
-	return c.launch(ctx, vr, col, u, reserve)
+	if err := c.launch(ctx, vr, col, arts, u, reserve); err != nil {
+		return err
+	}
+	ps.soon = true
+	return nil
 }
 
 func (c *Collector) usage(ctx context.Context, server string, cache map[string]*store.CollectUsage) (*store.CollectUsage, error) {
@@ -408,15 +421,6 @@ func uploadCap(fileCap int64, artifacts int) int64 {
 	return fileCap
 }
 
-// reserve is what a collection counts against the day's byte budget until
-// it ends: its flow's upload cap.
-func (c *Collector) reserve(col store.Collection) int64 {
-	if col.Artifacts != "" && col.Artifacts != "[]" {
-		return uploadCap(col.MaxBytes, 1)
-	}
-	return col.MaxBytes
-}
-
 // limited says which of its server's limits holds a collection back, or "".
 func (c *Collector) limited(col store.Collection, u *store.CollectUsage, reserve int64) string {
 	l := c.Limits[col.Server]
@@ -434,11 +438,8 @@ func (c *Collector) limited(col store.Collection, u *store.CollectUsage, reserve
 
 // launch asks Velociraptor for the collection. The launch is recorded
 // first, so a crash before the flow id is stored is found again by marker.
-func (c *Collector) launch(ctx context.Context, vr Velociraptor, col store.Collection, u *store.CollectUsage, reserve int64) error {
-	var arts []velociraptor.ArtifactSpec
-	if err := json.Unmarshal([]byte(col.Artifacts), &arts); err != nil {
-		return c.fail(ctx, col, "its artifacts cannot be read: "+err.Error())
-	}
+func (c *Collector) launch(ctx context.Context, vr Velociraptor, col store.Collection, arts []velociraptor.ArtifactSpec,
+	u *store.CollectUsage, reserve int64) error {
 	if err := c.Store.BeginCollectionLaunch(ctx, col.ID, reserve); err != nil {
 		return err
 	}
@@ -446,7 +447,7 @@ func (c *Collector) launch(ctx context.Context, vr Velociraptor, col store.Colle
 	u.PerHost[col.Org+"/"+col.ClientID]++
 	u.Bytes += reserve
 	flow, err := vr.CollectClient(ctx, velociraptor.CollectRequest{Org: col.Org, ClientID: col.ClientID, Marker: col.Marker,
-		Path: col.Path, MaxBytes: col.MaxBytes, MaxUploadBytes: uploadCap(col.MaxBytes, len(arts)), Artifacts: arts,
+		Path: col.Path, MaxBytes: col.MaxBytes, MaxUploadBytes: reserve, Artifacts: arts,
 		Timeout: c.Timeout, Urgent: true})
 	if err != nil {
 		return c.launchFailed(ctx, col, err)
