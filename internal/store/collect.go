@@ -335,20 +335,10 @@ func (db *DB) EndCollection(ctx context.Context, id int64, r CollectionResult) e
 		if n, _ := res.RowsAffected(); n == 0 {
 			return nil
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT id FROM hits WHERE collection_id = ? ORDER BY id`, id)
+		hits, err := queryIDs(ctx, tx, fmt.Sprintf("end collection %d", id), `SELECT id FROM hits WHERE collection_id = ? ORDER BY id`, id)
 		if err != nil {
-			return fmt.Errorf("end collection %d: %w", id, err)
+			return err
 		}
-		var hits []int64
-		for rows.Next() {
-			var h int64
-			if err := rows.Scan(&h); err != nil {
-				rows.Close()
-				return err
-			}
-			hits = append(hits, h)
-		}
-		rows.Close()
 		for _, h := range hits {
 			if err := tx.enqueueCollected(ctx, id, h); err != nil {
 				return err
@@ -382,20 +372,10 @@ func (tx *Tx) enqueueCollected(ctx context.Context, collectionID, hitID int64) e
 // enqueueCollectionTabs queues the tabs of the IOCs whose hits a
 // collection serves.
 func (tx *Tx) enqueueCollectionTabs(ctx context.Context, id int64) error {
-	rows, err := tx.QueryContext(ctx, `SELECT DISTINCT ioc_id FROM hits WHERE collection_id = ?`, id)
+	iocs, err := queryIDs(ctx, tx, fmt.Sprintf("collection %d tabs", id), `SELECT DISTINCT ioc_id FROM hits WHERE collection_id = ?`, id)
 	if err != nil {
-		return fmt.Errorf("collection %d tabs: %w", id, err)
+		return err
 	}
-	var iocs []int64
-	for rows.Next() {
-		var i int64
-		if err := rows.Scan(&i); err != nil {
-			rows.Close()
-			return err
-		}
-		iocs = append(iocs, i)
-	}
-	rows.Close()
 	for _, i := range iocs {
 		if err := tx.enqueueTab(ctx, i); err != nil {
 			return err

@@ -377,7 +377,17 @@ func (db *DB) CasesWithAttemptedOverwrites(ctx context.Context) ([]int64, error)
 
 // queryIDs runs a query of one integer column and returns its values.
 func (db *DB) queryIDs(ctx context.Context, what, query string, args ...any) ([]int64, error) {
-	rows, err := db.db.QueryContext(ctx, query, args...)
+	return queryIDs(ctx, db.db, what, query, args...)
+}
+
+// querier is the database or a transaction.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// queryIDs runs a query of one integer column on q and returns its values.
+func queryIDs(ctx context.Context, q querier, what, query string, args ...any) ([]int64, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
