@@ -496,7 +496,7 @@ func (c *Collector) recover(ctx context.Context, vr Velociraptor, col store.Coll
 }
 
 // watch reads a running collection's flow and ends it when the flow ended
-// or the collection expired.
+// (step has ended it already when it expired).
 func (c *Collector) watch(ctx context.Context, vr Velociraptor, col store.Collection) error {
 	st, err := vr.FlowStatus(ctx, col.Org, col.ClientID, col.FlowID)
 	switch {
@@ -514,12 +514,6 @@ func (c *Collector) watch(ctx context.Context, vr Velociraptor, col store.Collec
 			why += ": " + clip(st.Status, 300)
 		}
 		return c.fail(ctx, col, why)
-	}
-	if c.Now().Sub(col.Created) > c.Expire {
-		if err := vr.CancelFlow(ctx, col.Org, col.ClientID, col.FlowID); err != nil && ioc.ErrorCode(err) != ioc.ENOTFOUND {
-			c.Logger.Warn("cannot cancel an expired collection", "collection", col.ID, "flow_id", col.FlowID, "error", err)
-		}
-		return c.fail(ctx, col, fmt.Sprintf("not done within %s (flow %s)", c.Expire, strings.ToLower(st.State)))
 	}
 	state := st.State
 	if state == "RUNNING" && st.Started.IsZero() {
