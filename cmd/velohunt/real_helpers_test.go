@@ -234,3 +234,14 @@ func startRealVRDemo(t *testing.T, dir, apiCfg string, tune func(*config.Config)
 	t.Cleanup(func() { stopRealHunts(d.App) })
 	return d
 }
+
+// firstHitAt is when velohunt recorded the first hit of an IRIS IOC (zero
+// while there is none).
+func firstHitAt(ctx context.Context, app *App, irisIOC int64) time.Time {
+	if rows, _ := app.Store.FindIOCs(ctx, irisIOC); len(rows) > 0 {
+		if d, _ := app.Store.FindTabData(ctx, rows[0].ID, 10); len(d.Cases) > 0 && len(d.Cases[0].Hits) > 0 {
+			return d.Cases[0].Hits[0].FirstSeen
+		}
+	}
+	return time.Time{}
+}

@@ -79,6 +79,30 @@ func (e realCollectEnv) collectConfig(cfg *config.Config) {
 	cfg.Writeback.TabMinInterval = 0
 }
 
+// startRealCollect opens velohunt on the real IRIS and Velociraptor with
+// collections on (collectConfig, and the datastore copy up to copy bytes)
+// and makes a case, both closed when the test ends.
+func startRealCollect(tb testing.TB, name string, copy int64) (*realCollectEnv, config.Config, *iris.Client, *App, int64) {
+	tb.Helper()
+	env := needRealIRIS(tb)
+	e := needRealCollect(tb)
+	cfg := realIRISConfig(tb.TempDir(), env.url, env.key, env.adminKey, env.insecure, e.apiCfg)
+	e.collectConfig(&cfg)
+	cfg.Collect.IRISDatastoreMaxBytes = copy
+	admin, _ := iris.New(iris.Options{URL: env.url, APIKey: env.adminKey, InsecureSkipVerify: env.insecure})
+	cid, err := admin.AddCase(context.Background(), fmt.Sprintf("%s %d", name, time.Now().UnixNano()), "velohunt test: hit to evidence", 1, "")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { admin.CloseCase(context.Background(), cid) })
+	app := openTestApp(tb, cfg)
+	tb.Cleanup(func() {
+		stopRealHunts(app)
+		app.Close(context.Background())
+	})
+	return &e, cfg, admin, app, cid
+}
+
 // TestRealCollectEvidence: a SHA-256 hit on the real Windows-impersonating
 // client ends, within 30 s of the hit, as an IRIS evidence whose SHA-256
 // is the planted file's, a "collected" event linked to the host's asset,
@@ -86,23 +110,8 @@ func (e realCollectEnv) collectConfig(cfg *config.Config) {
 // set, a copy of the file (read back from Velociraptor) is in the case's
 // datastore, and the evidence says so.
 func TestRealCollectEvidence(t *testing.T) {
-	env := needRealIRIS(t)
-	e := needRealCollect(t)
 	ctx := context.Background()
-	cfg := realIRISConfig(t.TempDir(), env.url, env.key, env.adminKey, env.insecure, e.apiCfg)
-	e.collectConfig(&cfg)
-	cfg.Collect.IRISDatastoreMaxBytes = 1 << 20
-	admin, _ := iris.New(iris.Options{URL: env.url, APIKey: env.adminKey, InsecureSkipVerify: env.insecure})
-	cid, err := admin.AddCase(ctx, fmt.Sprintf("velohunt collect %d", time.Now().UnixNano()), "velohunt test: hit to evidence", 1, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.CloseCase(context.Background(), cid)
-	app := openTestApp(t, cfg)
-	defer func() {
-		stopRealHunts(app)
-		app.Close(context.Background())
-	}()
+	e, cfg, admin, app, cid := startRealCollect(t, "velohunt collect", 1<<20)
 	x, err := admin.AddIOC(ctx, cid, iris.NewIOC{Value: e.sum, TypeID: iocTypeID(t, admin, "sha256"), TLPID: 2, Description: "velohunt collect test"})
 	if err != nil {
 		t.Fatal(err)
@@ -117,11 +126,7 @@ func TestRealCollectEvidence(t *testing.T) {
 			t.Fatalf("no evidence after 4 minutes (hit at %v)\nstatus: %s", hitAt, b)
 		}
 		if hitAt.IsZero() {
-			if rows, _ := app.Store.FindIOCs(ctx, x.ID); len(rows) > 0 {
-				if d, _ := app.Store.FindTabData(ctx, rows[0].ID, 10); len(d.Cases) > 0 && len(d.Cases[0].Hits) > 0 {
-					hitAt = d.Cases[0].Hits[0].FirstSeen
-				}
-			}
+			hitAt = firstHitAt(ctx, app, x.ID)
 			continue
 		}
 		list, err := admin.ListEvidences(ctx, cid)
@@ -348,23 +353,8 @@ func BenchmarkRealHitToEvidence(b *testing.B) {
 // benchHitToEvidence runs BenchmarkRealHitToEvidence with
 // collect.iris_datastore_max_bytes set to copy.
 func benchHitToEvidence(b *testing.B, copy int64) {
-	env := needRealIRIS(b)
-	e := needRealCollect(b)
 	ctx := context.Background()
-	cfg := realIRISConfig(b.TempDir(), env.url, env.key, env.adminKey, env.insecure, e.apiCfg)
-	e.collectConfig(&cfg)
-	cfg.Collect.IRISDatastoreMaxBytes = copy
-	admin, _ := iris.New(iris.Options{URL: env.url, APIKey: env.adminKey, InsecureSkipVerify: env.insecure})
-	cid, err := admin.AddCase(ctx, fmt.Sprintf("velohunt collect bench %d", time.Now().UnixNano()), "velohunt bench: hit to evidence", 1, "")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer admin.CloseCase(context.Background(), cid)
-	app := openTestApp(b, cfg)
-	defer func() {
-		stopRealHunts(app)
-		app.Close(context.Background())
-	}()
+	e, _, admin, app, cid := startRealCollect(b, "velohunt collect bench", copy)
 	sha := iocTypeID(b, admin, "sha256")
 	var hitToEv, iocToEv []time.Duration
 	b.ResetTimer()
@@ -382,11 +372,7 @@ func benchHitToEvidence(b *testing.B, copy int64) {
 				b.Fatalf("no evidence for %s after 3 minutes", e.sum)
 			}
 			if hit.IsZero() {
-				if rows, _ := app.Store.FindIOCs(ctx, x.ID); len(rows) > 0 {
-					if d, _ := app.Store.FindTabData(ctx, rows[0].ID, 10); len(d.Cases) > 0 && len(d.Cases[0].Hits) > 0 {
-						hit = d.Cases[0].Hits[0].FirstSeen
-					}
-				}
+				hit = firstHitAt(ctx, app, x.ID)
 				continue
 			}
 			list, _ := admin.ListEvidences(ctx, cid)

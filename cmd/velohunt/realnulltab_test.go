@@ -50,11 +50,7 @@ func TestRealNullIOCFirstStatus(t *testing.T) {
 	var firstHit time.Time
 	for end := time.Now().Add(2 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
 		if firstHit.IsZero() {
-			if rows, _ := app.Store.FindIOCs(ctx, id); len(rows) > 0 {
-				if d, _ := app.Store.FindTabData(ctx, rows[0].ID, 10); len(d.Cases) > 0 && len(d.Cases[0].Hits) > 0 {
-					firstHit = d.Cases[0].Hits[0].FirstSeen
-				}
-			}
+			firstHit = firstHitAt(ctx, app, id)
 		}
 		v, _ := admin.IOCAttributes(ctx, cid, id, cfg.Writeback.TabName)
 		if strings.HasPrefix(v["Status"], "HIT") && !firstHit.IsZero() {
