@@ -5,7 +5,6 @@ import (
 	"strings"
 
 	"github.com/velohunt/velohunt/internal/collect"
-	"github.com/velohunt/velohunt/internal/config"
 	"github.com/velohunt/velohunt/internal/ioc"
 	"github.com/velohunt/velohunt/internal/velociraptor"
 )
@@ -26,7 +25,7 @@ func (a *App) newCollector() *collect.Collector {
 		}
 		ck := collect.Kind{File: k.Collect.File, MaxBytes: k.Collect.MaxBytes}
 		if ck.MaxBytes == 0 {
-			ck.MaxBytes = config.DefaultCollectMaxBytes
+			ck.MaxBytes = velociraptor.DefaultCollectMaxBytes
 		}
 		for _, art := range k.Collect.Artifacts {
 			ck.Artifacts = append(ck.Artifacts, velociraptor.ArtifactSpec{Name: art.Name, Params: art.Parameters})

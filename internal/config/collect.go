@@ -69,7 +69,6 @@ type CollectArtifact struct {
 
 // Defaults of follow-up collections.
 const (
-	DefaultCollectMaxBytes      = 100 << 20
 	DefaultCollectInFlight      = 4
 	DefaultCollectPerHostPerDay = 5
 	DefaultCollectBytesPerDay   = 2 << 30
