@@ -200,14 +200,23 @@ func newPlanner(c config.Config, db planner.Store, servers map[string]planner.Ve
 
 // huntURL links to a hunt in the Velociraptor GUI of its server.
 func (a *App) huntURL(server, org, huntID string) string {
+	if huntID == "" {
+		return ""
+	}
+	return a.guiURL(server, org, "/hunts/"+url.PathEscape(huntID)+"/overview")
+}
+
+// guiURL links to a page (the fragment after "#") of the Velociraptor GUI
+// of a server in an org; "" when the server has no gui_url.
+func (a *App) guiURL(server, org, page string) string {
 	s, ok := a.Config.Server(server)
-	if !ok || s.GUIURL == "" || huntID == "" {
+	if !ok || s.GUIURL == "" {
 		return ""
 	}
 	if org == "" {
 		org = "root"
 	}
-	return strings.TrimRight(s.GUIURL, "/") + "/app/index.html?org_id=" + url.QueryEscape(org) + "#/hunts/" + url.PathEscape(huntID) + "/overview"
+	return strings.TrimRight(s.GUIURL, "/") + "/app/index.html?org_id=" + url.QueryEscape(org) + "#" + page
 }
 
 // resolveRefs reads IRIS's reference lists and maps the configured names to

@@ -2,7 +2,6 @@ package main
 
 import (
 	"net/url"
-	"strings"
 
 	"github.com/velohunt/velohunt/internal/collect"
 	"github.com/velohunt/velohunt/internal/ioc"
@@ -45,13 +44,8 @@ func (a *App) newCollector() *collect.Collector {
 
 // flowURL links to a client's flow in the Velociraptor GUI of its server.
 func (a *App) flowURL(server, org, clientID, flowID string) string {
-	s, ok := a.Config.Server(server)
-	if !ok || s.GUIURL == "" || flowID == "" {
+	if flowID == "" {
 		return ""
 	}
-	if org == "" {
-		org = "root"
-	}
-	return strings.TrimRight(s.GUIURL, "/") + "/app/index.html?org_id=" + url.QueryEscape(org) + "#/collected/" +
-		url.PathEscape(clientID) + "/" + url.PathEscape(flowID) + "/overview"
+	return a.guiURL(server, org, "/collected/"+url.PathEscape(clientID)+"/"+url.PathEscape(flowID)+"/overview")
 }
