@@ -90,3 +90,33 @@ func TestRealCollectSwapRace(t *testing.T) {
 	}
 	t.Logf("outcomes: %v", outcomes)
 }
+
+// TestRealCollectHardLinkRefused: a file of another user (root's 0600
+// file) hard-linked into a folder of the user's, as anyone may where
+// fs.protected_hardlinks is 0 (made here by root, which that setting does
+// not stop), is refused: the hunt's inode is root's file (adversarial
+// review). A hard link of the user's own file is collected.
+func TestRealCollectHardLinkRefused(t *testing.T) {
+	c, org, h, dir := realLinuxCollect(t)
+	rootDir, err := os.MkdirTemp("/srv/velohunt-test", "hardlink-root-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(rootDir) })
+	secret := filepath.Join(rootDir, "secret")
+	if err := os.WriteFile(secret, []byte("root:$6$secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	asNobody(t, fmt.Sprintf(`cd %s && mkdir mine && printf own > mine/own.bin && ln mine/own.bin mine/own-link.bin`, dir))
+	if err := os.Link(secret, filepath.Join(dir, "mine", "evil.bin")); err != nil {
+		t.Fatal(err)
+	}
+	_, _, got := collect(t, c, org, h, velociraptor.CollectRequest{Path: filepath.Join(dir, "mine", "evil.bin"), MaxBytes: 1 << 20})
+	if got.Uploaded || !strings.Contains(got.Error, "hard link to another user's file") {
+		t.Fatalf("root's file hard-linked into a user's folder: row %+v, want it refused", got)
+	}
+	_, _, got = collect(t, c, org, h, velociraptor.CollectRequest{Path: filepath.Join(dir, "mine", "own-link.bin"), MaxBytes: 1 << 20})
+	if !got.Uploaded {
+		t.Fatalf("the user's own hard-linked file: row %+v, want it collected", got)
+	}
+}
