@@ -51,7 +51,6 @@ type Store interface {
 	DeferCollection(ctx context.Context, id int64, reason string, next time.Time) error
 	SetCollectionFlowState(ctx context.Context, id int64, state string) error
 	EndCollection(ctx context.Context, id int64, r store.CollectionResult) error
-	CollectionWanted(ctx context.Context, id int64) (bool, error)
 }
 
 // Recorder counts collections by server and outcome (queued, started,
@@ -369,10 +368,7 @@ func (c *Collector) step(ctx context.Context, col store.Collection, ps *passStat
 	if now.Before(col.NextAt) {
 		return nil
 	}
-	switch wanted, err := c.Store.CollectionWanted(ctx, col.ID); {
-	case err != nil:
-		return err
-	case !wanted:
+	if !col.Wanted {
 		return c.fail(ctx, col, "not started: the case was closed, the IOC removed, or collections turned off for the case")
 	}
 	var arts []velociraptor.ArtifactSpec

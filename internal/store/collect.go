@@ -149,17 +149,26 @@ type Collection struct {
 	Uploaded, Reserved      int64
 	Created, Launched       time.Time
 	Ended, NextAt           time.Time
+	// Wanted: the collection still serves a hit of an open case whose
+	// route allows collections.
+	Wanted bool
 }
 
+// collectionColumns are read FROM collections; the last says whether the
+// collection still serves a hit of an open case whose route allows
+// collections (a case closed, its IOC removed, or turned to collect: false
+// since its hit was found wants none).
 const collectionColumns = `id, server, org, client_id, target, path, artifacts, max_bytes, expect, marker, state, reason, flow_id, attempts,
-	flow_state, file_path, file_size, sha256, md5, uploaded, reserved, created_at, launched_at, ended_at, next_at`
+	flow_state, file_path, file_size, sha256, md5, uploaded, reserved, created_at, launched_at, ended_at, next_at,
+	EXISTS (SELECT 1 FROM hits h JOIN iocs i ON i.id = h.ioc_id JOIN cases c ON c.case_id = i.case_id
+		WHERE h.collection_id = collections.id AND c.is_open = 1 AND c.no_collect = 0 AND i.state != 'removed')`
 
 func scanCollection(s interface{ Scan(...any) error }) (Collection, error) {
 	var c Collection
 	var created, launched, ended, next int64
 	err := s.Scan(&c.ID, &c.Server, &c.Org, &c.ClientID, &c.Target, &c.Path, &c.Artifacts, &c.MaxBytes, &c.Expect, &c.Marker, &c.State, &c.Reason,
 		&c.FlowID, &c.Attempts, &c.FlowState, &c.FilePath, &c.FileSize, &c.SHA256, &c.MD5, &c.Uploaded, &c.Reserved,
-		&created, &launched, &ended, &next)
+		&created, &launched, &ended, &next, &c.Wanted)
 	c.Created, c.Launched, c.Ended, c.NextAt = msOrZero(created), msOrZero(launched), msOrZero(ended), msOrZero(next)
 	return c, err
 }
@@ -394,17 +403,4 @@ func (db *DB) HitCollection(ctx context.Context, hitID int64) (Collection, error
 		return c, fmt.Errorf("collection of hit %d: %w", hitID, err)
 	}
 	return c, nil
-}
-
-// CollectionWanted reports whether a collection still serves a hit of an
-// open case whose route allows collections (a case closed, or turned to
-// collect: false, since its hit was found wants none).
-func (db *DB) CollectionWanted(ctx context.Context, id int64) (bool, error) {
-	var n int
-	err := db.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM hits h JOIN iocs i ON i.id = h.ioc_id JOIN cases c ON c.case_id = i.case_id
-		WHERE h.collection_id = ? AND c.is_open = 1 AND c.no_collect = 0 AND i.state != 'removed'`, id).Scan(&n)
-	if err != nil {
-		return false, fmt.Errorf("collection %d: %w", id, err)
-	}
-	return n > 0, nil
 }
